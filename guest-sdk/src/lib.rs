@@ -1,0 +1,121 @@
+//! Write wf workflow modules in Rust.
+//!
+//! A workflow module is a WebAssembly component of the world
+//! `wf:workflow/workflow`: the host calls its `run` once per execution, and the
+//! module may save, load, list and delete workflow states through the host's
+//! store. This crate hides the generated bindings behind plain Rust: write a
+//! function from a typed input to a typed result and hand it to [`export!`].
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use wf_guest::{Context, EventType, StoreError};
+//!
+//! #[derive(Deserialize)]
+//! struct Order { sku: String, quantity: u32 }
+//!
+//! #[derive(Serialize)]
+//! struct Receipt { sku: String, reserved: u32 }
+//!
+//! fn run(ctx: &Context, order: Order) -> Result<Receipt, StoreError> {
+//!     // Record a step in this workflow's own history, durably.
+//!     ctx.update_state(|state| {
+//!         state.push_event(EventType::ActivityCompleted).activity_name = "reserve".into();
+//!     })?;
+//!     Ok(Receipt { sku: order.sku, reserved: order.quantity })
+//! }
+//!
+//! wf_guest::export!(run);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` (a `cdylib`
+//! crate) and run it with `wfhost run target/wasm32-wasip2/release/NAME.wasm
+//! --id order-1 --input '{"sku":"A-1","quantity":2}'`.
+#![deny(missing_docs)]
+
+mod store;
+mod types;
+
+pub use store::{Context, ListFilter, Store, StoreError};
+pub use types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState, WorkflowStatus};
+
+// The generated code names this crate by its external path.
+extern crate self as wf_guest;
+
+/// Generated bindings; not part of the API (use the re-exported types).
+use __private::bindings;
+
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code, unused_qualifications, clippy::all)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "workflow",
+        pub_export_macro: true,
+        export_macro_name: "__export_workflow_world",
+        default_bindings_module: "::wf_guest::__private::bindings",
+        runtime_path: "::wf_guest::__private::wit_bindgen::rt",
+    });
+}
+
+/// Used by [`export!`]'s expansion; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::__bindings as bindings;
+    pub use crate::__bindings::Guest;
+    pub use wit_bindgen;
+
+    use crate::Context;
+
+    /// Decodes the input, calls the workflow function, encodes its outcome.
+    pub fn run_typed<T, U, E, F>(workflow_id: String, input: String, f: F) -> Result<String, String>
+    where
+        T: serde::de::DeserializeOwned,
+        U: serde::Serialize,
+        E: std::fmt::Display,
+        F: FnOnce(&Context, T) -> Result<U, E>,
+    {
+        let input: T = serde_json::from_str(&input)
+            .map_err(|e| format!("the workflow input does not match the expected type: {e}"))?;
+        let ctx = Context::new(workflow_id);
+        let output = f(&ctx, input).map_err(|e| e.to_string())?;
+        serde_json::to_string(&output)
+            .map_err(|e| format!("cannot encode the workflow result: {e}"))
+    }
+}
+
+/// Exports a function as the workflow's `run`.
+///
+/// The function has the shape `fn(&Context, T) -> Result<U, E>` where `T` is
+/// [`serde::Deserialize`] (decoded from the input JSON), `U` is
+/// [`serde::Serialize`] (encoded as the result JSON) and `E` is
+/// [`std::fmt::Display`] (the error text the host records when the workflow
+/// fails). Input that does not decode into `T` fails the workflow with a message
+/// saying so. Use it once, at the crate root of a `cdylib`:
+///
+/// ```no_run
+/// fn greet(_ctx: &wf_guest::Context, name: String) -> Result<String, String> {
+///     Ok(format!("hello, {name}"))
+/// }
+/// wf_guest::export!(greet);
+/// ```
+#[macro_export]
+macro_rules! export {
+    ($run:path) => {
+        const _: () = {
+            struct WfWorkflow;
+
+            impl $crate::__private::Guest for WfWorkflow {
+                fn run(
+                    workflow_id: ::std::string::String,
+                    input: ::std::string::String,
+                ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                    $crate::__private::run_typed(workflow_id, input, $run)
+                }
+            }
+
+            $crate::__private::bindings::__export_workflow_world!(
+                WfWorkflow with_types_in $crate::__private::bindings
+            );
+        };
+    };
+}

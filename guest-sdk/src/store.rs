@@ -1,0 +1,204 @@
+//! The workflow store as the guest sees it, and the workflow's context.
+
+use crate::bindings::wf::workflow::{store as wit_store, types as wit};
+use crate::types::{Timestamp, WorkflowState, WorkflowStatus};
+
+/// Why a store call failed; mirrors the WIT `store-error`. A failed call wrote nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// Malformed request: bad workflow id, invalid JSON, timestamp out of range, zero limit.
+    InvalidArgument(String),
+    /// The encoded state exceeds the store's value limit.
+    TooLarge(String),
+    /// This module may not touch that id or store.
+    Denied(String),
+    /// The backend did not acknowledge; the call may be retried.
+    Unavailable(String),
+    /// A conditional write lost a race.
+    Conflict(String),
+    /// The host failed.
+    Internal(String),
+}
+
+impl StoreError {
+    /// The WIT case name: `invalid-argument`, `too-large`, `denied`,
+    /// `unavailable`, `conflict` or `internal`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "invalid-argument",
+            Self::TooLarge(_) => "too-large",
+            Self::Denied(_) => "denied",
+            Self::Unavailable(_) => "unavailable",
+            Self::Conflict(_) => "conflict",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The host's message, e.g. `kafka/save: workflow ID is required`.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::InvalidArgument(m)
+            | Self::TooLarge(m)
+            | Self::Denied(m)
+            | Self::Unavailable(m)
+            | Self::Conflict(m)
+            | Self::Internal(m) => m,
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind(), self.message())
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<wit::StoreError> for StoreError {
+    fn from(e: wit::StoreError) -> Self {
+        match e {
+            wit::StoreError::InvalidArgument(m) => Self::InvalidArgument(m),
+            wit::StoreError::TooLarge(m) => Self::TooLarge(m),
+            wit::StoreError::Denied(m) => Self::Denied(m),
+            wit::StoreError::Unavailable(m) => Self::Unavailable(m),
+            wit::StoreError::Conflict(m) => Self::Conflict(m),
+            wit::StoreError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+/// Which states [`Store::list`] returns. Build it with the chained setters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only this status; all when `None`.
+    pub status: Option<WorkflowStatus>,
+    /// Page size: default 100, at most 1000; 0 is rejected.
+    pub limit: Option<u32>,
+    /// Only ids after this one (exclusive).
+    pub after: Option<String>,
+}
+
+impl ListFilter {
+    /// Every state, default page size.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only states with `status`.
+    pub fn status(mut self, status: WorkflowStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// At most `limit` states per page.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Only ids greater than `after`.
+    pub fn after(mut self, after: impl Into<String>) -> Self {
+        self.after = Some(after.into());
+        self
+    }
+}
+
+/// The host's workflow store. Every call is synchronous for the guest; a write
+/// returns once the host's backend acknowledged it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Store {
+    _private: (),
+}
+
+impl Store {
+    /// Creates or replaces the state under `state.workflow_id`.
+    pub fn save(&self, state: &WorkflowState) -> Result<(), StoreError> {
+        wit_store::save(&state.clone().into()).map_err(Into::into)
+    }
+
+    /// The state under `workflow_id`, if any.
+    pub fn load(&self, workflow_id: &str) -> Result<Option<WorkflowState>, StoreError> {
+        Ok(wit_store::load(workflow_id)?.map(Into::into))
+    }
+
+    /// One page of states, ascending by id.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<WorkflowState>, StoreError> {
+        let filter = wit::WorkflowFilter {
+            status: filter.status.map(Into::into),
+            limit: filter.limit,
+            after: filter.after.clone(),
+        };
+        Ok(wit_store::list(&filter)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// Every state matching `filter`, fetching page after page from
+    /// `filter.after` on.
+    pub fn list_all(&self, filter: &ListFilter) -> Result<Vec<WorkflowState>, StoreError> {
+        let mut all = Vec::new();
+        let mut page_filter = filter.clone();
+        loop {
+            let page = self.list(&page_filter)?;
+            let Some(last) = page.last() else { break };
+            page_filter.after = Some(last.workflow_id.clone());
+            all.extend(page);
+        }
+        Ok(all)
+    }
+
+    /// Removes the state under `workflow_id`; absent ids succeed.
+    pub fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
+        wit_store::delete(workflow_id).map_err(Into::into)
+    }
+}
+
+/// What a running workflow knows about itself, and its store.
+#[derive(Debug)]
+pub struct Context {
+    workflow_id: String,
+    store: Store,
+}
+
+impl Context {
+    pub(crate) fn new(workflow_id: String) -> Self {
+        Self {
+            workflow_id,
+            store: Store::default(),
+        }
+    }
+
+    /// This workflow's id.
+    pub fn workflow_id(&self) -> &str {
+        &self.workflow_id
+    }
+
+    /// The host's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// This workflow's own stored state (the host saves it as `running`
+    /// before calling `run`).
+    pub fn state(&self) -> Result<Option<WorkflowState>, StoreError> {
+        self.store.load(&self.workflow_id)
+    }
+
+    /// Loads this workflow's state (or starts a new one), applies `change`,
+    /// stamps `updated_at`, saves it and returns what was saved. The host keeps
+    /// the history saved this way when it records the end of the run.
+    pub fn update_state(
+        &self,
+        change: impl FnOnce(&mut WorkflowState),
+    ) -> Result<WorkflowState, StoreError> {
+        let mut state = self
+            .state()?
+            .unwrap_or_else(|| WorkflowState::new(self.workflow_id.clone()));
+        change(&mut state);
+        state.updated_at = Timestamp::now();
+        self.store.save(&state)?;
+        Ok(state)
+    }
+}

@@ -1,0 +1,222 @@
+//! The one `bindgen!` of the host, the WIT `store` interface implemented over
+//! [`WorkflowStore`], and the conversions between WIT and model types.
+//!
+//! Store failures are returned to the guest as `store-error` (mapped in
+//! [`to_wit_error`]); a trap is raised only for host bugs.
+
+use std::sync::Arc;
+
+use crate::model;
+use crate::store::{ListFilter, StoreError, WorkflowStore};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "workflow",
+        // Store calls await the backend (a Kafka acknowledgement) without
+        // blocking the executor thread.
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
+pub(crate) use generated::WorkflowPre as WorkflowWorldPre;
+use generated::wf::workflow::types as wit;
+
+/// What the host's store import needs from a wasmtime store's data.
+pub(crate) trait StoreView: Send {
+    /// The backend this guest is bound to.
+    fn workflow_store(&self) -> &Arc<dyn WorkflowStore>;
+}
+
+/// Marker for `HasData`: the host implementation borrows the store's data.
+struct StoreImports;
+
+impl wasmtime::component::HasData for StoreImports {
+    type Data<'a> = &'a mut dyn StoreView;
+}
+
+/// Adds the `store` and `types` imports to `linker`.
+pub(crate) fn add_to_linker<T: StoreView + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    generated::wf::workflow::types::add_to_linker::<T, StoreImports>(linker, |t| t)?;
+    generated::wf::workflow::store::add_to_linker::<T, StoreImports>(linker, |t| t)
+}
+
+impl wit::Host for &mut dyn StoreView {}
+
+impl generated::wf::workflow::store::Host for &mut dyn StoreView {
+    async fn save(&mut self, state: wit::WorkflowState) -> Result<(), wit::StoreError> {
+        let state = model::WorkflowState::from(state);
+        self.workflow_store()
+            .save(state)
+            .await
+            .map_err(to_wit_error)
+    }
+
+    async fn load(
+        &mut self,
+        workflow_id: String,
+    ) -> Result<Option<wit::WorkflowState>, wit::StoreError> {
+        let state = self
+            .workflow_store()
+            .load(&workflow_id)
+            .await
+            .map_err(to_wit_error)?;
+        Ok(state.map(|s| to_wit_state(&s)))
+    }
+
+    async fn list(
+        &mut self,
+        filter: wit::WorkflowFilter,
+    ) -> Result<Vec<wit::WorkflowState>, wit::StoreError> {
+        let filter = ListFilter {
+            status: filter.status.map(model::WorkflowStatus::from),
+            limit: filter.limit,
+            after: filter.after,
+        };
+        let states = self
+            .workflow_store()
+            .list(&filter)
+            .await
+            .map_err(to_wit_error)?;
+        Ok(states.iter().map(|s| to_wit_state(s)).collect())
+    }
+
+    async fn delete(&mut self, workflow_id: String) -> Result<(), wit::StoreError> {
+        self.workflow_store()
+            .delete(&workflow_id)
+            .await
+            .map_err(to_wit_error)
+    }
+}
+
+/// The one place store errors become WIT errors.
+fn to_wit_error(error: StoreError) -> wit::StoreError {
+    match error {
+        StoreError::InvalidArgument(m) => wit::StoreError::InvalidArgument(m),
+        StoreError::TooLarge(m) => wit::StoreError::TooLarge(m),
+        StoreError::Denied(m) => wit::StoreError::Denied(m),
+        StoreError::Unavailable(m) => wit::StoreError::Unavailable(m),
+        StoreError::Conflict(m) => wit::StoreError::Conflict(m),
+        StoreError::Internal(m) => wit::StoreError::Internal(m),
+    }
+}
+
+macro_rules! same_enum {
+    ($wit:ty, $model:ty, [$($variant:ident),+ $(,)?]) => {
+        impl From<$wit> for $model {
+            fn from(value: $wit) -> Self {
+                match value { $(<$wit>::$variant => <$model>::$variant,)+ }
+            }
+        }
+        impl From<$model> for $wit {
+            fn from(value: $model) -> Self {
+                match value { $(<$model>::$variant => <$wit>::$variant,)+ }
+            }
+        }
+    };
+}
+
+same_enum!(
+    wit::WorkflowStatus,
+    model::WorkflowStatus,
+    [Running, Completed, Failed, Canceled]
+);
+same_enum!(
+    wit::EventType,
+    model::EventType,
+    [
+        WorkflowStarted,
+        WorkflowCompleted,
+        WorkflowFailed,
+        WorkflowCanceled,
+        ActivityStarted,
+        ActivityCompleted,
+        ActivityFailed,
+        SignalReceived,
+        TimerFired,
+    ]
+);
+
+impl From<wit::Timestamp> for model::Timestamp {
+    fn from(t: wit::Timestamp) -> Self {
+        Self {
+            seconds: t.seconds,
+            nanoseconds: t.nanoseconds,
+        }
+    }
+}
+
+impl From<model::Timestamp> for wit::Timestamp {
+    fn from(t: model::Timestamp) -> Self {
+        Self {
+            seconds: t.seconds,
+            nanoseconds: t.nanoseconds,
+        }
+    }
+}
+
+impl From<wit::HistoryEvent> for model::HistoryEvent {
+    fn from(e: wit::HistoryEvent) -> Self {
+        Self {
+            id: e.id,
+            kind: e.kind.into(),
+            timestamp: e.timestamp.into(),
+            activity_name: e.activity_name,
+            input: e.input,
+            result: e.result,
+            error: e.error,
+            signal_name: e.signal_name,
+            signal_payload: e.signal_payload,
+            duration_ns: e.duration_ns,
+        }
+    }
+}
+
+impl From<wit::WorkflowState> for model::WorkflowState {
+    fn from(s: wit::WorkflowState) -> Self {
+        Self {
+            workflow_id: s.workflow_id,
+            run_id: s.run_id,
+            status: s.status.into(),
+            input: s.input,
+            result: s.result,
+            error: s.error,
+            history: s.history.into_iter().map(Into::into).collect(),
+            created_at: s.created_at.into(),
+            updated_at: s.updated_at.into(),
+        }
+    }
+}
+
+fn to_wit_event(e: &model::HistoryEvent) -> wit::HistoryEvent {
+    wit::HistoryEvent {
+        id: e.id,
+        kind: e.kind.into(),
+        timestamp: e.timestamp.into(),
+        activity_name: e.activity_name.clone(),
+        input: e.input.clone(),
+        result: e.result.clone(),
+        error: e.error.clone(),
+        signal_name: e.signal_name.clone(),
+        signal_payload: e.signal_payload.clone(),
+        duration_ns: e.duration_ns,
+    }
+}
+
+/// Copies a cached state into the WIT type the guest receives.
+fn to_wit_state(s: &model::WorkflowState) -> wit::WorkflowState {
+    wit::WorkflowState {
+        workflow_id: s.workflow_id.clone(),
+        run_id: s.run_id.clone(),
+        status: s.status.into(),
+        input: s.input.clone(),
+        result: s.result.clone(),
+        error: s.error.clone(),
+        history: s.history.iter().map(to_wit_event).collect(),
+        created_at: s.created_at.into(),
+        updated_at: s.updated_at.into(),
+    }
+}

@@ -1,0 +1,26 @@
+//! wf-host: runs wf workflow modules (WebAssembly components of the world
+//! `wf:workflow/workflow`) under wasmtime and backs their `store` import with a
+//! pluggable [`store::WorkflowStore`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wf_host::{Host, store::MemoryStore};
+//!
+//! # #[tokio::main] async fn main() -> anyhow::Result<()> {
+//! let host = Host::new(Arc::new(MemoryStore::new()))?;
+//! let module = host.load_module_file("pipeline.wasm")?;
+//! let state = host.execute(&module, "pipeline-001", r#""start processing""#).await?;
+//! assert_eq!(state.result.as_deref(), Some(r#""completed: start processing""#));
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod bindings;
+pub mod config;
+mod executor;
+pub mod model;
+mod runtime;
+pub mod store;
+
+pub use executor::{ExecuteError, Host};
+pub use runtime::{HostConfig, Module};

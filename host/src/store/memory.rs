@@ -1,0 +1,110 @@
+//! The in-memory backend: a sorted map behind a lock. Nothing survives the
+//! process; it is the reference for the store semantics and the test double
+//! for the runtime.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+
+use super::validate::{self, StoreLimits};
+use super::{ListFilter, StoreError, WorkflowStore};
+use crate::model::WorkflowState;
+
+/// Workflow states in process memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    states: RwLock<BTreeMap<String, Arc<WorkflowState>>>,
+    limits: StoreLimits,
+    closed: AtomicBool,
+}
+
+impl MemoryStore {
+    /// An empty store with the default limits.
+    pub fn new() -> Self {
+        Self::with_limits(StoreLimits::default())
+    }
+
+    /// An empty store with the given limits.
+    pub fn with_limits(limits: StoreLimits) -> Self {
+        Self {
+            states: RwLock::default(),
+            limits,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn check_open(&self, op: &str) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(format!("{op}: store is closed")));
+        }
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<WorkflowState>>> {
+        // A panic while holding the lock cannot leave the map half-updated
+        // (every write is a single insert or remove), so poisoning is ignored.
+        self.states.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<WorkflowState>>> {
+        self.states.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for MemoryStore {
+    async fn save(&self, state: WorkflowState) -> Result<(), StoreError> {
+        const OP: &str = "memory/save";
+        self.check_open(OP)?;
+        // Encoding enforces the same JSON, timestamp and size rules as Kafka.
+        validate::encode_for_save(OP, &state, &self.limits)?;
+        self.write()
+            .insert(state.workflow_id.clone(), Arc::new(state));
+        Ok(())
+    }
+
+    async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError> {
+        const OP: &str = "memory/load";
+        self.check_open(OP)?;
+        validate::check_id(OP, workflow_id)?;
+        Ok(self.read().get(workflow_id).cloned())
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Arc<WorkflowState>>, StoreError> {
+        const OP: &str = "memory/list";
+        self.check_open(OP)?;
+        let page = validate::page_size(OP, filter, &self.limits)?;
+        let start = match &filter.after {
+            Some(after) => Bound::Excluded(after.as_str()),
+            None => Bound::Unbounded,
+        };
+        let states = self.read();
+        Ok(states
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(_, state)| state)
+            .filter(|state| filter.status.is_none_or(|s| state.status == s))
+            .take(page)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
+        const OP: &str = "memory/delete";
+        self.check_open(OP)?;
+        validate::check_id(OP, workflow_id)?;
+        self.write().remove(workflow_id);
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "in-memory (nothing is kept after the process exits)".to_string()
+    }
+}

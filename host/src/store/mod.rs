@@ -1,0 +1,82 @@
+//! The workflow store: one async trait, shared validation, and the backends.
+//!
+//! Every backend is used as `Arc<dyn WorkflowStore>` and must pass the same
+//! conformance suite (`host/tests/store_conformance.rs`). Validation lives in
+//! [`validate`] so that every backend rejects the same input with the same error.
+
+mod memory;
+pub mod validate;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::{WorkflowState, WorkflowStatus};
+
+pub use memory::MemoryStore;
+pub use validate::StoreLimits;
+
+/// Why a store call failed. Mirrors the WIT `store-error` variant.
+///
+/// The message names the backend and operation first, as the Go provider does
+/// (`kafka/save: workflow ID is required`). A call that fails has written nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Malformed request: bad workflow id, invalid JSON field, timestamp out of range, zero limit.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The encoded state exceeds the configured value limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The caller may not touch this id or store.
+    #[error("{0}")]
+    Denied(String),
+    /// The backend is unreachable, closed, or did not acknowledge in time.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A conditional write lost a race.
+    #[error("{0}")]
+    Conflict(String),
+    /// A fault inside the store that the caller cannot fix.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Which states [`WorkflowStore::list`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only states with this status; all when `None`.
+    pub status: Option<WorkflowStatus>,
+    /// Page size; `None` means [`StoreLimits::default_page_size`]. Clamped to
+    /// [`StoreLimits::max_page_size`]; zero is rejected.
+    pub limit: Option<u32>,
+    /// Exclusive cursor: only ids greater than this one.
+    pub after: Option<String>,
+}
+
+/// Durable workflow states keyed by workflow id.
+///
+/// Semantics every backend keeps (see `wit/store.wit`): a save or delete returns
+/// only once durable and only then becomes visible; reads see this host's own
+/// acknowledged writes; `list` is ordered by ascending id and bounded; a failed
+/// call changes nothing.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync + std::fmt::Debug {
+    /// Create or replace the state stored under `state.workflow_id`.
+    async fn save(&self, state: WorkflowState) -> Result<(), StoreError>;
+
+    /// The state stored under `workflow_id`, if any.
+    async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError>;
+
+    /// One page of states matching `filter`, ascending by id.
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Arc<WorkflowState>>, StoreError>;
+
+    /// Remove the state stored under `workflow_id`; absent ids succeed.
+    async fn delete(&self, workflow_id: &str) -> Result<(), StoreError>;
+
+    /// Flush and release resources. Idempotent; later calls fail with `Unavailable`.
+    async fn close(&self) -> Result<(), StoreError>;
+
+    /// A short human description, e.g. `in-memory` or `kafka topic t on b:9092`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,446 @@
+//! The store conformance suite: the semantics of `wit/store.wit`, written once
+//! and run against every backend with [`conformance_suite!`].
+//!
+//! Each case takes a freshly opened, empty store.
+
+use std::sync::Arc;
+
+use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
+use wf_host::store::{ListFilter, StoreError, WorkflowStore};
+
+/// Generates one `#[tokio::test]` per case in a module named `$backend`,
+/// each on a store returned by the async expression `$open`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::conformance_suite!(@cases $open;
+                save_then_load_round_trips_every_field,
+                load_of_an_absent_id_is_none,
+                save_replaces_the_previous_state,
+                delete_removes_and_deleting_an_absent_id_succeeds,
+                list_is_ascending_filtered_and_paged,
+                list_defaults_and_clamps_the_page_size,
+                list_rejects_a_zero_limit,
+                empty_id_is_rejected_with_the_provider_text,
+                id_length_limit_is_1024_bytes,
+                ids_with_control_characters_are_rejected,
+                invalid_json_fields_are_rejected,
+                oversized_values_are_rejected,
+                out_of_range_timestamps_are_rejected,
+                a_failed_save_keeps_the_previous_state,
+                reads_and_deletes_validate_the_id,
+                go_zero_time_round_trips,
+                concurrent_saves_of_distinct_ids_are_all_kept,
+                close_is_idempotent_and_refuses_later_calls,
+            );
+        }
+    };
+    (@cases $open:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store: std::sync::Arc<dyn wf_host::store::WorkflowStore> = $open.await;
+                $crate::conformance::$case(store.clone()).await;
+                let _ = store.close().await;
+            }
+        )+
+    };
+}
+
+type Store = Arc<dyn WorkflowStore>;
+
+fn at(seconds: i64, nanoseconds: u32) -> Timestamp {
+    Timestamp {
+        seconds,
+        nanoseconds,
+    }
+}
+
+/// A state with every field set.
+pub fn full_state(id: &str) -> WorkflowState {
+    let mut started = HistoryEvent::new(1, EventType::WorkflowStarted, at(1_700_000_000, 1));
+    started.input = Some(r#"{"order":7}"#.into());
+    let mut activity = HistoryEvent::new(
+        2,
+        EventType::ActivityCompleted,
+        at(1_700_000_001, 500_000_000),
+    );
+    activity.activity_name = "charge <card> & \"ship\"".into();
+    activity.result = Some(r#"["ok",1.5,null,{"k":"é\n"}]"#.into());
+    activity.duration_ns = 1_234_567_890;
+    let mut signal = HistoryEvent::new(3, EventType::SignalReceived, at(1_700_000_002, 0));
+    signal.signal_name = "approve".into();
+    signal.signal_payload = Some("true".into());
+    signal.error = "late\tby 2s".into();
+    WorkflowState {
+        workflow_id: id.into(),
+        run_id: "run-1".into(),
+        status: WorkflowStatus::Running,
+        input: Some(r#"{"order":7,"items":["a","b"]}"#.into()),
+        result: Some("\"half done\"".into()),
+        error: "retrying: <timeout>".into(),
+        history: vec![started, activity, signal],
+        created_at: at(1_700_000_000, 0),
+        updated_at: at(1_700_000_002, 999_999_999),
+    }
+}
+
+/// A small state with `status`.
+pub fn state(id: &str, status: WorkflowStatus) -> WorkflowState {
+    WorkflowState {
+        workflow_id: id.into(),
+        run_id: format!("run-{id}"),
+        status,
+        input: Some("1".into()),
+        result: None,
+        error: String::new(),
+        history: Vec::new(),
+        created_at: at(1_700_000_000, 0),
+        updated_at: at(1_700_000_000, 0),
+    }
+}
+
+async fn ids(store: &Store, filter: ListFilter) -> Vec<String> {
+    store
+        .list(&filter)
+        .await
+        .expect("list")
+        .iter()
+        .map(|s| s.workflow_id.clone())
+        .collect()
+}
+
+async fn assert_nothing_stored(store: &Store) {
+    assert_eq!(
+        ids(store, ListFilter::default()).await,
+        Vec::<String>::new(),
+        "nothing may be written"
+    );
+}
+
+fn assert_invalid(result: Result<(), StoreError>, needle: &str) {
+    match result {
+        Err(StoreError::InvalidArgument(message)) => {
+            assert!(
+                message.contains(needle),
+                "{message:?} should mention {needle:?}"
+            )
+        }
+        other => panic!("expected invalid-argument mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+pub async fn save_then_load_round_trips_every_field(store: Store) {
+    let saved = full_state("wf-1");
+    store.save(saved.clone()).await.expect("save");
+    let loaded = store.load("wf-1").await.expect("load").expect("present");
+    assert_eq!(*loaded, saved);
+}
+
+pub async fn load_of_an_absent_id_is_none(store: Store) {
+    assert!(store.load("missing").await.expect("load").is_none());
+}
+
+pub async fn save_replaces_the_previous_state(store: Store) {
+    store
+        .save(state("wf-1", WorkflowStatus::Running))
+        .await
+        .expect("save 1");
+    let mut second = state("wf-1", WorkflowStatus::Completed);
+    second.result = Some("\"done\"".into());
+    store.save(second.clone()).await.expect("save 2");
+    assert_eq!(*store.load("wf-1").await.unwrap().unwrap(), second);
+    assert_eq!(ids(&store, ListFilter::default()).await, ["wf-1"]);
+}
+
+pub async fn delete_removes_and_deleting_an_absent_id_succeeds(store: Store) {
+    store
+        .save(state("a", WorkflowStatus::Running))
+        .await
+        .unwrap();
+    store
+        .save(state("b", WorkflowStatus::Running))
+        .await
+        .unwrap();
+    store.delete("a").await.expect("delete");
+    assert!(store.load("a").await.unwrap().is_none());
+    assert_eq!(ids(&store, ListFilter::default()).await, ["b"]);
+    store.delete("a").await.expect("deleting again succeeds");
+    store
+        .delete("never-was")
+        .await
+        .expect("deleting an absent id succeeds");
+    assert_eq!(ids(&store, ListFilter::default()).await, ["b"]);
+}
+
+pub async fn list_is_ascending_filtered_and_paged(store: Store) {
+    use WorkflowStatus::*;
+    let saved = [
+        ("c", Completed),
+        ("a", Running),
+        ("e", Failed),
+        ("b", Completed),
+        ("d", Completed),
+        ("f", Canceled),
+    ];
+    for (id, status) in saved {
+        store.save(state(id, status)).await.unwrap();
+    }
+    assert_eq!(
+        ids(&store, ListFilter::default()).await,
+        ["a", "b", "c", "d", "e", "f"]
+    );
+    let completed = |limit, after: Option<&str>| ListFilter {
+        status: Some(Completed),
+        limit,
+        after: after.map(String::from),
+    };
+    assert_eq!(ids(&store, completed(None, None)).await, ["b", "c", "d"]);
+    assert_eq!(ids(&store, completed(Some(2), None)).await, ["b", "c"]);
+    assert_eq!(ids(&store, completed(Some(2), Some("c"))).await, ["d"]);
+    assert_eq!(ids(&store, completed(None, Some("bb"))).await, ["c", "d"]);
+    let only = |status| ListFilter {
+        status: Some(status),
+        ..Default::default()
+    };
+    assert_eq!(ids(&store, only(Failed)).await, ["e"]);
+    assert_eq!(ids(&store, only(Canceled)).await, ["f"]);
+    assert_eq!(ids(&store, only(Running)).await, ["a"]);
+
+    // Paging with the cursor visits every state exactly once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ids(
+            &store,
+            ListFilter {
+                status: None,
+                limit: Some(4),
+                after: after.clone(),
+            },
+        )
+        .await;
+        assert!(page.len() <= 4);
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        seen.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e", "f"]);
+}
+
+pub async fn list_defaults_and_clamps_the_page_size(store: Store) {
+    for i in 0..1001 {
+        store
+            .save(state(&format!("wf-{i:04}"), WorkflowStatus::Completed))
+            .await
+            .expect("save");
+    }
+    assert_eq!(
+        ids(&store, ListFilter::default()).await.len(),
+        100,
+        "default page"
+    );
+    let clamped = ids(
+        &store,
+        ListFilter {
+            limit: Some(5000),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(clamped.len(), 1000, "clamped page");
+    assert_eq!(clamped.first().map(String::as_str), Some("wf-0000"));
+    let rest = ids(
+        &store,
+        ListFilter {
+            after: clamped.last().cloned(),
+            limit: Some(1000),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rest, ["wf-1000"]);
+}
+
+pub async fn list_rejects_a_zero_limit(store: Store) {
+    let result = store
+        .list(&ListFilter {
+            limit: Some(0),
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::InvalidArgument(ref m)) if m.contains("limit")),
+        "{result:?}"
+    );
+}
+
+pub async fn empty_id_is_rejected_with_the_provider_text(store: Store) {
+    assert_invalid(
+        store.save(state("", WorkflowStatus::Running)).await,
+        "save: workflow ID is required",
+    );
+    assert_nothing_stored(&store).await;
+}
+
+pub async fn id_length_limit_is_1024_bytes(store: Store) {
+    let longest = "é".repeat(512);
+    assert_eq!(longest.len(), 1024);
+    store
+        .save(state(&longest, WorkflowStatus::Running))
+        .await
+        .expect("1024 bytes is allowed");
+    let too_long = format!("{longest}x");
+    assert_invalid(
+        store.save(state(&too_long, WorkflowStatus::Running)).await,
+        "1025 bytes",
+    );
+    assert_eq!(ids(&store, ListFilter::default()).await, [longest]);
+}
+
+pub async fn ids_with_control_characters_are_rejected(store: Store) {
+    for id in [
+        "a\0b",
+        "line\nbreak",
+        "tab\t",
+        "del\u{7f}",
+        "c1\u{85}",
+        "\u{1b}[31m",
+    ] {
+        assert_invalid(
+            store.save(state(id, WorkflowStatus::Running)).await,
+            "control character",
+        );
+    }
+    assert_nothing_stored(&store).await;
+}
+
+pub async fn invalid_json_fields_are_rejected(store: Store) {
+    type Corrupt = fn(&mut WorkflowState);
+    let cases: [(&str, Corrupt); 6] = [
+        ("Input", |s| s.input = Some("{not json".into())),
+        ("Result", |s| s.result = Some("".into())),
+        ("Input", |s| s.input = Some("1 2".into())),
+        ("Input", |s| {
+            s.input = Some(format!("{}{}", "[".repeat(200), "]".repeat(200)))
+        }),
+        ("History[1].Result", |s| {
+            s.history[1].result = Some("'single'".into())
+        }),
+        ("History[2].SignalPayload", |s| {
+            s.history[2].signal_payload = Some("tru".into())
+        }),
+    ];
+    for (field, corrupt) in cases {
+        let mut bad = full_state("wf-json");
+        corrupt(&mut bad);
+        assert_invalid(store.save(bad).await, field);
+    }
+    assert_nothing_stored(&store).await;
+}
+
+pub async fn oversized_values_are_rejected(store: Store) {
+    let mut big = state("wf-big", WorkflowStatus::Running);
+    big.input = Some(format!("\"{}\"", "x".repeat(1024 * 1024)));
+    match store.save(big).await {
+        Err(StoreError::TooLarge(m)) => assert!(m.contains("1048576"), "{m}"),
+        other => panic!("expected too-large, got {other:?}"),
+    }
+    assert_nothing_stored(&store).await;
+    // Just under the limit is fine.
+    let mut fits = state("wf-fits", WorkflowStatus::Running);
+    fits.input = Some(format!("\"{}\"", "x".repeat(1024 * 1024 - 400)));
+    store
+        .save(fits)
+        .await
+        .expect("a value under the limit is accepted");
+}
+
+pub async fn out_of_range_timestamps_are_rejected(store: Store) {
+    let mut year_10000 = state("wf-t", WorkflowStatus::Running);
+    year_10000.created_at = at(253_402_300_800, 0);
+    assert_invalid(store.save(year_10000).await, "CreatedAt");
+    let mut bad_nanos = state("wf-t", WorkflowStatus::Running);
+    bad_nanos.updated_at = at(0, 1_000_000_000);
+    assert_invalid(store.save(bad_nanos).await, "UpdatedAt");
+    let mut bad_event = full_state("wf-t");
+    bad_event.history[0].timestamp = at(i64::MIN, 0);
+    assert_invalid(store.save(bad_event).await, "History[0].Timestamp");
+    assert_nothing_stored(&store).await;
+}
+
+pub async fn a_failed_save_keeps_the_previous_state(store: Store) {
+    let good = full_state("wf-1");
+    store.save(good.clone()).await.unwrap();
+    let mut bad = good.clone();
+    bad.status = WorkflowStatus::Completed;
+    bad.result = Some("nope".into());
+    assert!(store.save(bad).await.is_err());
+    assert_eq!(*store.load("wf-1").await.unwrap().unwrap(), good);
+}
+
+pub async fn reads_and_deletes_validate_the_id(store: Store) {
+    assert!(matches!(
+        store.load("").await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        store.delete("").await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        store.delete("a\nb").await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+}
+
+pub async fn go_zero_time_round_trips(store: Store) {
+    let mut zero = state("wf-zero", WorkflowStatus::Running);
+    zero.created_at = Timestamp::GO_ZERO;
+    zero.updated_at = Timestamp::GO_ZERO;
+    store.save(zero.clone()).await.unwrap();
+    let loaded = store.load("wf-zero").await.unwrap().unwrap();
+    assert_eq!(loaded.created_at, Timestamp::GO_ZERO);
+    assert_eq!(*loaded, zero);
+}
+
+pub async fn concurrent_saves_of_distinct_ids_are_all_kept(store: Store) {
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .save(state(&format!("c-{i:02}"), WorkflowStatus::Running))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().expect("save");
+    }
+    let listed = ids(&store, ListFilter::default()).await;
+    assert_eq!(listed.len(), 64);
+    assert!(listed.windows(2).all(|w| w[0] < w[1]), "ascending");
+}
+
+pub async fn close_is_idempotent_and_refuses_later_calls(store: Store) {
+    store
+        .save(state("wf-1", WorkflowStatus::Running))
+        .await
+        .unwrap();
+    store.close().await.expect("close");
+    store.close().await.expect("close again");
+    assert!(matches!(
+        store.save(state("wf-2", WorkflowStatus::Running)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.load("wf-1").await,
+        Err(StoreError::Unavailable(_))
+    ));
+}

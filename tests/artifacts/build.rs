@@ -1,0 +1,88 @@
+//! Compiles the example and test guests to `wasm32-wasip2` components and
+//! emits their paths as constants (`wf_test_artifacts::PIPELINE`, ...), so
+//! the integration tests always run the guests built from the current source.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (package, constant) for every Rust guest the tests run.
+const GUESTS: &[(&str, &str)] = &[
+    ("pipeline", "PIPELINE"),
+    ("order-pipeline", "ORDER_PIPELINE"),
+    ("ledger", "LEDGER"),
+    ("store-ops", "STORE_OPS"),
+];
+
+fn main() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("workspace root")
+        .to_path_buf();
+    for dir in ["wit", "guest-sdk", "examples/rust", "tests/guests"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("Cargo.lock").display()
+    );
+
+    // A target dir of its own: the outer cargo holds a lock on its own one.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("wasm-guests");
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    for (package, _) in GUESTS {
+        cmd.args(["-p", package]);
+    }
+    // Flags and wrappers meant for the host build (coverage, clippy) must not
+    // leak into the guest build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .expect("running cargo to build the wasm guests");
+    assert!(
+        status.success(),
+        "building the wasm guests failed; is the target installed? run `rustup target add wasm32-wasip2`"
+    );
+
+    let mut constants = String::new();
+    for (package, constant) in GUESTS {
+        let path = target_dir
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", package.replace('-', "_")));
+        assert!(
+            path.exists(),
+            "guest {package} was not built at {}",
+            path.display()
+        );
+        constants.push_str(&format!(
+            "/// The `{package}` guest component.\npub const {constant}: &str = {:?};\n",
+            path.display().to_string()
+        ));
+    }
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    std::fs::write(out.join("guests.rs"), constants).expect("writing guests.rs");
+}

@@ -1,0 +1,144 @@
+//! Test guest: runs a script of store operations given as its input and
+//! returns each operation's outcome, so tests can reach every store call and
+//! every `store-error` case from inside a real guest.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use wf_guest::{Context, Json, ListFilter, StoreError, WorkflowState, WorkflowStatus};
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    /// Save `state`; `input_raw`/`result_raw` replace its json fields with
+    /// unchecked text; `input_bytes` makes the input a JSON string that long.
+    Save {
+        state: WorkflowState,
+        #[serde(default)]
+        input_raw: Option<String>,
+        #[serde(default)]
+        result_raw: Option<String>,
+        #[serde(default)]
+        input_bytes: Option<usize>,
+    },
+    Load {
+        id: String,
+    },
+    List {
+        #[serde(default)]
+        status: Option<WorkflowStatus>,
+        #[serde(default)]
+        limit: Option<u32>,
+        #[serde(default)]
+        after: Option<String>,
+    },
+    Delete {
+        id: String,
+    },
+    /// Append an event to this workflow's own state through `Context::update_state`.
+    Record {
+        activity: String,
+    },
+    /// End the workflow with `Err(message)`.
+    Fail {
+        message: String,
+    },
+    /// Panic: the guest traps.
+    Trap,
+    /// Spin forever: the host's deadline must stop it.
+    Spin,
+    /// Allocate and touch this many MiB.
+    Allocate {
+        mib: usize,
+    },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    Ok(Value),
+    Err { kind: String, message: String },
+}
+
+fn outcome<T: Serialize>(result: Result<T, StoreError>) -> Outcome {
+    match result {
+        Ok(value) => Outcome::Ok(serde_json::to_value(value).expect("store results encode")),
+        Err(e) => Outcome::Err {
+            kind: e.kind().to_string(),
+            message: e.message().to_string(),
+        },
+    }
+}
+
+fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
+    let store = ctx.store();
+    let mut outcomes = Vec::new();
+    for op in script {
+        let done = match op {
+            Op::Save {
+                mut state,
+                input_raw,
+                result_raw,
+                input_bytes,
+            } => {
+                if let Some(raw) = input_raw {
+                    state.input = Some(Json::from_raw(raw));
+                }
+                if let Some(raw) = result_raw {
+                    state.result = Some(Json::from_raw(raw));
+                }
+                if let Some(n) = input_bytes {
+                    state.input = Some(Json::from_raw(format!(
+                        "\"{}\"",
+                        "x".repeat(n.saturating_sub(2))
+                    )));
+                }
+                outcome(store.save(&state))
+            }
+            Op::Load { id } => outcome(store.load(&id)),
+            Op::List {
+                status,
+                limit,
+                after,
+            } => {
+                let filter = ListFilter {
+                    status,
+                    limit,
+                    after,
+                };
+                outcome(store.list(&filter).map(|states| {
+                    states
+                        .into_iter()
+                        .map(|s| s.workflow_id)
+                        .collect::<Vec<_>>()
+                }))
+            }
+            Op::Delete { id } => outcome(store.delete(&id)),
+            Op::Record { activity } => outcome(
+                ctx.update_state(|state| {
+                    state
+                        .push_event(wf_guest::EventType::ActivityCompleted)
+                        .activity_name = activity;
+                })
+                .map(|s| s.history.len()),
+            ),
+            Op::Fail { message } => return Err(message),
+            Op::Trap => panic!("store-ops: trap requested"),
+            Op::Spin => spin(),
+            Op::Allocate { mib } => {
+                let block = vec![1u8; mib * 1024 * 1024];
+                Outcome::Ok(json!(block.iter().map(|b| *b as usize).sum::<usize>()))
+            }
+        };
+        outcomes.push(done);
+    }
+    Ok(outcomes)
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+wf_guest::export!(run);

@@ -1,0 +1,546 @@
+//! Real guests, compiled from this workspace, run through the real host on the
+//! in-memory store: the examples, every store call and every store-error case
+//! reached from a guest, and failures that must not take the host down.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wf_host::model::{EventType, WorkflowState, WorkflowStatus};
+use wf_host::store::ListFilter;
+use wf_host::{ExecuteError, Host, HostConfig, Module};
+use wf_tests::{guests, memory_host};
+
+fn host() -> Host {
+    memory_host(HostConfig::default())
+}
+
+fn kinds(state: &WorkflowState) -> Vec<EventType> {
+    state.history.iter().map(|e| e.kind).collect()
+}
+
+fn result_json(state: &WorkflowState) -> Value {
+    serde_json::from_str(state.result.as_deref().expect("a result")).expect("result is JSON")
+}
+
+async fn stored_ids(host: &Host) -> Vec<String> {
+    let page = ListFilter {
+        limit: Some(1000),
+        ..Default::default()
+    };
+    host.store()
+        .list(&page)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.workflow_id.clone())
+        .collect()
+}
+
+/// Runs the store-ops guest with `script` as workflow `id`; returns the final
+/// state and, when it completed, the per-operation outcomes.
+async fn script(
+    host: &Host,
+    module: &Module,
+    id: &str,
+    script: Value,
+) -> (WorkflowState, Vec<Value>) {
+    let state = host
+        .execute(module, id, &script.to_string())
+        .await
+        .expect("execute");
+    let outcomes = match state.status {
+        WorkflowStatus::Completed => serde_json::from_value(result_json(&state)).unwrap(),
+        _ => Vec::new(),
+    };
+    (state, outcomes)
+}
+
+fn wire_state(id: &str) -> Value {
+    json!({
+        "workflow_id": id,
+        "run_id": "r1",
+        "status": "completed",
+        "input": {"n": 1},
+        "result": [1, 2],
+        "error": "",
+        "history": [{
+            "id": 1, "kind": "activity_completed",
+            "timestamp": {"seconds": 1700000000, "nanoseconds": 5},
+            "activity_name": "charge", "input": null, "result": {"ok": true}, "error": "",
+            "signal_name": "", "signal_payload": null, "duration_ns": 42
+        }],
+        "created_at": {"seconds": 1700000000, "nanoseconds": 0},
+        "updated_at": {"seconds": 1700000001, "nanoseconds": 0}
+    })
+}
+
+fn err_kind(outcome: &Value) -> (&str, &str) {
+    let err = outcome
+        .get("err")
+        .unwrap_or_else(|| panic!("expected an error, got {outcome}"));
+    (
+        err["kind"].as_str().unwrap(),
+        err["message"].as_str().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn pipeline_example_completes_and_records_each_step() {
+    let host = host();
+    let module = host.load_module_file(guests::PIPELINE).unwrap();
+    let state = host
+        .execute(&module, "pipeline-001", r#""start processing""#)
+        .await
+        .unwrap();
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    assert_eq!(
+        state.result.as_deref(),
+        Some(r#""completed: start processing""#)
+    );
+    use EventType::*;
+    assert_eq!(
+        kinds(&state),
+        [
+            WorkflowStarted,
+            ActivityCompleted,
+            ActivityCompleted,
+            ActivityCompleted,
+            WorkflowCompleted
+        ]
+    );
+    let steps: Vec<_> = state.history[1..4]
+        .iter()
+        .map(|e| e.activity_name.as_str())
+        .collect();
+    assert_eq!(steps, ["validate", "process", "finalize"]);
+    assert_eq!(
+        state.history[2].result.as_deref(),
+        Some(r#""process: start processing""#)
+    );
+    let ids: Vec<u64> = state.history.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    // What the store holds is what execute returned.
+    let stored = host.store().load("pipeline-001").await.unwrap().unwrap();
+    assert_eq!(*stored, state);
+}
+
+#[tokio::test]
+async fn order_pipeline_saves_steps_and_counts_siblings_by_status() {
+    let host = host();
+    let module = host.load_module_file(guests::ORDER_PIPELINE).unwrap();
+    let order = json!({"customer": "ada", "items": [{"sku": "A-1", "quantity": 2, "price_cents": 450}, {"sku": "B-2", "quantity": 1, "price_cents": 100}]});
+    let first = host
+        .execute(&module, "order-1", &order.to_string())
+        .await
+        .unwrap();
+    assert_eq!(first.status, WorkflowStatus::Completed, "{first:?}");
+    assert_eq!(result_json(&first)["total_cents"], 1000);
+    let priced = first
+        .history
+        .iter()
+        .find(|e| e.activity_name == "price")
+        .expect("price step");
+    assert_eq!(priced.result.as_deref(), Some("1000"));
+
+    let empty = host
+        .execute(&module, "order-2", r#"{"customer":"bob","items":[]}"#)
+        .await
+        .unwrap();
+    assert_eq!(empty.status, WorkflowStatus::Failed);
+    assert_eq!(empty.error, "the order has no items");
+
+    // A non-order workflow must not be counted.
+    let pipeline = host.load_module_file(guests::PIPELINE).unwrap();
+    host.execute(&pipeline, "pipeline-x", r#""x""#)
+        .await
+        .unwrap();
+
+    let third = host
+        .execute(&module, "order-3", &order.to_string())
+        .await
+        .unwrap();
+    let summary = result_json(&third);
+    assert_eq!(summary["order"], "order-3");
+    assert_eq!(summary["other_orders_completed"], 1, "{summary}");
+    assert_eq!(summary["other_orders_failed"], 1, "{summary}");
+    assert_eq!(summary["other_orders_running"], 0, "{summary}");
+}
+
+#[tokio::test]
+async fn ledger_loads_updates_and_deletes_entries() {
+    let host = host();
+    let module = host.load_module_file(guests::LEDGER).unwrap();
+    let post = |amounts: Value| {
+        json!({"action": "post", "account": "alice", "amounts": amounts}).to_string()
+    };
+
+    let first = host
+        .execute(&module, "ledger-run-1", &post(json!([10, -3])))
+        .await
+        .unwrap();
+    assert_eq!(first.status, WorkflowStatus::Completed, "{first:?}");
+    assert_eq!(
+        result_json(&first),
+        json!({"account": "alice", "balance": 7, "entries": 2, "deleted": 0})
+    );
+    let second = host
+        .execute(&module, "ledger-run-2", &post(json!([5])))
+        .await
+        .unwrap();
+    assert_eq!(result_json(&second)["balance"], 12);
+    let balance = host.store().load("ledger/alice").await.unwrap().unwrap();
+    assert_eq!(
+        balance.result.as_deref(),
+        Some(r#"{"balance":12,"entries":3}"#)
+    );
+    let entry = host
+        .store()
+        .load("ledger/alice/entry-000002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.result.as_deref(), Some("-3"));
+
+    // An overdraft fails before writing anything.
+    let before = stored_ids(&host).await;
+    let overdraft = host
+        .execute(&module, "ledger-run-3", &post(json!([1, -100])))
+        .await
+        .unwrap();
+    assert_eq!(overdraft.status, WorkflowStatus::Failed);
+    assert!(
+        overdraft.error.contains("insufficient funds"),
+        "{}",
+        overdraft.error
+    );
+    let after: Vec<_> = stored_ids(&host)
+        .await
+        .into_iter()
+        .filter(|id| id != "ledger-run-3")
+        .collect();
+    assert_eq!(after, before);
+
+    let close = host
+        .execute(
+            &module,
+            "ledger-run-4",
+            r#"{"action":"close","account":"alice"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(result_json(&close)["deleted"], 4, "{close:?}");
+    let left: Vec<_> = stored_ids(&host)
+        .await
+        .into_iter()
+        .filter(|id| id.starts_with("ledger/"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn every_store_call_works_from_a_guest() {
+    let host = host();
+    let module = host.load_module_file(guests::STORE_OPS).unwrap();
+    let mut second = wire_state("b-2");
+    second["status"] = json!("failed");
+    let (state, outcomes) = script(
+        &host,
+        &module,
+        "ops-1",
+        json!([
+            {"op": "save", "state": wire_state("a-1")},
+            {"op": "save", "state": second},
+            {"op": "load", "id": "a-1"},
+            {"op": "load", "id": "absent"},
+            {"op": "list", "status": "completed"},
+            {"op": "list", "limit": 2},
+            {"op": "list", "after": "a-1"},
+            {"op": "delete", "id": "a-1"},
+            {"op": "load", "id": "a-1"},
+            {"op": "delete", "id": "a-1"},
+        ]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    let ok = |i: usize| {
+        outcomes[i]
+            .get("ok")
+            .unwrap_or_else(|| panic!("op {i}: {}", outcomes[i]))
+            .clone()
+    };
+    assert_eq!(ok(0), Value::Null);
+    let loaded = ok(2);
+    assert_eq!(
+        loaded,
+        wire_state("a-1"),
+        "the guest reads back exactly what it saved"
+    );
+    assert_eq!(ok(3), Value::Null);
+    assert_eq!(ok(4), json!(["a-1"]));
+    assert_eq!(ok(5), json!(["a-1", "b-2"]));
+    assert_eq!(ok(6), json!(["b-2", "ops-1"]));
+    assert_eq!(ok(7), Value::Null);
+    assert_eq!(ok(8), Value::Null);
+    assert_eq!(ok(9), Value::Null, "deleting an absent id succeeds");
+
+    // The host's store agrees with what the guest did.
+    assert!(host.store().load("a-1").await.unwrap().is_none());
+    let b = host.store().load("b-2").await.unwrap().unwrap();
+    assert_eq!(b.status, WorkflowStatus::Failed);
+    assert_eq!(b.input.as_deref(), Some(r#"{"n":1}"#));
+    assert_eq!(b.history[0].duration_ns, 42);
+    assert_eq!(b.history[0].timestamp.nanoseconds, 5);
+}
+
+#[tokio::test]
+async fn every_store_error_case_is_reached_from_a_guest_and_writes_nothing() {
+    let host = host();
+    let module = host.load_module_file(guests::STORE_OPS).unwrap();
+    let mut year_10000 = wire_state("t-1");
+    year_10000["created_at"] = json!({"seconds": 253402300800i64, "nanoseconds": 0});
+    let mut bad_nanos = wire_state("t-2");
+    bad_nanos["updated_at"] = json!({"seconds": 0, "nanoseconds": 1_000_000_000u32});
+    let (state, outcomes) = script(
+        &host,
+        &module,
+        "errors",
+        json!([
+            {"op": "save", "state": wire_state("")},
+            {"op": "save", "state": wire_state(&"x".repeat(1025))},
+            {"op": "save", "state": wire_state("nul\u{0}id")},
+            {"op": "save", "state": wire_state("new\nline")},
+            {"op": "save", "state": wire_state("j-1"), "input_raw": "{not json"},
+            {"op": "save", "state": wire_state("j-2"), "result_raw": "[1,"},
+            {"op": "save", "state": wire_state("big"), "input_bytes": 2 * 1024 * 1024},
+            {"op": "save", "state": year_10000},
+            {"op": "save", "state": bad_nanos},
+            {"op": "list", "limit": 0},
+            {"op": "load", "id": ""},
+            {"op": "delete", "id": "del\u{7f}"},
+        ]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    let expected = [
+        ("invalid-argument", "memory/save: workflow ID is required"),
+        ("invalid-argument", "1025 bytes"),
+        ("invalid-argument", "control character U+0000"),
+        ("invalid-argument", "control character U+000A"),
+        ("invalid-argument", "Input is not valid JSON"),
+        ("invalid-argument", "Result is not valid JSON"),
+        ("too-large", "over the 1048576-byte limit"),
+        ("invalid-argument", "CreatedAt"),
+        ("invalid-argument", "UpdatedAt"),
+        ("invalid-argument", "limit must be at least 1"),
+        ("invalid-argument", "workflow ID is required"),
+        ("invalid-argument", "control character U+007F"),
+    ];
+    assert_eq!(outcomes.len(), expected.len());
+    for (i, (kind, needle)) in expected.iter().enumerate() {
+        let (got_kind, message) = err_kind(&outcomes[i]);
+        assert_eq!(got_kind, *kind, "case {i}: {message}");
+        assert!(
+            message.contains(needle),
+            "case {i}: {message:?} should contain {needle:?}"
+        );
+    }
+    assert_eq!(
+        stored_ids(&host).await,
+        ["errors"],
+        "no rejected save wrote anything"
+    );
+}
+
+#[tokio::test]
+async fn a_trap_fails_that_workflow_and_the_host_serves_on() {
+    let host = host();
+    let module = host.load_module_file(guests::STORE_OPS).unwrap();
+    let (trapped, _) = script(
+        &host,
+        &module,
+        "trap-1",
+        json!([{"op": "save", "state": wire_state("before-trap")}, {"op": "trap"}]),
+    )
+    .await;
+    assert_eq!(trapped.status, WorkflowStatus::Failed);
+    assert!(trapped.error.contains("trapped"), "{}", trapped.error);
+    assert!(
+        trapped.error.contains("trap requested"),
+        "the panic message is kept: {}",
+        trapped.error
+    );
+    assert_eq!(
+        kinds(&trapped),
+        [EventType::WorkflowStarted, EventType::WorkflowFailed]
+    );
+    assert_eq!(trapped.history[1].error, trapped.error);
+    // What the guest saved before trapping was acknowledged and stays.
+    assert!(host.store().load("before-trap").await.unwrap().is_some());
+
+    let (next, outcomes) = script(
+        &host,
+        &module,
+        "after-trap",
+        json!([{"op": "load", "id": "before-trap"}]),
+    )
+    .await;
+    assert_eq!(next.status, WorkflowStatus::Completed, "{}", next.error);
+    assert_eq!(outcomes[0]["ok"]["workflow_id"], "before-trap");
+}
+
+#[tokio::test]
+async fn a_runaway_loop_hits_the_deadline_and_the_host_serves_on() {
+    let host = memory_host(HostConfig {
+        timeout: Duration::from_millis(300),
+        ..HostConfig::default()
+    });
+    let module = host.load_module_file(guests::STORE_OPS).unwrap();
+    let (spun, _) = script(&host, &module, "spin-1", json!([{"op": "spin"}])).await;
+    assert_eq!(spun.status, WorkflowStatus::Failed);
+    assert!(spun.error.contains("deadline exceeded"), "{}", spun.error);
+    let (next, _) = script(&host, &module, "after-spin", json!([{"op": "list"}])).await;
+    assert_eq!(next.status, WorkflowStatus::Completed, "{}", next.error);
+}
+
+#[tokio::test]
+async fn the_memory_limit_fails_that_workflow_and_the_host_serves_on() {
+    let host = memory_host(HostConfig {
+        memory_limit_bytes: 16 * 1024 * 1024,
+        ..HostConfig::default()
+    });
+    let module = host.load_module_file(guests::STORE_OPS).unwrap();
+    let (small, outcomes) = script(
+        &host,
+        &module,
+        "alloc-ok",
+        json!([{"op": "allocate", "mib": 4}]),
+    )
+    .await;
+    assert_eq!(small.status, WorkflowStatus::Completed, "{small:?}");
+    assert_eq!(outcomes[0]["ok"], 4 * 1024 * 1024);
+    let (big, _) = script(
+        &host,
+        &module,
+        "alloc-big",
+        json!([{"op": "allocate", "mib": 64}]),
+    )
+    .await;
+    assert_eq!(big.status, WorkflowStatus::Failed);
+    assert!(big.error.contains("trapped"), "{}", big.error);
+    let (next, _) = script(
+        &host,
+        &module,
+        "after-alloc",
+        json!([{"op": "allocate", "mib": 1}]),
+    )
+    .await;
+    assert_eq!(next.status, WorkflowStatus::Completed, "{}", next.error);
+}
+
+#[tokio::test]
+async fn a_returned_error_fails_the_workflow_with_that_error() {
+    let host = host();
+    let module = host.load_module_file(guests::STORE_OPS).unwrap();
+    let (failed, _) = script(
+        &host,
+        &module,
+        "fail-1",
+        json!([{"op": "fail", "message": "card declined"}]),
+    )
+    .await;
+    assert_eq!(failed.status, WorkflowStatus::Failed);
+    assert_eq!(failed.error, "card declined");
+    assert_eq!(failed.result, None);
+    assert_eq!(
+        failed.history.last().unwrap().kind,
+        EventType::WorkflowFailed
+    );
+    assert_eq!(failed.history.last().unwrap().error, "card declined");
+
+    let wrong_input = host
+        .execute(&module, "fail-2", r#"{"not":"a script"}"#)
+        .await
+        .unwrap();
+    assert_eq!(wrong_input.status, WorkflowStatus::Failed);
+    assert!(
+        wrong_input
+            .error
+            .contains("does not match the expected type"),
+        "{}",
+        wrong_input.error
+    );
+}
+
+#[tokio::test]
+async fn history_the_guest_saves_is_kept_in_the_final_state() {
+    let host = host();
+    let module = host.load_module_file(guests::STORE_OPS).unwrap();
+    let (state, outcomes) = script(
+        &host,
+        &module,
+        "rec-1",
+        json!([{"op": "record", "activity": "one"}, {"op": "record", "activity": "two"}]),
+    )
+    .await;
+    assert_eq!(outcomes, [json!({"ok": 2}), json!({"ok": 3})]);
+    use EventType::*;
+    assert_eq!(
+        kinds(&state),
+        [
+            WorkflowStarted,
+            ActivityCompleted,
+            ActivityCompleted,
+            WorkflowCompleted
+        ]
+    );
+    assert_eq!(state.history[2].activity_name, "two");
+    assert_eq!(state.history[3].id, 4);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_before_anything_is_written() {
+    let host = host();
+    let module = host.load_module_file(guests::PIPELINE).unwrap();
+    for (id, input) in [("", "1"), ("ok", "{oops"), ("bad\nid", "1")] {
+        let result = host.execute(&module, id, input).await;
+        assert!(
+            matches!(result, Err(ExecuteError::InvalidRequest(_))),
+            "{id:?} {input:?}: {result:?}"
+        );
+    }
+    assert!(stored_ids(&host).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_module_that_is_not_a_workflow_component_is_refused_clearly() {
+    let host = host();
+    let not_wasm = host
+        .load_module_bytes("junk", b"not wasm at all")
+        .unwrap_err();
+    assert!(
+        format!("{not_wasm:#}").contains("not a valid WebAssembly component"),
+        "{not_wasm:#}"
+    );
+}
+
+#[tokio::test]
+async fn many_workflows_run_concurrently_on_one_host() {
+    let host = std::sync::Arc::new(host());
+    let module = host.load_module_file(guests::PIPELINE).unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (host, module) = (host.clone(), module.clone());
+            tokio::spawn(async move {
+                host.execute(&module, &format!("p-{i:02}"), &format!("\"job {i}\""))
+                    .await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let state = task.await.unwrap().unwrap();
+        assert_eq!(state.status, WorkflowStatus::Completed);
+        assert_eq!(state.result, Some(format!("\"completed: job {i}\"")));
+        assert_eq!(state.history.len(), 5);
+    }
+    assert_eq!(stored_ids(&host).await.len(), 50);
+}
