@@ -27,6 +27,24 @@
 //! wf_guest::export!(run);
 //! ```
 //!
+//! States carry their JSON fields as text; the typed helpers convert with serde:
+//!
+//! ```
+//! use wf_guest::{EventType, WorkflowState, WorkflowStatus};
+//!
+//! let mut state = WorkflowState::new("order-7");
+//! state.set_input(&serde_json::json!({"sku": "A-1", "quantity": 2}))?;
+//! state.push_event(EventType::ActivityCompleted).activity_name = "reserve".into();
+//! state.status = WorkflowStatus::Completed;
+//! state.set_result(&900u64)?;
+//!
+//! let input: serde_json::Value = state.input_as()?.expect("set above");
+//! assert_eq!(input["quantity"], 2);
+//! assert_eq!(state.result_as::<u64>()?, Some(900));
+//! assert_eq!(state.history[0].id, 1);
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+//!
 //! Build it with `cargo build --release --target wasm32-wasip2` (a `cdylib`
 //! crate) and run it with `wfhost run target/wasm32-wasip2/release/NAME.wasm
 //! --id order-1 --input '{"sku":"A-1","quantity":2}'`.

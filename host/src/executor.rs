@@ -27,15 +27,19 @@ pub enum ExecuteError {
 ///
 /// # Example
 ///
-/// ```no_run
+/// ```
 /// use std::sync::Arc;
-/// use wf_host::{Host, store::MemoryStore};
+/// use wf_host::{Host, model::WorkflowStatus, store::MemoryStore};
 ///
-/// # async fn demo() -> anyhow::Result<()> {
+/// # #[tokio::main] async fn main() -> anyhow::Result<()> {
+/// # let pipeline_wasm = wf_test_artifacts::PIPELINE;
 /// let host = Host::new(Arc::new(MemoryStore::new()))?;
-/// let module = host.load_module_file("pipeline.wasm")?;
+/// let module = host.load_module_file(pipeline_wasm)?;
 /// let state = host.execute(&module, "pipeline-001", r#""start processing""#).await?;
-/// println!("{}: {:?}", state.status, state.result);
+/// assert_eq!(state.status, WorkflowStatus::Completed);
+/// // The store holds the same final state.
+/// let stored = host.store().load("pipeline-001").await?.expect("saved");
+/// assert_eq!(stored.history.len(), 5);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -117,11 +121,8 @@ impl Host {
         let outcome = self.call_guest(module, &running.workflow_id, input).await;
         let elapsed = clock.elapsed();
 
-        let mut last = self.current_state(running).await;
-        let final_state = match outcome {
-            Ok(result) => finish(&mut last, Ok(result), elapsed),
-            Err(error) => finish(&mut last, Err(error), elapsed),
-        };
+        let last = self.current_state(running).await;
+        let final_state = finish(&last, outcome, elapsed);
         match self.store.save(final_state.clone()).await {
             Ok(()) => {}
             // The guest's result itself was refused (too large, invalid):
@@ -130,28 +131,16 @@ impl Host {
                 if final_state.status == WorkflowStatus::Completed =>
             {
                 let refused = finish(
-                    &mut last,
+                    &last,
                     Err(format!("the store refused the workflow's result: {e}")),
                     elapsed,
                 );
                 self.store.save(refused.clone()).await?;
-                return Ok(self.log_end(refused));
+                return Ok(log_end(refused));
             }
             Err(e) => return Err(e.into()),
         }
-        Ok(self.log_end(final_state))
-    }
-
-    fn log_end(&self, state: WorkflowState) -> WorkflowState {
-        match state.status {
-            WorkflowStatus::Failed => {
-                tracing::warn!(workflow_id = %state.workflow_id, error = %state.error, "workflow failed")
-            }
-            status => {
-                tracing::info!(workflow_id = %state.workflow_id, %status, "workflow finished")
-            }
-        }
-        state
+        Ok(log_end(final_state))
     }
 
     /// Instantiates the module in a fresh sandbox and calls `run`.
@@ -192,9 +181,22 @@ impl Host {
     }
 }
 
+/// Logs how a run ended and passes its state through.
+fn log_end(state: WorkflowState) -> WorkflowState {
+    match state.status {
+        WorkflowStatus::Failed => {
+            tracing::warn!(workflow_id = %state.workflow_id, error = %state.error, "workflow failed")
+        }
+        status => {
+            tracing::info!(workflow_id = %state.workflow_id, %status, "workflow finished")
+        }
+    }
+    state
+}
+
 /// Applies the end of a run to `state` and returns the state to save.
 fn finish(
-    state: &mut WorkflowState,
+    state: &WorkflowState,
     outcome: Result<String, String>,
     elapsed: std::time::Duration,
 ) -> WorkflowState {

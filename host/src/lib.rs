@@ -2,13 +2,14 @@
 //! `wf:workflow/workflow`) under wasmtime and backs their `store` import with a
 //! pluggable [`store::WorkflowStore`].
 //!
-//! ```no_run
+//! ```
 //! use std::sync::Arc;
 //! use wf_host::{Host, store::MemoryStore};
 //!
 //! # #[tokio::main] async fn main() -> anyhow::Result<()> {
+//! # let pipeline_wasm = wf_test_artifacts::PIPELINE;
 //! let host = Host::new(Arc::new(MemoryStore::new()))?;
-//! let module = host.load_module_file("pipeline.wasm")?;
+//! let module = host.load_module_file(pipeline_wasm)?;
 //! let state = host.execute(&module, "pipeline-001", r#""start processing""#).await?;
 //! assert_eq!(state.result.as_deref(), Some(r#""completed: start processing""#));
 //! # Ok(()) }

@@ -2,7 +2,7 @@
 //! emits their paths as constants (`wf_test_artifacts::PIPELINE`, ...), so
 //! the integration tests always run the guests built from the current source.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// (package, constant) for every Rust guest the tests run.
@@ -14,7 +14,11 @@ const GUESTS: &[(&str, &str)] = &[
 ];
 
 fn main() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time, not with env!: the compiled script may be reused for
+    // another checkout of the same workspace.
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir
         .ancestors()
         .nth(2)
         .expect("workspace root")
@@ -65,7 +69,7 @@ fn main() {
         .expect("running cargo to build the wasm guests");
     assert!(
         status.success(),
-        "building the wasm guests failed; is the target installed? run `rustup target add wasm32-wasip2`"
+        "building the wasm guests failed: see cargo's output above (a missing target needs `rustup target add wasm32-wasip2`)"
     );
 
     let mut constants = String::new();

@@ -544,3 +544,118 @@ async fn many_workflows_run_concurrently_on_one_host() {
     }
     assert_eq!(stored_ids(&host).await.len(), 50);
 }
+
+#[tokio::test]
+async fn a_result_over_the_value_limit_fails_the_workflow_cleanly() {
+    let host = host();
+    let module = host.load_module_file(guests::STORE_OPS).unwrap();
+    let (state, _) = script(
+        &host,
+        &module,
+        "huge-result",
+        json!([{"op": "echo", "bytes": 2 * 1024 * 1024}]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Failed);
+    assert!(
+        state
+            .error
+            .contains("the store refused the workflow's result"),
+        "{}",
+        state.error
+    );
+    assert!(
+        state.error.contains("over the 1048576-byte limit"),
+        "{}",
+        state.error
+    );
+    assert_eq!(state.result, None);
+    let stored = host.store().load("huge-result").await.unwrap().unwrap();
+    assert_eq!(
+        *stored, state,
+        "the failure, not the oversized result, is stored"
+    );
+}
+
+/// A store that fails calls on ids `fault/<case>/...` with that `store-error`
+/// case and passes everything else to the memory store, so the tests can see
+/// each case arrive in a guest.
+#[derive(Debug, Default)]
+struct FaultStore(wf_host::store::MemoryStore);
+
+impl FaultStore {
+    fn fault(workflow_id: &str) -> Result<(), wf_host::store::StoreError> {
+        use wf_host::store::StoreError::*;
+        let message = format!("injected for {workflow_id}");
+        match workflow_id
+            .strip_prefix("fault/")
+            .and_then(|rest| rest.split('/').next())
+        {
+            Some("denied") => Err(Denied(message)),
+            Some("unavailable") => Err(Unavailable(message)),
+            Some("conflict") => Err(Conflict(message)),
+            Some("internal") => Err(Internal(message)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[wf_host::store::async_trait]
+impl wf_host::store::WorkflowStore for FaultStore {
+    async fn save(&self, state: WorkflowState) -> Result<(), wf_host::store::StoreError> {
+        Self::fault(&state.workflow_id)?;
+        self.0.save(state).await
+    }
+    async fn load(
+        &self,
+        id: &str,
+    ) -> Result<Option<std::sync::Arc<WorkflowState>>, wf_host::store::StoreError> {
+        Self::fault(id)?;
+        self.0.load(id).await
+    }
+    async fn list(
+        &self,
+        filter: &ListFilter,
+    ) -> Result<Vec<std::sync::Arc<WorkflowState>>, wf_host::store::StoreError> {
+        self.0.list(filter).await
+    }
+    async fn delete(&self, id: &str) -> Result<(), wf_host::store::StoreError> {
+        Self::fault(id)?;
+        self.0.delete(id).await
+    }
+    async fn close(&self) -> Result<(), wf_host::store::StoreError> {
+        self.0.close().await
+    }
+    fn describe(&self) -> String {
+        "fault-injecting memory store".into()
+    }
+}
+
+#[tokio::test]
+async fn every_backend_error_case_reaches_the_guest_as_its_store_error() {
+    let host = Host::new(std::sync::Arc::new(FaultStore::default())).unwrap();
+    let module = host.load_module_file(guests::STORE_OPS).unwrap();
+    let (state, outcomes) = script(
+        &host,
+        &module,
+        "faults",
+        json!([
+            {"op": "save", "state": wire_state("fault/denied/1")},
+            {"op": "load", "id": "fault/unavailable/1"},
+            {"op": "delete", "id": "fault/conflict/1"},
+            {"op": "save", "state": wire_state("fault/internal/1")},
+            {"op": "save", "state": wire_state("fine")},
+        ]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    for (i, kind) in ["denied", "unavailable", "conflict", "internal"]
+        .iter()
+        .enumerate()
+    {
+        let (got, message) = err_kind(&outcomes[i]);
+        assert_eq!(got, *kind, "{message}");
+        assert!(message.starts_with("injected for fault/"), "{message}");
+    }
+    assert_eq!(outcomes[4], json!({"ok": null}));
+}

@@ -9,7 +9,8 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+/// Re-exported so other crates can implement [`WorkflowStore`] for their own backends.
+pub use async_trait::async_trait;
 
 use crate::model::{WorkflowState, WorkflowStatus};
 

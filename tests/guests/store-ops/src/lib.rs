@@ -50,6 +50,10 @@ enum Op {
     Allocate {
         mib: usize,
     },
+    /// Put a string of this many bytes into the outcomes (and so the result).
+    Echo {
+        bytes: usize,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -128,6 +132,7 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
                 let block = vec![1u8; mib * 1024 * 1024];
                 Outcome::Ok(json!(block.iter().map(|b| *b as usize).sum::<usize>()))
             }
+            Op::Echo { bytes } => Outcome::Ok(json!("x".repeat(bytes))),
         };
         outcomes.push(done);
     }
