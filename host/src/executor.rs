@@ -101,9 +101,10 @@ impl Host {
             .map_err(|e| ExecuteError::InvalidRequest(e.to_string()))?;
 
         let started_at = Timestamp::now();
-        let mut started = HistoryEvent::new(1, EventType::WorkflowStarted, started_at);
-        started.input = Some(input.to_owned());
-        let running = WorkflowState {
+        // The input is kept once, in `input`: a copy in the event would halve
+        // the value budget left for large inputs.
+        let started = HistoryEvent::new(1, EventType::WorkflowStarted, started_at);
+        let mut running = WorkflowState {
             workflow_id: workflow_id.to_owned(),
             run_id: uuid::Uuid::new_v4().to_string(),
             status: WorkflowStatus::Running,
@@ -114,6 +115,8 @@ impl Host {
             created_at: started_at,
             updated_at: started_at,
         };
+        // Normalized here too so the states returned equal the states stored.
+        running.normalize_json_fields();
         self.store.save(running.clone()).await?;
         tracing::info!(workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");
 
@@ -223,6 +226,7 @@ fn finish(
     event.duration_ns = i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX);
     end.history.push(event);
     end.updated_at = now;
+    end.normalize_json_fields();
     end
 }
 

@@ -249,6 +249,31 @@ pub struct WorkflowState {
     pub updated_at: Timestamp,
 }
 
+impl WorkflowState {
+    /// Puts the JSON-text fields in the form the wire gives back: surrounding
+    /// whitespace trimmed and the text `null` as `None`. Stores call this
+    /// before saving so that every backend returns what a replay would.
+    pub fn normalize_json_fields(&mut self) {
+        normalize_json(&mut self.input);
+        normalize_json(&mut self.result);
+        for event in &mut self.history {
+            normalize_json(&mut event.input);
+            normalize_json(&mut event.result);
+            normalize_json(&mut event.signal_payload);
+        }
+    }
+}
+
+fn normalize_json(field: &mut Option<Json>) {
+    let Some(text) = field else { return };
+    let trimmed = text.trim_matches([' ', '\t', '\n', '\r']);
+    if trimmed == "null" {
+        *field = None;
+    } else if trimmed.len() != text.len() {
+        *text = trimmed.to_owned();
+    }
+}
+
 /// An error encoding or decoding workflow state. Messages name the field,
 /// e.g. `History[3].SignalPayload`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

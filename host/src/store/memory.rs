@@ -56,11 +56,11 @@ impl MemoryStore {
 
 #[async_trait]
 impl WorkflowStore for MemoryStore {
-    async fn save(&self, state: WorkflowState) -> Result<(), StoreError> {
+    async fn save(&self, mut state: WorkflowState) -> Result<(), StoreError> {
         const OP: &str = "memory/save";
         self.check_open(OP)?;
         // Encoding enforces the same JSON, timestamp and size rules as Kafka.
-        validate::encode_for_save(OP, &state, &self.limits)?;
+        validate::encode_for_save(OP, &mut state, &self.limits)?;
         self.write()
             .insert(state.workflow_id.clone(), Arc::new(state));
         Ok(())

@@ -54,14 +54,17 @@ pub fn check_id(op: &str, workflow_id: &str) -> Result<(), StoreError> {
 
 /// Validates `state` for a save and returns its wire encoding.
 ///
+/// Normalizes the JSON fields first ([`WorkflowState::normalize_json_fields`]),
+/// so what a backend keeps equals what a replay of the encoding gives back.
 /// Rejects a bad id, invalid JSON fields, out-of-range timestamps
 /// (`InvalidArgument`) and an encoding over `limits.max_value_bytes` (`TooLarge`).
 pub fn encode_for_save(
     op: &str,
-    state: &WorkflowState,
+    state: &mut WorkflowState,
     limits: &StoreLimits,
 ) -> Result<Vec<u8>, StoreError> {
     check_id(op, &state.workflow_id)?;
+    state.normalize_json_fields();
     let value = model::encode_state(state)
         .map_err(|e| StoreError::InvalidArgument(format!("{op}: {e}")))?;
     if value.len() > limits.max_value_bytes {

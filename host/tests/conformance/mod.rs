@@ -33,6 +33,7 @@ macro_rules! conformance_suite {
                 a_failed_save_keeps_the_previous_state,
                 reads_and_deletes_validate_the_id,
                 go_zero_time_round_trips,
+                json_fields_read_back_as_the_wire_gives_them,
                 concurrent_saves_of_distinct_ids_are_all_kept,
                 close_is_idempotent_and_refuses_later_calls,
             );
@@ -407,6 +408,24 @@ pub async fn go_zero_time_round_trips(store: Store) {
     let loaded = store.load("wf-zero").await.unwrap().unwrap();
     assert_eq!(loaded.created_at, Timestamp::GO_ZERO);
     assert_eq!(*loaded, zero);
+}
+
+pub async fn json_fields_read_back_as_the_wire_gives_them(store: Store) {
+    let mut saved = full_state("wf-json");
+    saved.input = Some(" \n{\"a\": [1, 2]}\t".into());
+    saved.result = Some("null".into());
+    saved.history[0].input = Some(" null ".into());
+    saved.history[2].signal_payload = Some("\r\n\"yes\" ".into());
+    store.save(saved).await.expect("save");
+    let loaded = store.load("wf-json").await.unwrap().unwrap();
+    assert_eq!(
+        loaded.input.as_deref(),
+        Some("{\"a\": [1, 2]}"),
+        "trimmed, inner text verbatim"
+    );
+    assert_eq!(loaded.result, None, "null text reads back as none");
+    assert_eq!(loaded.history[0].input, None);
+    assert_eq!(loaded.history[2].signal_payload.as_deref(), Some("\"yes\""));
 }
 
 pub async fn concurrent_saves_of_distinct_ids_are_all_kept(store: Store) {
