@@ -29,7 +29,7 @@ error.\n\n\
 The store is in memory: each wfhost process starts empty and keeps nothing after it exits.",
     after_help = "Examples:\n  \
 wfhost run pipeline.wasm --id pipeline-001 --input '\"start processing\"'\n  \
-wfhost --output json run ledger.wasm --id ledger-alice --input '{\"account\":\"alice\",\"deposits\":[5]}'\n\n\
+wfhost --output json run ledger.wasm --id ledger-1 --input '{\"action\":\"post\",\"account\":\"alice\",\"amounts\":[5]}'\n\n\
 Exit status: 0 on success, 1 on an error, 2 on bad usage, 3 when `run` ended with the workflow failed.\n\
 Set RUST_LOG=info to see the host's and the guest's log lines on stderr."
 )]
@@ -151,11 +151,14 @@ async fn command(cli: &Cli, store: &Arc<dyn WorkflowStore>) -> anyhow::Result<Ex
             timeout,
             memory_limit,
         } => {
-            if !(timeout.is_finite() && *timeout > 0.0) {
-                bail!("--timeout must be a positive number of seconds, got {timeout}");
-            }
+            let timeout = Duration::try_from_secs_f64(*timeout)
+                .ok()
+                .filter(|t| !t.is_zero())
+                .with_context(|| {
+                    format!("--timeout must be a positive number of seconds, got {timeout}")
+                })?;
             let config = HostConfig {
-                timeout: Duration::from_secs_f64(*timeout),
+                timeout,
                 memory_limit_bytes: memory_limit.saturating_mul(1024 * 1024),
                 ..HostConfig::default()
             };

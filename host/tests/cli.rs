@@ -82,7 +82,29 @@ fn a_failed_workflow_exits_3_and_shows_the_error() {
 
 #[test]
 fn errors_are_one_clear_line_and_a_non_zero_exit() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &[
+                "run",
+                wf_test_artifacts::PIPELINE,
+                "--id",
+                "x",
+                "--timeout",
+                "1e300",
+            ],
+            "--timeout must be a positive number",
+        ),
+        (
+            &[
+                "run",
+                wf_test_artifacts::PIPELINE,
+                "--id",
+                "x",
+                "--timeout",
+                "0",
+            ],
+            "--timeout must be a positive number",
+        ),
         (
             &["run", "/no/such/module.wasm", "--id", "x"],
             "reading workflow module /no/such/module.wasm",
