@@ -23,13 +23,17 @@ fn main() {
         .nth(2)
         .expect("workspace root")
         .to_path_buf();
-    for dir in ["wit", "guest-sdk", "examples/rust", "tests/guests"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    // Relative to this package, so that another checkout sharing the target
+    // dir watches its own files, not the ones of the checkout built first.
+    for path in [
+        "wit",
+        "guest-sdk",
+        "examples/rust",
+        "tests/guests",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed=../../{path}");
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        workspace.join("Cargo.lock").display()
-    );
 
     // A target dir of its own: the outer cargo holds a lock on its own one.
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
