@@ -4,6 +4,7 @@
 //! conformance suite (`host/tests/store_conformance.rs`). Validation lives in
 //! [`validate`] so that every backend rejects the same input with the same error.
 
+pub mod kafka;
 mod memory;
 pub mod validate;
 
@@ -14,6 +15,7 @@ pub use async_trait::async_trait;
 
 use crate::model::{WorkflowState, WorkflowStatus};
 
+pub use kafka::{DevCluster, KafkaConfig, KafkaStore};
 pub use memory::MemoryStore;
 pub use validate::StoreLimits;
 

@@ -9,7 +9,8 @@ use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState, Workflow
 use wf_host::store::{ListFilter, StoreError, WorkflowStore};
 
 /// Generates one `#[tokio::test]` per case in a module named `$backend`,
-/// each on a store returned by the async expression `$open`.
+/// each on a store returned by the async expression `$open` as
+/// `(store, guard)`; the guard (a broker, say) lives until the case ends.
 #[macro_export]
 macro_rules! conformance_suite {
     ($backend:ident, $open:expr) => {
@@ -43,7 +44,8 @@ macro_rules! conformance_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let store: std::sync::Arc<dyn wf_host::store::WorkflowStore> = $open.await;
+                let (store, _guard): (std::sync::Arc<dyn wf_host::store::WorkflowStore>, _) =
+                    $open.await;
                 $crate::conformance::$case(store.clone()).await;
                 let _ = store.close().await;
             }

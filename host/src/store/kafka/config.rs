@@ -1,0 +1,216 @@
+//! Settings of the Kafka backend and the librdkafka client configurations built from them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+use crate::store::StoreLimits;
+
+/// The topic the Go provider uses by default, so that both meet on one topic
+/// out of the box.
+pub const DEFAULT_TOPIC: &str = "beluga-workflows";
+
+/// Properties wf sets itself; a pass-through property may not override them,
+/// because the store's guarantees depend on them.
+const FIXED_PRODUCER_PROPERTIES: [(&str, &str); 3] = [
+    // A save is acknowledged once, in order, and only when every in-sync replica has it.
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    // The Java client's placement: one id lands on one partition whoever writes it.
+    ("partitioner", "murmur2_random"),
+];
+
+/// How to reach the broker and which topic to keep workflow states in.
+///
+/// ```
+/// use std::time::Duration;
+/// use wf_host::store::KafkaConfig;
+///
+/// let config = KafkaConfig::new("127.0.0.1:9092")
+///     .topic("orders-workflows")
+///     .produce_timeout(Duration::from_secs(5))
+///     .property("security.protocol", "sasl_ssl");
+/// assert_eq!(config.topic, "orders-workflows");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated (`host:port,host:port`).
+    pub brokers: String,
+    /// The compacted topic holding the states.
+    pub topic: String,
+    /// Partitions of the topic when wf creates it.
+    pub partitions: i32,
+    /// Replication factor of the topic when wf creates it; `-1` is the broker's default.
+    pub replication: i32,
+    /// Whether to create the topic when it is missing.
+    pub create_topic: bool,
+    /// Serve a topic whose `cleanup.policy` is not `compact` (with a warning)
+    /// instead of refusing it. Without compaction the topic grows forever and
+    /// every start replays all of it.
+    pub accept_uncompacted: bool,
+    /// Value-size and page-size bounds.
+    pub limits: StoreLimits,
+    /// How long a save or delete may wait for the broker's acknowledgement
+    /// before failing (librdkafka's `message.timeout.ms`).
+    pub produce_timeout: Duration,
+    /// How long opening may wait for the broker's metadata and watermarks.
+    pub open_timeout: Duration,
+    /// How long `close` waits for pending writes to be acknowledged.
+    pub close_timeout: Duration,
+    /// librdkafka properties passed to every client (security settings, tuning).
+    /// Cannot override `enable.idempotence`, `acks` or `partitioner`.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// Defaults for the given bootstrap servers: topic [`DEFAULT_TOPIC`],
+    /// 12 partitions, the broker's replication factor, 30 s produce timeout.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: DEFAULT_TOPIC.to_string(),
+            partitions: 12,
+            replication: -1,
+            create_topic: true,
+            accept_uncompacted: false,
+            limits: StoreLimits::default(),
+            produce_timeout: Duration::from_secs(30),
+            open_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(10),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the topic.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = topic.into();
+        self
+    }
+
+    /// Sets the produce timeout.
+    pub fn produce_timeout(mut self, timeout: Duration) -> Self {
+        self.produce_timeout = timeout;
+        self
+    }
+
+    /// Sets the value-size and page-size bounds.
+    pub fn limits(mut self, limits: StoreLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Adds a librdkafka property passed to every client.
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// Checks what librdkafka would not: a usable topic name, timeouts and
+    /// properties that do not break the store's guarantees.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("no bootstrap servers given".into());
+        }
+        if self.topic.is_empty()
+            || self.topic.len() > 249
+            || !self
+                .topic
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(format!(
+                "invalid topic name {:?}: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'",
+                self.topic
+            ));
+        }
+        if self.partitions < 1 {
+            return Err(format!(
+                "partitions must be at least 1, not {}",
+                self.partitions
+            ));
+        }
+        if self.replication == 0 || self.replication < -1 {
+            return Err(format!(
+                "replication must be at least 1 (or -1 for the broker's default), not {}",
+                self.replication
+            ));
+        }
+        for (name, timeout) in [
+            ("produce timeout", self.produce_timeout),
+            ("open timeout", self.open_timeout),
+        ] {
+            if timeout.is_zero() || timeout > Duration::from_secs(i32::MAX as u64 / 1000) {
+                return Err(format!("{name} must be between 1 ms and 24 days"));
+            }
+        }
+        for (key, _) in FIXED_PRODUCER_PROPERTIES {
+            if let Some(value) = self.properties.get(key) {
+                return Err(format!(
+                    "property {key}={value} is not allowed: wf sets {key} itself for acknowledged, \
+                     ordered writes"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The producer's configuration.
+    pub(crate) fn producer(&self) -> ClientConfig {
+        let mut config = self.base();
+        for (key, value) in FIXED_PRODUCER_PROPERTIES {
+            config.set(key, value);
+        }
+        config.set(
+            "message.timeout.ms",
+            self.produce_timeout.as_millis().to_string(),
+        );
+        if !self.properties.contains_key("message.max.bytes") {
+            // librdkafka's default (1 000 000) is below the default value limit (1 MiB).
+            config.set("message.max.bytes", self.max_record_bytes().to_string());
+        }
+        if !self.properties.contains_key("linger.ms") {
+            // Batches concurrent saves into one request without delaying a lone one much.
+            config.set("linger.ms", "1");
+        }
+        config
+    }
+
+    /// The largest record batch a save may need: the value limit plus the
+    /// longest key and the batch's framing.
+    pub(crate) fn max_record_bytes(&self) -> usize {
+        (self.limits.max_value_bytes + crate::store::validate::MAX_ID_BYTES + 64 * 1024)
+            .min(1_000_000_000)
+    }
+
+    /// The replay/tail consumer's configuration: assigned partitions, no group, no commits.
+    pub(crate) fn consumer(&self) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", "wf-replay")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("allow.auto.create.topics", "false");
+        if !self.properties.contains_key("fetch.wait.max.ms") {
+            // Tailing latency: how soon another host's write reaches this cache.
+            config.set("fetch.wait.max.ms", "50");
+        }
+        config
+    }
+
+    /// The admin client's configuration.
+    pub(crate) fn admin(&self) -> ClientConfig {
+        self.base()
+    }
+}

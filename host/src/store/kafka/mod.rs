@@ -1,0 +1,547 @@
+//! The Kafka backend: a compacted topic (key = workflow id, value = the Go
+//! provider's JSON, tombstone = delete) and an in-memory cache rebuilt by
+//! replaying the topic at open and kept current by tailing it.
+//!
+//! Writes go through an idempotent producer and return only after the broker
+//! acknowledged them; the cache is then updated at the acknowledged offset.
+//! Reads never leave the process.
+
+mod cache;
+mod config;
+mod consume;
+mod dev;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::validate;
+use super::{ListFilter, StoreError, WorkflowStore};
+use crate::model::WorkflowState;
+use cache::Cache;
+use consume::{Consumption, Counters};
+
+pub use config::{DEFAULT_TOPIC, KafkaConfig};
+pub use consume::{PartitionReport, ProgressObserver, ReplayProgress, ReplayReport};
+pub use dev::{DevCluster, MOCK_CLUSTER_BOUNDS};
+
+/// Workflow states on a compacted Kafka topic.
+///
+/// ```no_run
+/// use wf_host::store::{KafkaConfig, KafkaStore, WorkflowStore};
+///
+/// # #[tokio::main] async fn main() -> anyhow::Result<()> {
+/// let store = KafkaStore::open(KafkaConfig::new("127.0.0.1:9092")).await?;
+/// println!("{} workflows after replay", store.replay_report().live);
+/// store.close().await?;
+/// # Ok(()) }
+/// ```
+pub struct KafkaStore {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    consumer: Arc<BaseConsumer>,
+    cache: Arc<RwLock<Cache>>,
+    counters: Arc<Counters>,
+    replay: ReplayReport,
+    stop: Arc<AtomicBool>,
+    consumer_thread: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for KafkaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStore")
+            .field("brokers", &self.config.brokers)
+            .field("topic", &self.config.topic)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// How far the tailing consumer is behind the end of the topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailLag {
+    /// Records not yet applied, over all partitions.
+    pub records: u64,
+    /// Per partition: (partition, records behind).
+    pub partitions: Vec<(i32, u64)>,
+}
+
+/// Counters of everything the consumer read since open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumedCounts {
+    /// Records read, replay and tail.
+    pub records: u64,
+    /// Tombstones among them.
+    pub tombstones: u64,
+    /// Records skipped because they did not decode.
+    pub skipped: u64,
+    /// Live states in the cache now.
+    pub live: usize,
+}
+
+fn open_error(message: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("kafka/open: {message}"))
+}
+
+/// Maps a failed produce to a store error: `<prefix>: <cause>`.
+fn write_error(prefix: &str, error: &KafkaError) -> StoreError {
+    let message = format!("{prefix}: {error}");
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => StoreError::TooLarge(message),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed,
+        ) => StoreError::Denied(message),
+        _ => StoreError::Unavailable(message),
+    }
+}
+
+/// Runs a blocking librdkafka call off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Internal(format!("kafka: blocking task failed: {e}")))
+}
+
+impl KafkaStore {
+    /// Connects, ensures the topic, replays it into the cache and starts tailing.
+    /// Returns once the replay reached the high watermarks taken at start.
+    pub async fn open(config: KafkaConfig) -> Result<Self, StoreError> {
+        Self::open_observed(config, None).await
+    }
+
+    /// [`open`](Self::open), reporting replay progress to `observer` about once a second.
+    pub async fn open_observed(
+        config: KafkaConfig,
+        observer: Option<ProgressObserver>,
+    ) -> Result<Self, StoreError> {
+        config
+            .check()
+            .map_err(|e| StoreError::InvalidArgument(format!("kafka/open: {e}")))?;
+        let invalid = |e: KafkaError| {
+            StoreError::InvalidArgument(format!("kafka/open: invalid client configuration: {e}"))
+        };
+        let producer: FutureProducer = config.producer().create().map_err(invalid)?;
+        let consumer: Arc<BaseConsumer> = Arc::new(config.consumer().create().map_err(invalid)?);
+        let admin: AdminClient<DefaultClientContext> = config.admin().create().map_err(invalid)?;
+
+        let partitions = ensure_topic(&config, &consumer, &admin).await?;
+        let targets = watermarks(&config, &consumer, partitions).await?;
+
+        let mut assignment = TopicPartitionList::new();
+        for &(partition, _, _) in &targets {
+            assignment
+                .add_partition_offset(&config.topic, partition, Offset::Beginning)
+                .map_err(open_error)?;
+        }
+        consumer.assign(&assignment).map_err(open_error)?;
+
+        let cache = Arc::new(RwLock::new(Cache::default()));
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let consumption = Consumption {
+            topic: config.topic.clone(),
+            consumer: consumer.clone(),
+            cache: cache.clone(),
+            counters: counters.clone(),
+            stop: stop.clone(),
+        };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("wf-kafka-consumer-{}", config.topic))
+            .spawn(move || consumption.run(targets, observer, ready_tx))
+            .map_err(|e| StoreError::Internal(format!("kafka/open: cannot start consumer: {e}")))?;
+        let replay = match ready_rx.await {
+            Ok(report) => report,
+            Err(_) => {
+                stop.store(true, Ordering::Release);
+                let _ = thread.join();
+                return Err(StoreError::Internal(
+                    "kafka/open: the consumer stopped before the replay finished".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            config,
+            producer,
+            consumer,
+            cache,
+            counters,
+            replay,
+            stop,
+            consumer_thread: Mutex::new(Some(thread)),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// What the replay at open read.
+    pub fn replay_report(&self) -> &ReplayReport {
+        &self.replay
+    }
+
+    /// What the consumer read since open (replay and tail).
+    pub fn consumed(&self) -> ConsumedCounts {
+        ConsumedCounts {
+            records: self.counters.records.load(Ordering::Relaxed),
+            tombstones: self.counters.tombstones.load(Ordering::Relaxed),
+            skipped: self.counters.skipped.load(Ordering::Relaxed),
+            live: self.read_cache().len(),
+        }
+    }
+
+    /// How far the tail is behind the end of the topic, from the broker's
+    /// current high watermarks (one request per partition).
+    pub async fn tail_lag(&self) -> Result<TailLag, StoreError> {
+        self.check_open("kafka/lag")?;
+        let partitions: Vec<i32> = self.replay.partitions.iter().map(|p| p.partition).collect();
+        let consumer = self.consumer.clone();
+        let topic = self.config.topic.clone();
+        let timeout = self.config.open_timeout;
+        let highs = blocking(move || {
+            partitions
+                .into_iter()
+                .map(|p| {
+                    consumer
+                        .fetch_watermarks(&topic, p, timeout)
+                        .map(|(_, high)| (p, high))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?
+        .map_err(|e| StoreError::Unavailable(format!("kafka/lag: {e}")))?;
+        let cache = self.read_cache();
+        let partitions: Vec<(i32, u64)> = highs
+            .into_iter()
+            .map(|(p, high)| (p, (high - 1 - cache.consumed(p)).max(0) as u64))
+            .collect();
+        Ok(TailLag {
+            records: partitions.iter().map(|(_, lag)| lag).sum(),
+            partitions,
+        })
+    }
+
+    /// Calls `f` with every live state, ascending by id, under the cache's read lock.
+    pub fn for_each_state(&self, mut f: impl FnMut(&WorkflowState)) {
+        for state in self.read_cache().states() {
+            f(state);
+        }
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        // Every cache update is a single map operation: a panic cannot leave it torn.
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_open(&self, op: &str) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(format!("{op}: store is closed")));
+        }
+        Ok(())
+    }
+
+    /// Produces `value` (None: tombstone) under `key` and waits for the ack.
+    async fn write(
+        &self,
+        key: &str,
+        value: Option<&[u8]>,
+        prefix: &str,
+    ) -> Result<(i32, i64), StoreError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.config.topic).key(key.as_bytes());
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        let timeout = self.config.produce_timeout;
+        // librdkafka reports every message within message.timeout.ms; the
+        // outer bound only guards against a lost delivery report.
+        let send = self.producer.send(record, Timeout::After(timeout));
+        match tokio::time::timeout(timeout + Duration::from_secs(5), send).await {
+            Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+            Ok(Err((error, _))) => Err(write_error(prefix, &error)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "{prefix}: no acknowledgement within {timeout:?}"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for KafkaStore {
+    async fn save(&self, mut state: WorkflowState) -> Result<(), StoreError> {
+        const OP: &str = "kafka/save";
+        self.check_open(OP)?;
+        let value = validate::encode_for_save(OP, &mut state, &self.config.limits)?;
+        let (partition, offset) = self
+            .write(&state.workflow_id, Some(&value), "kafka/save: write")
+            .await?;
+        let id = state.workflow_id.clone();
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_ack(&id, Some(Arc::new(state)), partition, offset);
+        Ok(())
+    }
+
+    async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError> {
+        const OP: &str = "kafka/load";
+        self.check_open(OP)?;
+        validate::check_id(OP, workflow_id)?;
+        Ok(self.read_cache().get(workflow_id))
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Arc<WorkflowState>>, StoreError> {
+        const OP: &str = "kafka/list";
+        self.check_open(OP)?;
+        let page = validate::page_size(OP, filter, &self.config.limits)?;
+        Ok(self
+            .read_cache()
+            .page(filter.after.as_deref(), filter.status, page))
+    }
+
+    async fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
+        const OP: &str = "kafka/delete";
+        self.check_open(OP)?;
+        validate::check_id(OP, workflow_id)?;
+        let (partition, offset) = self
+            .write(workflow_id, None, "kafka/delete: write tombstone")
+            .await?;
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_ack(workflow_id, None, partition, offset);
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let flushed = self
+            .producer
+            .flush(Timeout::After(self.config.close_timeout));
+        self.stop.store(true, Ordering::Release);
+        let thread = self
+            .consumer_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            // The thread notices `stop` within one poll interval.
+            let _ = blocking(move || thread.join()).await;
+        }
+        flushed.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "kafka/close: pending writes not acknowledged within {:?}: {e}",
+                self.config.close_timeout
+            ))
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "kafka topic {} on {}",
+            self.config.topic, self.config.brokers
+        )
+    }
+}
+
+impl Drop for KafkaStore {
+    fn drop(&mut self) {
+        // Without close(): stop the consumer thread so it does not outlive the store.
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Makes sure the topic exists and is compacted; returns its partition count.
+async fn ensure_topic(
+    config: &KafkaConfig,
+    consumer: &Arc<BaseConsumer>,
+    admin: &AdminClient<DefaultClientContext>,
+) -> Result<i32, StoreError> {
+    let topic = &config.topic;
+    let deadline = Instant::now() + config.open_timeout;
+    let mut created = false;
+    loop {
+        let count = partition_count(config, consumer).await?;
+        if count > 0 {
+            if !created {
+                check_compaction(config, admin).await?;
+            }
+            return Ok(count);
+        }
+        if !created {
+            if !config.create_topic {
+                return Err(open_error(format!(
+                    "topic {topic} does not exist and topic creation is off"
+                )));
+            }
+            create_topic(config, admin).await?;
+            created = true;
+        }
+        if Instant::now() >= deadline {
+            return Err(open_error(format!(
+                "topic {topic} was created but its partitions did not appear within {:?}",
+                config.open_timeout
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The topic's partition count from the broker's metadata; 0 when it does not exist.
+async fn partition_count(
+    config: &KafkaConfig,
+    consumer: &Arc<BaseConsumer>,
+) -> Result<i32, StoreError> {
+    let consumer = consumer.clone();
+    let topic = config.topic.clone();
+    let timeout = config.open_timeout;
+    let metadata = blocking(move || consumer.fetch_metadata(Some(&topic), timeout))
+        .await?
+        .map_err(|e| open_error(format!("cannot read metadata from {}: {e}", config.brokers)))?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == config.topic) else {
+        return Ok(0);
+    };
+    match found.error() {
+        None => Ok(found.partitions().len() as i32),
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(0),
+        Some(code) => Err(open_error(format!(
+            "topic {}: {}",
+            config.topic,
+            RDKafkaErrorCode::from(code)
+        ))),
+    }
+}
+
+async fn create_topic(
+    config: &KafkaConfig,
+    admin: &AdminClient<DefaultClientContext>,
+) -> Result<(), StoreError> {
+    let max_message_bytes = config.max_record_bytes().to_string();
+    let topic = NewTopic::new(
+        &config.topic,
+        config.partitions,
+        TopicReplication::Fixed(config.replication),
+    )
+    .set("cleanup.policy", "compact")
+    .set("max.message.bytes", &max_message_bytes);
+    let options = AdminOptions::new().request_timeout(Some(config.open_timeout));
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(|e| open_error(format!("cannot create topic {}: {e}", config.topic)))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(open_error(format!("cannot create topic {name}: {code}")));
+            }
+        }
+    }
+    tracing::info!(
+        topic = %config.topic,
+        partitions = config.partitions,
+        replication = config.replication,
+        "created compacted topic"
+    );
+    Ok(())
+}
+
+/// Refuses a topic whose `cleanup.policy` lacks `compact`, unless configured
+/// to accept it. A broker that cannot describe configs gets a warning.
+async fn check_compaction(
+    config: &KafkaConfig,
+    admin: &AdminClient<DefaultClientContext>,
+) -> Result<(), StoreError> {
+    let topic = &config.topic;
+    // librdkafka's mock cluster does not answer DescribeConfigs: the request
+    // would only time out. It names itself in its cluster id.
+    let cluster_id = admin
+        .inner()
+        .fetch_cluster_id(Timeout::After(config.open_timeout));
+    if cluster_id
+        .as_deref()
+        .is_some_and(|id| id.starts_with("mockCluster"))
+    {
+        tracing::warn!(%topic, "cannot check cleanup.policy: librdkafka's mock cluster does not describe topic configs (nor compact)");
+        return Ok(());
+    }
+    let options =
+        AdminOptions::new().request_timeout(Some(config.open_timeout.min(Duration::from_secs(10))));
+    let policy = match admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+        .await
+    {
+        Ok(results) => match results.into_iter().next() {
+            Some(Ok(resource)) => resource
+                .get("cleanup.policy")
+                .and_then(|entry| entry.value.clone()),
+            Some(Err(code)) => {
+                tracing::warn!(%topic, "cannot check cleanup.policy: {code}");
+                return Ok(());
+            }
+            None => None,
+        },
+        Err(error) => {
+            tracing::warn!(%topic, "cannot check cleanup.policy (the broker does not describe topic configs): {error}");
+            return Ok(());
+        }
+    };
+    let Some(policy) = policy else {
+        tracing::warn!(%topic, "the broker did not report cleanup.policy; compaction unchecked");
+        return Ok(());
+    };
+    if policy.split(',').any(|p| p.trim() == "compact") {
+        return Ok(());
+    }
+    if config.accept_uncompacted {
+        tracing::warn!(%topic, %policy, "topic is not compacted: it grows forever and every start replays all of it");
+        Ok(())
+    } else {
+        Err(StoreError::InvalidArgument(format!(
+            "kafka/open: topic {topic} has cleanup.policy={policy}, not compact; \
+             refusing it (accept_uncompacted / --accept-uncompacted overrides)"
+        )))
+    }
+}
+
+/// (partition, low, high) watermarks of every partition, read at start.
+async fn watermarks(
+    config: &KafkaConfig,
+    consumer: &Arc<BaseConsumer>,
+    partitions: i32,
+) -> Result<Vec<(i32, i64, i64)>, StoreError> {
+    let consumer = consumer.clone();
+    let topic = config.topic.clone();
+    let timeout = config.open_timeout;
+    blocking(move || {
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, p, timeout)
+                    .map(|(low, high)| (p, low, high))
+                    .map_err(|e| open_error(format!("cannot read watermarks of {topic}/{p}: {e}")))
+            })
+            .collect()
+    })
+    .await?
+}
