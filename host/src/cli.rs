@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand, ValueEnum};
-use wf_host::config::StoreConfig;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use wf_host::config::{self, Backend, ConfigFile, StoreConfig};
 use wf_host::model::{self, Timestamp, WorkflowState, WorkflowStatus};
-use wf_host::store::{ListFilter, StoreLimits, WorkflowStore};
+use wf_host::store::kafka::{MOCK_CLUSTER_BOUNDS, ReplayProgress, ReplayReport};
+use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, ListFilter, WorkflowStore};
 use wf_host::{Host, HostConfig};
 
 /// Exit code when `run` finished but the workflow ended `failed` or `canceled`.
@@ -26,10 +27,16 @@ A workflow module exports `run(workflow-id, input) -> result<json, string>` and 
 save, load, list and delete workflow states through the store. The host records each \
 run: `running` before the call, then `completed` with the result or `failed` with the \
 error.\n\n\
-The store is in memory: each wfhost process starts empty and keeps nothing after it exits.",
+States are kept on a compacted Kafka topic (key = workflow id, value = JSON; a delete \
+is a tombstone) and served from a cache rebuilt by replaying the topic at start. \
+Give the brokers with --brokers or WF_KAFKA_BROKERS; without them wfhost starts \
+librdkafka's in-process mock cluster, which keeps nothing after the process exits \
+(`wfhost dev` keeps one running for other processes).",
     after_help = "Examples:\n  \
 wfhost run pipeline.wasm --id pipeline-001 --input '\"start processing\"'\n  \
-wfhost --output json run ledger.wasm --id ledger-1 --input '{\"action\":\"post\",\"account\":\"alice\",\"amounts\":[5]}'\n\n\
+wfhost --output json run ledger.wasm --id ledger-1 --input '{\"action\":\"post\",\"account\":\"alice\",\"amounts\":[5]}'\n  \
+wfhost dev    # then, in another shell: export WF_KAFKA_BROKERS=<the printed address>\n  \
+wfhost --brokers kafka-1:9092 --kafka-prop security.protocol=sasl_ssl list --status running\n\n\
 Exit status: 0 on success, 1 on an error, 2 on bad usage, 3 when `run` ended with the workflow failed.\n\
 Set RUST_LOG=info to see the host's and the guest's log lines on stderr."
 )]
@@ -38,12 +45,75 @@ struct Cli {
     #[arg(short, long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
 
-    /// Largest encoded workflow state the store accepts, in bytes.
-    #[arg(long, default_value_t = StoreLimits::default().max_value_bytes, global = true, value_name = "BYTES")]
-    max_value_bytes: usize,
+    #[command(flatten)]
+    store: StoreArgs,
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where states are kept. Flags and environment override the config file.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// A TOML config file (see README: store, max_value_bytes, [kafka], [kafka.properties]).
+    #[arg(long, env = "WF_CONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The backend: kafka (default) or memory (nothing kept, for quick tries).
+    #[arg(long, value_enum, global = true)]
+    store: Option<StoreKind>,
+
+    /// Kafka bootstrap servers; without them wfhost starts an in-process mock cluster.
+    #[arg(
+        long,
+        env = "WF_KAFKA_BROKERS",
+        global = true,
+        value_name = "HOST:PORT,..."
+    )]
+    brokers: Option<String>,
+
+    /// The topic [default: beluga-workflows, the Go provider's].
+    #[arg(long, env = "WF_KAFKA_TOPIC", global = true)]
+    topic: Option<String>,
+
+    /// Partitions of a topic wfhost creates [default: 12].
+    #[arg(long, global = true, value_name = "N")]
+    partitions: Option<i32>,
+
+    /// Replication factor of a topic wfhost creates [default: -1, the broker's].
+    #[arg(long, global = true, value_name = "N", allow_negative_numbers = true)]
+    replication: Option<i32>,
+
+    /// A librdkafka property for every client, e.g. security.protocol=sasl_ssl (repeatable).
+    #[arg(long = "kafka-prop", global = true, value_name = "KEY=VALUE", value_parser = parse_property)]
+    kafka_props: Vec<(String, String)>,
+
+    /// Fail a save or delete the broker has not acknowledged within this many seconds [default: 30].
+    #[arg(long, global = true, value_name = "SECONDS")]
+    produce_timeout: Option<f64>,
+
+    /// Serve a topic that is not compacted (it grows forever) instead of refusing it.
+    #[arg(long, global = true)]
+    accept_uncompacted: bool,
+
+    /// Largest encoded workflow state the store accepts, in bytes [default: 1048576].
+    #[arg(long, global = true, value_name = "BYTES")]
+    max_value_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    Kafka,
+    Memory,
+}
+
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,6 +163,12 @@ enum Command {
         /// The workflow id.
         id: String,
     },
+    /// Replay the topic once and report its partitions, offsets, live keys,
+    /// tombstones and skipped (undecodable) records.
+    Topic,
+    /// Run librdkafka's in-process mock Kafka cluster with the topic created,
+    /// until Ctrl-C, so that kcat or other wfhost processes can connect.
+    Dev,
 }
 
 fn parse_status(text: &str) -> Result<WorkflowStatus, String> {
@@ -132,17 +208,156 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let limits = StoreLimits {
-        max_value_bytes: cli.max_value_bytes,
-        ..StoreLimits::default()
+    let (config, brokers_given) = store_config(&cli.store)?;
+    if let Command::Dev = cli.command {
+        return dev(config).await;
+    }
+    // The mock cluster lives on this thread for the whole command (it is not Send).
+    let mut _dev_cluster = None;
+    let config = match config {
+        StoreConfig::Kafka(mut kafka) if !brokers_given => {
+            let cluster = DevCluster::start(&kafka.topic, kafka.partitions)?;
+            kafka.brokers = cluster.bootstrap_servers();
+            eprintln!(
+                "wfhost: no brokers configured (--brokers, WF_KAFKA_BROKERS or the config file); \
+                 started librdkafka's in-process mock Kafka cluster at {} with topic {} ({} partitions); \
+                 {MOCK_CLUSTER_BOUNDS}.",
+                kafka.brokers, kafka.topic, kafka.partitions
+            );
+            _dev_cluster = Some(cluster);
+            StoreConfig::Kafka(kafka)
+        }
+        other => other,
     };
-    let store = StoreConfig::Memory { limits }.open().await?;
-    let result = command(&cli, &store).await;
+    let (store, kafka) = open_store(&config).await?;
+    let result = command(&cli, &store, kafka.as_deref()).await;
     store.close().await.context("closing the store")?;
     result
 }
 
-async fn command(cli: &Cli, store: &Arc<dyn WorkflowStore>) -> anyhow::Result<ExitCode> {
+/// The store the flags, environment and config file describe, and whether
+/// they named brokers.
+fn store_config(args: &StoreArgs) -> anyhow::Result<(StoreConfig, bool)> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let backend = match args.store {
+        Some(StoreKind::Kafka) => Backend::Kafka,
+        Some(StoreKind::Memory) => Backend::Memory,
+        None => file.store,
+    };
+    let mut limits = file.limits();
+    if let Some(max) = args.max_value_bytes {
+        limits.max_value_bytes = max;
+    }
+    if backend == Backend::Memory {
+        return Ok((StoreConfig::Memory { limits }, false));
+    }
+    let mut kafka: KafkaConfig = file.kafka_config()?.limits(limits);
+    if let Some(brokers) = &args.brokers {
+        kafka.brokers = brokers.clone();
+    }
+    if let Some(topic) = &args.topic {
+        kafka.topic = topic.clone();
+    }
+    if let Some(partitions) = args.partitions {
+        kafka.partitions = partitions;
+    }
+    if let Some(replication) = args.replication {
+        kafka.replication = replication;
+    }
+    if let Some(secs) = args.produce_timeout {
+        kafka.produce_timeout = config::seconds("--produce-timeout", secs)?;
+    }
+    kafka.accept_uncompacted |= args.accept_uncompacted;
+    kafka.properties.extend(args.kafka_props.iter().cloned());
+    let brokers_given = !kafka.brokers.trim().is_empty();
+    Ok((StoreConfig::Kafka(kafka), brokers_given))
+}
+
+/// Opens the store; for Kafka, shows a progress bar while a long replay runs.
+async fn open_store(
+    config: &StoreConfig,
+) -> anyhow::Result<(Arc<dyn WorkflowStore>, Option<Arc<KafkaStore>>)> {
+    let StoreConfig::Kafka(kafka) = config else {
+        return Ok((config.open().await?, None));
+    };
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "replaying {msg} [{bar:30}] {pos}/{len} records ({per_sec}, {eta} left)",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(kafka.topic.clone());
+    let observer_bar = bar.clone();
+    let observer = Box::new(move |progress: &ReplayProgress| {
+        observer_bar.set_length(progress.records + progress.remaining);
+        observer_bar.set_position(progress.records);
+    });
+    let opened = KafkaStore::open_observed(kafka.clone(), Some(observer)).await;
+    bar.finish_and_clear();
+    let store = Arc::new(opened?);
+    let report = store.replay_report();
+    if report.skipped > 0 {
+        eprintln!(
+            "wfhost: warning: skipped {} records of topic {} that are not workflow states \
+             (RUST_LOG=warn lists their partitions and offsets)",
+            report.skipped, report.topic
+        );
+    }
+    Ok((store.clone(), Some(store)))
+}
+
+/// `wfhost dev`: a mock cluster for other processes, until Ctrl-C.
+async fn dev(config: StoreConfig) -> anyhow::Result<ExitCode> {
+    let StoreConfig::Kafka(kafka) = config else {
+        bail!("`wfhost dev` runs a Kafka broker; it does not apply to --store memory");
+    };
+    if !kafka.brokers.trim().is_empty() {
+        bail!(
+            "`wfhost dev` starts its own broker; do not give --brokers (or unset WF_KAFKA_BROKERS)"
+        );
+    }
+    let cluster = DevCluster::start(&kafka.topic, kafka.partitions)?;
+    let brokers = cluster.bootstrap_servers();
+    println!("brokers: {brokers}");
+    println!("topic:   {} ({} partitions)", kafka.topic, kafka.partitions);
+    println!();
+    println!("librdkafka's in-process mock Kafka cluster is running; {MOCK_CLUSTER_BOUNDS}.");
+    println!("Use it from other shells:");
+    println!("  export WF_KAFKA_BROKERS={brokers}");
+    println!("  wfhost run pipeline.wasm --id pipeline-001 --input '\"start processing\"'");
+    println!(
+        "  kcat -b {brokers} -t {} -C -e -Z -f '%k %s\\n'",
+        kafka.topic
+    );
+    println!("Press Ctrl-C to stop.");
+    use std::io::Write as _;
+    std::io::stdout().flush().context("writing to stdout")?;
+    wait_for_shutdown().await?;
+    drop(cluster);
+    eprintln!("wfhost dev: stopped; the mock cluster's records are gone");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_shutdown() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("listening for Ctrl-C"),
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
+async fn command(
+    cli: &Cli,
+    store: &Arc<dyn WorkflowStore>,
+    kafka: Option<&KafkaStore>,
+) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Run {
             module,
@@ -201,6 +416,70 @@ async fn command(cli: &Cli, store: &Arc<dyn WorkflowStore>) -> anyhow::Result<Ex
             store.delete(id).await?;
             eprintln!("wfhost: deleted {id:?}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Topic => {
+            let Some(kafka) = kafka else {
+                bail!(
+                    "`wfhost topic` reports a Kafka topic; the store is {}",
+                    store.describe()
+                );
+            };
+            print_topic(cli.output, kafka.replay_report(), &kafka.config().brokers);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev => unreachable!("handled before a store is opened"),
+    }
+}
+
+fn print_topic(output: Output, report: &ReplayReport, brokers: &str) {
+    let elapsed = report.elapsed.as_secs_f64();
+    match output {
+        Output::Json => {
+            let partitions: Vec<serde_json::Value> = report
+                .partitions
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "partition": p.partition, "low": p.low, "high": p.high, "records": p.records,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "topic": report.topic,
+                "brokers": brokers,
+                "partitions": partitions,
+                "records": report.records,
+                "live_keys": report.live,
+                "tombstones": report.tombstones,
+                "skipped": report.skipped,
+                "replay_seconds": elapsed,
+            });
+            println!("{doc}");
+        }
+        Output::Table => {
+            println!("topic:       {} on {brokers}", report.topic);
+            println!("partitions:  {}", report.partitions.len());
+            println!(
+                "  {:>9}  {:>12}  {:>12}  {:>10}",
+                "PARTITION", "LOW", "HIGH", "RECORDS"
+            );
+            for p in &report.partitions {
+                println!(
+                    "  {:>9}  {:>12}  {:>12}  {:>10}",
+                    p.partition, p.low, p.high, p.records
+                );
+            }
+            println!(
+                "records:     {} read in {elapsed:.2} s ({:.0}/s)",
+                report.records,
+                report.records as f64 / elapsed.max(1e-9)
+            );
+            println!("live keys:   {}", report.live);
+            println!("tombstones:  {}", report.tombstones);
+            println!(
+                "skipped:     {} (records that are not workflow states)",
+                report.skipped
+            );
         }
     }
 }

@@ -1,15 +1,80 @@
-//! `wfhost` as a user runs it: the real binary, the real example guests.
+//! `wfhost` as a user runs it: the real binary, the real example guests, on
+//! Kafka (librdkafka's mock cluster: in process by default, or a `wfhost dev`
+//! process that several `wfhost` processes share).
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
+/// `wfhost` with none of the caller's store settings (CI sets WF_KAFKA_BROKERS).
+fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wfhost"));
+    for var in [
+        "RUST_LOG",
+        "WF_KAFKA_BROKERS",
+        "WF_KAFKA_TOPIC",
+        "WF_CONFIG",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
 fn wfhost(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wfhost"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running wfhost")
+    command().args(args).output().expect("running wfhost")
+}
+
+/// The announcement of the zero-setup mock cluster, which precedes any output on stderr.
+const MOCK_ANNOUNCEMENT: &str = "wfhost: no brokers configured";
+
+/// stderr without the mock cluster's announcement.
+fn errors(output: &Output) -> String {
+    stderr(output)
+        .lines()
+        .filter(|line| !line.starts_with(MOCK_ANNOUNCEMENT))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// A `wfhost dev` process: a mock Kafka cluster other processes connect to.
+struct DevBroker {
+    child: Child,
+    brokers: String,
+}
+
+impl DevBroker {
+    fn start(args: &[&str]) -> Self {
+        let mut child = command()
+            .arg("dev")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting wfhost dev");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let brokers = lines
+            .find_map(|line| line.ok()?.strip_prefix("brokers: ").map(str::to_owned))
+            .expect("wfhost dev prints its address");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, brokers }
+    }
+
+    fn wfhost(&self, args: &[&str]) -> Output {
+        command()
+            .args(["--brokers", &self.brokers])
+            .args(args)
+            .output()
+            .expect("running wfhost")
+    }
+}
+
+impl Drop for DevBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn stdout(output: &Output) -> String {
@@ -136,7 +201,7 @@ fn errors_are_one_clear_line_and_a_non_zero_exit() {
     for (args, needle) in cases {
         let out = wfhost(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let err = stderr(&out);
+        let err = errors(&out);
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("wfhost: error: "), "{err}");
         assert!(
@@ -157,7 +222,19 @@ fn bad_usage_exits_2_with_help() {
     );
     let help = wfhost(&["--help"]);
     assert!(help.status.success());
-    for word in ["run", "list", "show", "delete", "--output", "Examples:"] {
+    for word in [
+        "run",
+        "list",
+        "show",
+        "delete",
+        "topic",
+        "dev",
+        "--brokers",
+        "--kafka-prop",
+        "--config",
+        "--output",
+        "Examples:",
+    ] {
         assert!(stdout(&help).contains(word), "help mentions {word}");
     }
 }
@@ -166,13 +243,244 @@ fn bad_usage_exits_2_with_help() {
 fn list_show_and_delete_on_an_empty_store_say_so() {
     let list = wfhost(&["list", "--status", "running", "--limit", "5"]);
     assert!(list.status.success());
+    let err = stderr(&list);
+    assert!(err.starts_with(MOCK_ANNOUNCEMENT), "{err}");
     assert!(
-        stderr(&list).contains("no workflows (store: in-memory"),
-        "{}",
-        stderr(&list)
+        err.contains("keeps nothing after the process exits"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no workflows (store: kafka topic beluga-workflows on 127.0.0.1:"),
+        "{err}"
     );
     let json_list = wfhost(&["--output", "json", "list"]);
     assert_eq!(stdout(&json_list).trim(), "[]");
     let delete = wfhost(&["delete", "absent"]);
     assert!(delete.status.success(), "deleting an absent id succeeds");
+}
+
+#[test]
+fn guests_write_through_one_process_and_a_new_process_reads_them() {
+    let dev = DevBroker::start(&["--partitions", "4"]);
+    let run = dev.wfhost(&[
+        "run",
+        wf_test_artifacts::PIPELINE,
+        "--id",
+        "pipeline-001",
+        "--input",
+        "\"start processing\"",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let post = dev.wfhost(&[
+        "run",
+        wf_test_artifacts::LEDGER,
+        "--id",
+        "ledger-run-1",
+        "--input",
+        r#"{"action":"post","account":"alice","amounts":[10,-3]}"#,
+    ]);
+    assert!(post.status.success(), "{}", stderr(&post));
+    let order = dev.wfhost(&[
+        "run",
+        wf_test_artifacts::ORDER_PIPELINE,
+        "--id",
+        "order-1",
+        "--input",
+        r#"{"customer":"ada","items":[{"sku":"A-1","quantity":2,"price_cents":450}]}"#,
+    ]);
+    assert!(order.status.success(), "{}", stderr(&order));
+
+    // A new process replays the topic: every state the guests saved is there.
+    let list = dev.wfhost(&["--output", "json", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let states: Value = serde_json::from_str(stdout(&list).trim()).unwrap();
+    let ids: Vec<&str> = states
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["WorkflowID"].as_str().unwrap())
+        .collect();
+    for id in [
+        "ledger-run-1",
+        "ledger/alice",
+        "ledger/alice/entry-000001",
+        "ledger/alice/entry-000002",
+        "order-1",
+        "pipeline-001",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    let show = dev.wfhost(&["--output", "json", "show", "ledger/alice"]);
+    let balance: Value = serde_json::from_str(stdout(&show).trim()).unwrap();
+    assert_eq!(balance["Result"]["balance"], 7);
+
+    // Deletes by one process are tombstones the next one replays.
+    let close = dev.wfhost(&[
+        "run",
+        wf_test_artifacts::LEDGER,
+        "--id",
+        "ledger-run-2",
+        "--input",
+        r#"{"action":"close","account":"alice"}"#,
+    ]);
+    assert!(close.status.success(), "{}", stderr(&close));
+    let gone = dev.wfhost(&["show", "ledger/alice"]);
+    assert_eq!(gone.status.code(), Some(1));
+    let topic = dev.wfhost(&["--output", "json", "topic"]);
+    assert!(topic.status.success(), "{}", stderr(&topic));
+    let report: Value = serde_json::from_str(stdout(&topic).trim()).unwrap();
+    assert_eq!(report["partitions"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        report["tombstones"], 3,
+        "two entries and the balance deleted"
+    );
+    assert_eq!(report["skipped"], 0);
+    assert_eq!(
+        report["live_keys"],
+        ids.len() as u64 - 3 + 1,
+        "the close run added one"
+    );
+}
+
+#[test]
+fn kcat_reads_ids_as_keys_and_deletes_as_null_values() {
+    let Some(kcat) = tool("kcat") else { return };
+    let dev = DevBroker::start(&["--partitions", "2"]);
+    let run = dev.wfhost(&[
+        "run",
+        wf_test_artifacts::PIPELINE,
+        "--id",
+        "p-kcat",
+        "--input",
+        "\"k\"",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(dev.wfhost(&["delete", "p-kcat"]).status.success());
+    let out = Command::new(kcat)
+        .args([
+            "-b",
+            &dev.brokers,
+            "-t",
+            "beluga-workflows",
+            "-C",
+            "-e",
+            "-q",
+            "-Z",
+        ])
+        .args(["-f", "%k|%S|%s\n"])
+        .output()
+        .expect("running kcat");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert!(lines.len() >= 3, "{lines:?}");
+    assert!(lines.iter().all(|l| l.starts_with("p-kcat|")), "{lines:?}");
+    let last = lines.last().unwrap();
+    assert_eq!(last, "p-kcat|-1|NULL", "the delete is a tombstone");
+    let before = &lines[lines.len() - 2];
+    let value: Value = serde_json::from_str(before.splitn(3, '|').nth(2).unwrap()).unwrap();
+    assert_eq!(value["WorkflowID"], "p-kcat");
+    assert_eq!(value["Status"], "completed");
+}
+
+/// The path of an external tool the test needs. Missing: skipped, unless
+/// WF_E2E_REQUIRED is set (as `.ci/run` does), then a failure.
+fn tool(name: &str) -> Option<String> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    });
+    match found {
+        Some(path) => Some(path.display().to_string()),
+        None if std::env::var_os("WF_E2E_REQUIRED").is_some() => {
+            panic!("{name} is required (WF_E2E_REQUIRED is set) but not on PATH")
+        }
+        None => {
+            eprintln!("skipped: {name} not installed");
+            None
+        }
+    }
+}
+
+#[test]
+fn configuration_comes_from_a_file_flags_and_the_environment() {
+    let dev = DevBroker::start(&["--topic", "from-file", "--partitions", "3"]);
+    let dir = std::env::temp_dir().join(format!("wf-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("wfhost.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ntopic = \"from-file\"\n[kafka.properties]\n\"client.id\" = \"wf-test\"\n",
+            dev.brokers
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let run = command()
+        .args([
+            "--config",
+            file,
+            "run",
+            wf_test_artifacts::PIPELINE,
+            "--id",
+            "cfg-1",
+            "--input",
+            "\"x\"",
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        !stderr(&run).contains(MOCK_ANNOUNCEMENT),
+        "the file's brokers are used"
+    );
+    // The environment names the file; a flag overrides the file's topic.
+    let show = command()
+        .env("WF_CONFIG", file)
+        .args(["show", "cfg-1"])
+        .output()
+        .unwrap();
+    assert!(show.status.success(), "{}", stderr(&show));
+    let other_topic = command()
+        .env("WF_CONFIG", file)
+        .args(["--topic", "elsewhere", "show", "cfg-1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        other_topic.status.code(),
+        Some(1),
+        "{}",
+        stderr(&other_topic)
+    );
+    assert!(
+        errors(&other_topic).contains(
+            "topic elsewhere does not exist, and librdkafka's mock cluster cannot create topics"
+        ),
+        "{}",
+        stderr(&other_topic)
+    );
+
+    std::fs::write(dir.join("bad.toml"), "[kafka]\nbroker = \"x\"\n").unwrap();
+    let bad = wfhost(&["--config", dir.join("bad.toml").to_str().unwrap(), "list"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        errors(&bad).contains("unknown field `broker`"),
+        "{}",
+        stderr(&bad)
+    );
+    let bad_prop = dev.wfhost(&["--kafka-prop", "no.such.thing=1", "list"]);
+    assert_eq!(bad_prop.status.code(), Some(1));
+    assert!(
+        errors(&bad_prop).contains("kafka/open: invalid client configuration"),
+        "{}",
+        stderr(&bad_prop)
+    );
+    let fixed = dev.wfhost(&["--kafka-prop", "acks=0", "list"]);
+    assert!(
+        errors(&fixed).contains("acks=0 is not allowed"),
+        "{}",
+        stderr(&fixed)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,7 @@ use rdkafka::message::Message;
 use tokio::sync::oneshot;
 
 use super::cache::{Cache, decode_record};
+use super::context::LogContext;
 
 /// What a replay read from one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +75,7 @@ pub(crate) struct Counters {
 /// The consumer thread's shared parts.
 pub(crate) struct Consumption {
     pub topic: String,
-    pub consumer: Arc<BaseConsumer>,
+    pub consumer: Arc<BaseConsumer<LogContext>>,
     pub cache: Arc<RwLock<Cache>>,
     pub counters: Arc<Counters>,
     pub stop: Arc<AtomicBool>,

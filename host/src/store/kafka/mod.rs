@@ -9,6 +9,7 @@
 mod cache;
 mod config;
 mod consume;
+mod context;
 mod dev;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -31,6 +31,7 @@ use super::{ListFilter, StoreError, WorkflowStore};
 use crate::model::WorkflowState;
 use cache::Cache;
 use consume::{Consumption, Counters};
+use context::LogContext;
 
 pub use config::{DEFAULT_TOPIC, KafkaConfig};
 pub use consume::{PartitionReport, ProgressObserver, ReplayProgress, ReplayReport};
@@ -49,8 +50,8 @@ pub use dev::{DevCluster, MOCK_CLUSTER_BOUNDS};
 /// ```
 pub struct KafkaStore {
     config: KafkaConfig,
-    producer: FutureProducer,
-    consumer: Arc<BaseConsumer>,
+    producer: FutureProducer<LogContext>,
+    consumer: Arc<BaseConsumer<LogContext>>,
     cache: Arc<RwLock<Cache>>,
     counters: Arc<Counters>,
     replay: ReplayReport,
@@ -136,9 +137,20 @@ impl KafkaStore {
         let invalid = |e: KafkaError| {
             StoreError::InvalidArgument(format!("kafka/open: invalid client configuration: {e}"))
         };
-        let producer: FutureProducer = config.producer().create().map_err(invalid)?;
-        let consumer: Arc<BaseConsumer> = Arc::new(config.consumer().create().map_err(invalid)?);
-        let admin: AdminClient<DefaultClientContext> = config.admin().create().map_err(invalid)?;
+        let producer: FutureProducer<LogContext> = config
+            .producer()
+            .create_with_context(LogContext)
+            .map_err(invalid)?;
+        let consumer: Arc<BaseConsumer<LogContext>> = Arc::new(
+            config
+                .consumer()
+                .create_with_context(LogContext)
+                .map_err(invalid)?,
+        );
+        let admin: AdminClient<LogContext> = config
+            .admin()
+            .create_with_context(LogContext)
+            .map_err(invalid)?;
 
         let partitions = ensure_topic(&config, &consumer, &admin).await?;
         let targets = watermarks(&config, &consumer, partitions).await?;
@@ -374,8 +386,8 @@ impl Drop for KafkaStore {
 /// Makes sure the topic exists and is compacted; returns its partition count.
 async fn ensure_topic(
     config: &KafkaConfig,
-    consumer: &Arc<BaseConsumer>,
-    admin: &AdminClient<DefaultClientContext>,
+    consumer: &Arc<BaseConsumer<LogContext>>,
+    admin: &AdminClient<LogContext>,
 ) -> Result<i32, StoreError> {
     let topic = &config.topic;
     let deadline = Instant::now() + config.open_timeout;
@@ -410,7 +422,7 @@ async fn ensure_topic(
 /// The topic's partition count from the broker's metadata; 0 when it does not exist.
 async fn partition_count(
     config: &KafkaConfig,
-    consumer: &Arc<BaseConsumer>,
+    consumer: &Arc<BaseConsumer<LogContext>>,
 ) -> Result<i32, StoreError> {
     let consumer = consumer.clone();
     let topic = config.topic.clone();
@@ -432,10 +444,26 @@ async fn partition_count(
     }
 }
 
+/// Whether the broker is librdkafka's mock cluster, which names itself in its cluster id.
+fn is_mock_cluster(config: &KafkaConfig, admin: &AdminClient<LogContext>) -> bool {
+    admin
+        .inner()
+        .fetch_cluster_id(Timeout::After(config.open_timeout))
+        .is_some_and(|id| id.starts_with("mockCluster"))
+}
+
 async fn create_topic(
     config: &KafkaConfig,
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<LogContext>,
 ) -> Result<(), StoreError> {
+    if is_mock_cluster(config, admin) {
+        // It does not implement CreateTopics: the request would only time out.
+        return Err(open_error(format!(
+            "topic {} does not exist, and librdkafka's mock cluster cannot create topics \
+             through the admin API (`wfhost dev --topic NAME` creates one at start)",
+            config.topic
+        )));
+    }
     let max_message_bytes = config.max_record_bytes().to_string();
     let topic = NewTopic::new(
         &config.topic,
@@ -470,19 +498,13 @@ async fn create_topic(
 /// to accept it. A broker that cannot describe configs gets a warning.
 async fn check_compaction(
     config: &KafkaConfig,
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<LogContext>,
 ) -> Result<(), StoreError> {
     let topic = &config.topic;
     // librdkafka's mock cluster does not answer DescribeConfigs: the request
-    // would only time out. It names itself in its cluster id.
-    let cluster_id = admin
-        .inner()
-        .fetch_cluster_id(Timeout::After(config.open_timeout));
-    if cluster_id
-        .as_deref()
-        .is_some_and(|id| id.starts_with("mockCluster"))
-    {
-        tracing::warn!(%topic, "cannot check cleanup.policy: librdkafka's mock cluster does not describe topic configs (nor compact)");
+    // would only time out.
+    if is_mock_cluster(config, admin) {
+        tracing::info!(%topic, "cleanup.policy unchecked: librdkafka's mock cluster does not describe topic configs (nor compact)");
         return Ok(());
     }
     let options =
@@ -499,17 +521,19 @@ async fn check_compaction(
                 tracing::warn!(%topic, "cannot check cleanup.policy: {code}");
                 return Ok(());
             }
-            None => None,
+            None => {
+                tracing::warn!(%topic, "cannot check cleanup.policy: the broker returned no config");
+                return Ok(());
+            }
         },
         Err(error) => {
             tracing::warn!(%topic, "cannot check cleanup.policy (the broker does not describe topic configs): {error}");
             return Ok(());
         }
     };
-    let Some(policy) = policy else {
-        tracing::warn!(%topic, "the broker did not report cleanup.policy; compaction unchecked");
-        return Ok(());
-    };
+    // A broker that describes the topic but leaves cleanup.policy out (tansu
+    // does for topics created without it) applies Kafka's default: delete.
+    let policy = policy.unwrap_or_else(|| "delete (not set; Kafka's default)".to_string());
     if policy.split(',').any(|p| p.trim() == "compact") {
         return Ok(());
     }
@@ -527,7 +551,7 @@ async fn check_compaction(
 /// (partition, low, high) watermarks of every partition, read at start.
 async fn watermarks(
     config: &KafkaConfig,
-    consumer: &Arc<BaseConsumer>,
+    consumer: &Arc<BaseConsumer<LogContext>>,
     partitions: i32,
 ) -> Result<Vec<(i32, i64, i64)>, StoreError> {
     let consumer = consumer.clone();
