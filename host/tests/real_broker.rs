@@ -1,0 +1,290 @@
+//! End to end on a real Kafka-protocol broker process (tansu, started by
+//! `.ci/run` through `scripts/start-broker.sh`): `wfhost` processes writing
+//! and reading, an independent client (confluent-kafka) reading the topic,
+//! and the broker's compaction.
+//!
+//! The broker's address comes from `WF_KAFKA_BROKERS`; without it every test
+//! prints `skipped: WF_KAFKA_BROKERS unset` and returns.
+
+mod kafka_support;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use serde_json::Value;
+use wf_host::model::{WorkflowState, WorkflowStatus};
+use wf_host::store::{KafkaConfig, KafkaStore, StoreError, WorkflowStore};
+
+use kafka_support::{last_per_key, read_topic, state};
+
+fn brokers() -> Option<String> {
+    match std::env::var("WF_KAFKA_BROKERS") {
+        Ok(brokers) if !brokers.trim().is_empty() => Some(brokers),
+        _ if std::env::var_os("WF_E2E_REQUIRED").is_some() => {
+            panic!("WF_E2E_REQUIRED is set but WF_KAFKA_BROKERS is not: no real broker to test")
+        }
+        _ => {
+            eprintln!("skipped: WF_KAFKA_BROKERS unset");
+            None
+        }
+    }
+}
+
+/// A topic name no other test (or earlier run on the same broker) uses.
+fn fresh_topic(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("wf-e2e-{name}-{}-{nanos}", std::process::id())
+}
+
+fn wfhost(brokers: &str, topic: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wfhost"))
+        .env_remove("WF_CONFIG")
+        .env_remove("RUST_LOG")
+        .args(["--brokers", brokers, "--topic", topic, "--partitions", "3"])
+        .args(args)
+        .output()
+        .expect("running wfhost")
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "wfhost failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The topic as confluent-kafka (its own librdkafka build) reads it: one
+/// `(key, value)` per record, value `None` for a tombstone.
+fn read_with_independent_client(brokers: &str, topic: &str) -> Vec<(String, Option<String>)> {
+    let python = std::env::var("WF_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/read_topic.py");
+    let out = Command::new(&python)
+        .args([script, brokers, topic])
+        .output()
+        .unwrap_or_else(|e| panic!("running {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "the independent client (confluent-kafka under {python}; .ci/run installs it and sets \
+         WF_PYTHON) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line).unwrap();
+            (
+                record["key"].as_str().unwrap().to_owned(),
+                record["value"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn one_wfhost_writes_a_new_wfhost_reads_and_an_independent_client_agrees() {
+    let Some(brokers) = brokers() else { return };
+    let topic = fresh_topic("processes");
+    ok(wfhost(
+        &brokers,
+        &topic,
+        &[
+            "run",
+            wf_test_artifacts::PIPELINE,
+            "--id",
+            "pipeline-001",
+            "--input",
+            "\"start processing\"",
+        ],
+    ));
+    ok(wfhost(
+        &brokers,
+        &topic,
+        &[
+            "run",
+            wf_test_artifacts::LEDGER,
+            "--id",
+            "ledger-1",
+            "--input",
+            r#"{"action":"post","account":"bob","amounts":[5,6]}"#,
+        ],
+    ));
+    ok(wfhost(
+        &brokers,
+        &topic,
+        &["delete", "ledger/bob/entry-000001"],
+    ));
+
+    // A new process replays the topic from the broker.
+    let show = ok(wfhost(
+        &brokers,
+        &topic,
+        &["--output", "json", "show", "pipeline-001"],
+    ));
+    let pipeline: Value = serde_json::from_str(show.trim()).unwrap();
+    assert_eq!(pipeline["Status"], "completed");
+    assert_eq!(pipeline["Result"], "completed: start processing");
+    let list = ok(wfhost(&brokers, &topic, &["--output", "json", "list"]));
+    let ids: Vec<String> = serde_json::from_str::<Vec<Value>>(list.trim())
+        .unwrap()
+        .iter()
+        .map(|s| s["WorkflowID"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "ledger-1",
+            "ledger/bob",
+            "ledger/bob/entry-000002",
+            "pipeline-001"
+        ]
+    );
+
+    // An independent client sees ids as keys, the Go wire format as values,
+    // and the delete as a null value.
+    let records = read_with_independent_client(&brokers, &topic);
+    let last: BTreeMap<String, Option<String>> = records.iter().cloned().collect();
+    assert_eq!(
+        last["ledger/bob/entry-000001"], None,
+        "a tombstone: {records:?}"
+    );
+    let value: Value =
+        serde_json::from_str(last["pipeline-001"].as_deref().expect("a value")).unwrap();
+    assert_eq!(value["WorkflowID"], "pipeline-001");
+    assert_eq!(value["History"][0]["Type"], "workflow_started");
+    for key in ["ledger-1", "ledger/bob", "ledger/bob/entry-000002"] {
+        assert!(last[key].is_some(), "{key} is live");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_compaction_the_topic_keeps_the_newest_value_per_id_and_replays_the_same_state() {
+    let Some(brokers) = brokers() else { return };
+    let topic = fresh_topic("compaction");
+    let mut config = KafkaConfig::new(&brokers).topic(&topic);
+    config.partitions = 3;
+    let store = Arc::new(KafkaStore::open(config.clone()).await.unwrap());
+    for version in 0..5 {
+        let saves = (0..40).map(|i| {
+            let store = store.clone();
+            async move {
+                let s = state(
+                    &format!("c-{i:02}"),
+                    &format!("v{version}"),
+                    WorkflowStatus::Running,
+                );
+                store.save(s).await
+            }
+        });
+        let results: Vec<_> = futures::stream::iter(saves)
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    }
+    for i in (0..40).step_by(4) {
+        store.delete(&format!("c-{i:02}")).await.unwrap();
+    }
+    let mut expected = BTreeMap::new();
+    store.for_each_state(|s| {
+        expected.insert(s.workflow_id.clone(), s.clone());
+    });
+    assert_eq!(expected.len(), 30);
+    store.close().await.unwrap();
+
+    // The broker compacts on its maintenance interval (seconds): wait until
+    // no id has more than one record left.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let compacted = loop {
+        let b = brokers.clone();
+        let t = topic.clone();
+        let records = tokio::task::spawn_blocking(move || read_topic(&b, &t))
+            .await
+            .unwrap();
+        let mut per_key: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+        for r in &records {
+            *per_key.entry(r.key.clone().unwrap()).or_default() += 1;
+        }
+        if per_key.values().all(|&n| n == 1) {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not compact within 120 s: {} records for {} keys",
+            records.len(),
+            per_key.len()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    // The newest value per id survived (and the deletes are still deletes).
+    let last = last_per_key(&compacted);
+    for (id, state) in &expected {
+        let value = last[id].as_ref().expect("a live id keeps its newest value");
+        assert_eq!(&wf_host::model::decode_state(value).unwrap(), state);
+    }
+    assert!(
+        last.iter()
+            .filter(|(id, _)| !expected.contains_key(*id))
+            .all(|(_, value)| value.is_none()),
+        "deleted ids have no value left"
+    );
+
+    let replayed = KafkaStore::open(config).await.unwrap();
+    let mut after = BTreeMap::new();
+    replayed.for_each_state(|s: &WorkflowState| {
+        after.insert(s.workflow_id.clone(), s.clone());
+    });
+    assert_eq!(after, expected);
+    assert!(
+        replayed
+            .replay_report()
+            .partitions
+            .iter()
+            .any(|p| p.low > 0),
+        "compaction moved a low watermark: {:?}",
+        replayed.replay_report().partitions
+    );
+    replayed.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_that_is_not_compacted_is_refused_unless_accepted() {
+    let Some(brokers) = brokers() else { return };
+    let topic = fresh_topic("deleting");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let new = NewTopic::new(&topic, 2, TopicReplication::Fixed(1)).set("cleanup.policy", "delete");
+    let created = admin
+        .create_topics([&new], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    let config = KafkaConfig::new(&brokers).topic(&topic);
+    let error = KafkaStore::open(config.clone()).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::InvalidArgument(m) if m.contains("cleanup.policy=delete")),
+        "{error:?}"
+    );
+    let mut accepting = config;
+    accepting.accept_uncompacted = true;
+    let store = KafkaStore::open(accepting).await.unwrap();
+    store
+        .save(state("x", "1", WorkflowStatus::Completed))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+}
