@@ -462,25 +462,23 @@ fn configuration_comes_from_a_file_flags_and_the_environment() {
     );
 
     std::fs::write(dir.join("bad.toml"), "[kafka]\nbroker = \"x\"\n").unwrap();
-    let bad = wfhost(&["--config", dir.join("bad.toml").to_str().unwrap(), "list"]);
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(
-        errors(&bad).contains("unknown field `broker`"),
-        "{}",
-        stderr(&bad)
-    );
-    let bad_prop = dev.wfhost(&["--kafka-prop", "no.such.thing=1", "list"]);
-    assert_eq!(bad_prop.status.code(), Some(1));
-    assert!(
-        errors(&bad_prop).contains("kafka/open: invalid client configuration"),
-        "{}",
-        stderr(&bad_prop)
-    );
-    let fixed = dev.wfhost(&["--kafka-prop", "acks=0", "list"]);
-    assert!(
-        errors(&fixed).contains("acks=0 is not allowed"),
-        "{}",
-        stderr(&fixed)
-    );
+    let bad_file = dir.join("bad.toml");
+    for (out, needle) in [
+        (
+            wfhost(&["--config", bad_file.to_str().unwrap(), "list"]),
+            "unknown field `broker`",
+        ),
+        (
+            dev.wfhost(&["--kafka-prop", "no.such.thing=1", "list"]),
+            "kafka/open: invalid client configuration",
+        ),
+        (
+            dev.wfhost(&["--kafka-prop", "acks=0", "list"]),
+            "acks=0 is not allowed",
+        ),
+    ] {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(errors(&out).contains(needle), "{needle}: {}", stderr(&out));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

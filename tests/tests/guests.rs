@@ -1,6 +1,8 @@
-//! Real guests, compiled from this workspace, run through the real host on the
-//! in-memory store: the examples, every store call and every store-error case
-//! reached from a guest, and failures that must not take the host down.
+//! Real guests, compiled from this workspace, run through the real host: the
+//! examples, every store call and every store-error case reached from a guest,
+//! and failures that must not take the host down. The cases that do not need a
+//! special store run on both backends: in memory and on Kafka (librdkafka's
+//! mock cluster).
 
 use std::time::Duration;
 
@@ -8,11 +10,44 @@ use serde_json::{Value, json};
 use wf_host::model::{EventType, WorkflowState, WorkflowStatus};
 use wf_host::store::ListFilter;
 use wf_host::{ExecuteError, Host, HostConfig, Module};
-use wf_tests::{guests, memory_host};
+use wf_tests::{guests, kafka_host, memory_host};
 
-fn host() -> Host {
-    memory_host(HostConfig::default())
+/// Runs each case (an `async fn(Host)`) on a memory host and on a Kafka host.
+macro_rules! on_every_backend {
+    ($($case:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::memory_host(super::HostConfig::default())).await;
+                }
+            )+
+        }
+        mod kafka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (host, _cluster) = super::kafka_host(super::HostConfig::default()).await;
+                    super::$case(host).await;
+                }
+            )+
+        }
+    };
 }
+
+on_every_backend!(
+    pipeline_example_completes_and_records_each_step,
+    order_pipeline_saves_steps_and_counts_siblings_by_status,
+    ledger_loads_updates_and_deletes_entries,
+    every_store_call_works_from_a_guest,
+    every_store_error_case_is_reached_from_a_guest_and_writes_nothing,
+    a_trap_fails_that_workflow_and_the_host_serves_on,
+    a_returned_error_fails_the_workflow_with_that_error,
+    history_the_guest_saves_is_kept_in_the_final_state,
+    bad_requests_are_refused_before_anything_is_written,
+    a_result_over_the_value_limit_fails_the_workflow_cleanly,
+    many_workflows_run_concurrently_on_one_host,
+);
 
 fn kinds(state: &WorkflowState) -> Vec<EventType> {
     state.history.iter().map(|e| e.kind).collect()
@@ -84,9 +119,7 @@ fn err_kind(outcome: &Value) -> (&str, &str) {
     )
 }
 
-#[tokio::test]
-async fn pipeline_example_completes_and_records_each_step() {
-    let host = host();
+async fn pipeline_example_completes_and_records_each_step(host: Host) {
     let module = host.load_module_file(guests::PIPELINE).unwrap();
     let state = host
         .execute(&module, "pipeline-001", r#""start processing""#)
@@ -124,9 +157,7 @@ async fn pipeline_example_completes_and_records_each_step() {
     assert_eq!(*stored, state);
 }
 
-#[tokio::test]
-async fn order_pipeline_saves_steps_and_counts_siblings_by_status() {
-    let host = host();
+async fn order_pipeline_saves_steps_and_counts_siblings_by_status(host: Host) {
     let module = host.load_module_file(guests::ORDER_PIPELINE).unwrap();
     let order = json!({"customer": "ada", "items": [{"sku": "A-1", "quantity": 2, "price_cents": 450}, {"sku": "B-2", "quantity": 1, "price_cents": 100}]});
     let first = host
@@ -166,9 +197,7 @@ async fn order_pipeline_saves_steps_and_counts_siblings_by_status() {
     assert_eq!(summary["other_orders_running"], 0, "{summary}");
 }
 
-#[tokio::test]
-async fn ledger_loads_updates_and_deletes_entries() {
-    let host = host();
+async fn ledger_loads_updates_and_deletes_entries(host: Host) {
     let module = host.load_module_file(guests::LEDGER).unwrap();
     let post = |amounts: Value| {
         json!({"action": "post", "account": "alice", "amounts": amounts}).to_string()
@@ -237,9 +266,7 @@ async fn ledger_loads_updates_and_deletes_entries() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-#[tokio::test]
-async fn every_store_call_works_from_a_guest() {
-    let host = host();
+async fn every_store_call_works_from_a_guest(host: Host) {
     let module = host.load_module_file(guests::STORE_OPS).unwrap();
     let mut second = wire_state("b-2");
     second["status"] = json!("failed");
@@ -292,9 +319,7 @@ async fn every_store_call_works_from_a_guest() {
     assert_eq!(b.history[0].timestamp.nanoseconds, 5);
 }
 
-#[tokio::test]
-async fn every_store_error_case_is_reached_from_a_guest_and_writes_nothing() {
-    let host = host();
+async fn every_store_error_case_is_reached_from_a_guest_and_writes_nothing(host: Host) {
     let module = host.load_module_file(guests::STORE_OPS).unwrap();
     let mut year_10000 = wire_state("t-1");
     year_10000["created_at"] = json!({"seconds": 253402300800i64, "nanoseconds": 0});
@@ -322,7 +347,7 @@ async fn every_store_error_case_is_reached_from_a_guest_and_writes_nothing() {
     .await;
     assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
     let expected = [
-        ("invalid-argument", "memory/save: workflow ID is required"),
+        ("invalid-argument", "/save: workflow ID is required"),
         ("invalid-argument", "1025 bytes"),
         ("invalid-argument", "control character U+0000"),
         ("invalid-argument", "control character U+000A"),
@@ -351,9 +376,7 @@ async fn every_store_error_case_is_reached_from_a_guest_and_writes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_trap_fails_that_workflow_and_the_host_serves_on() {
-    let host = host();
+async fn a_trap_fails_that_workflow_and_the_host_serves_on(host: Host) {
     let module = host.load_module_file(guests::STORE_OPS).unwrap();
     let (trapped, _) = script(
         &host,
@@ -437,9 +460,7 @@ async fn the_memory_limit_fails_that_workflow_and_the_host_serves_on() {
     assert_eq!(next.status, WorkflowStatus::Completed, "{}", next.error);
 }
 
-#[tokio::test]
-async fn a_returned_error_fails_the_workflow_with_that_error() {
-    let host = host();
+async fn a_returned_error_fails_the_workflow_with_that_error(host: Host) {
     let module = host.load_module_file(guests::STORE_OPS).unwrap();
     let (failed, _) = script(
         &host,
@@ -471,9 +492,7 @@ async fn a_returned_error_fails_the_workflow_with_that_error() {
     );
 }
 
-#[tokio::test]
-async fn history_the_guest_saves_is_kept_in_the_final_state() {
-    let host = host();
+async fn history_the_guest_saves_is_kept_in_the_final_state(host: Host) {
     let module = host.load_module_file(guests::STORE_OPS).unwrap();
     let (state, outcomes) = script(
         &host,
@@ -497,9 +516,7 @@ async fn history_the_guest_saves_is_kept_in_the_final_state() {
     assert_eq!(state.history[3].id, 4);
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused_before_anything_is_written() {
-    let host = host();
+async fn bad_requests_are_refused_before_anything_is_written(host: Host) {
     let module = host.load_module_file(guests::PIPELINE).unwrap();
     for (id, input) in [("", "1"), ("ok", "{oops"), ("bad\nid", "1")] {
         let result = host.execute(&module, id, input).await;
@@ -513,7 +530,7 @@ async fn bad_requests_are_refused_before_anything_is_written() {
 
 #[tokio::test]
 async fn a_module_that_is_not_a_workflow_component_is_refused_clearly() {
-    let host = host();
+    let host = memory_host(HostConfig::default());
     let not_wasm = host
         .load_module_bytes("junk", b"not wasm at all")
         .unwrap_err();
@@ -523,9 +540,8 @@ async fn a_module_that_is_not_a_workflow_component_is_refused_clearly() {
     );
 }
 
-#[tokio::test]
-async fn many_workflows_run_concurrently_on_one_host() {
-    let host = std::sync::Arc::new(host());
+async fn many_workflows_run_concurrently_on_one_host(host: Host) {
+    let host = std::sync::Arc::new(host);
     let module = host.load_module_file(guests::PIPELINE).unwrap();
     let tasks: Vec<_> = (0..50)
         .map(|i| {
@@ -545,9 +561,7 @@ async fn many_workflows_run_concurrently_on_one_host() {
     assert_eq!(stored_ids(&host).await.len(), 50);
 }
 
-#[tokio::test]
-async fn a_result_over_the_value_limit_fails_the_workflow_cleanly() {
-    let host = host();
+async fn a_result_over_the_value_limit_fails_the_workflow_cleanly(host: Host) {
     let module = host.load_module_file(guests::STORE_OPS).unwrap();
     let (state, _) = script(
         &host,

@@ -137,6 +137,14 @@ impl Cache {
         self.consumed.get(partition as usize).copied().unwrap_or(-1)
     }
 
+    /// Whether `key` already reflects exactly the record at `partition`/`offset`
+    /// (this host's own write, acknowledged before the consumer read it back).
+    pub fn holds(&self, key: &str, partition: i32, offset: i64) -> bool {
+        self.slots
+            .get(key)
+            .is_some_and(|slot| slot.at == Position { partition, offset })
+    }
+
     /// Applies the acknowledgement of this host's own write of `key`.
     /// Returns whether the cache changed.
     pub fn apply_ack(
@@ -319,6 +327,7 @@ mod tests {
         // the consumer lags behind both.
         let mut cache = Cache::default();
         assert!(cache.apply_ack("a", Some(Arc::new(state("a", "6"))), 0, 6));
+        assert!(cache.holds("a", 0, 6) && !cache.holds("a", 0, 5) && !cache.holds("a", 1, 6));
         assert!(!cache.apply_ack("a", Some(Arc::new(state("a", "5"))), 0, 5));
         assert!(!cache.apply_consumed(0, 5, record("a", Some("5"))));
         assert_eq!(run_of(&cache, "a").as_deref(), Some("6"));

@@ -202,9 +202,14 @@ impl KafkaConfig {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .set("allow.auto.create.topics", "false");
-        if !self.properties.contains_key("fetch.wait.max.ms") {
-            // Tailing latency: how soon another host's write reaches this cache.
-            config.set("fetch.wait.max.ms", "50");
+        // The tail reads back every record of the topic, this host's own
+        // writes included: fetch in batches (up to 64 KiB or 100 ms, the bound
+        // on how late another host's write reaches this cache) rather than
+        // one small fetch per write, which costs the broker as much as the writes.
+        for (key, value) in [("fetch.wait.max.ms", "100"), ("fetch.min.bytes", "65536")] {
+            if !self.properties.contains_key(key) {
+                config.set(key, value);
+            }
         }
         config
     }

@@ -14,7 +14,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use tokio::sync::oneshot;
 
-use super::cache::{Cache, decode_record};
+use super::cache::{Cache, Record, decode_record};
 use super::context::LogContext;
 
 /// What a replay read from one partition.
@@ -193,13 +193,36 @@ impl Consumption {
 
     /// Applies one record; false when it was a duplicate delivery.
     fn apply(&self, partition: i32, offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> bool {
-        // Decode outside the lock: readers are never blocked on JSON parsing.
-        let decoded = decode_record(key, value);
+        // This host's own writes come back through the tail; when the ack got
+        // here first the record is already in the cache, and decoding it again
+        // would double the CPU cost of every save.
+        let own = key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .filter(|k| self.read_cache().holds(k, partition, offset));
+        let decoded = match own {
+            Some(key) => Ok(Record {
+                key: key.to_owned(),
+                state: None,
+            }),
+            // Decode outside the lock: readers are never blocked on JSON parsing.
+            None => decode_record(key, value),
+        };
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if offset <= cache.consumed(partition) {
             return false;
         }
         self.counters.records.fetch_add(1, Ordering::Relaxed);
+        if own.is_some() {
+            if value.is_none() {
+                self.counters.tombstones.fetch_add(1, Ordering::Relaxed);
+            }
+            // Held already: this only advances the partition and drops a
+            // tombstone's guard (`apply_consumed` never replaces a slot it holds).
+            if let Ok(record) = decoded {
+                cache.apply_consumed(partition, offset, record);
+            }
+            return true;
+        }
         match decoded {
             Ok(record) => {
                 if record.state.is_none() {
@@ -217,6 +240,10 @@ impl Consumption {
         true
     }
 
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn report(&self, partitions: Vec<PartitionReport>, elapsed: Duration) -> ReplayReport {
         ReplayReport {
             topic: self.topic.clone(),
@@ -224,7 +251,7 @@ impl Consumption {
             records: self.counters.records.load(Ordering::Relaxed),
             tombstones: self.counters.tombstones.load(Ordering::Relaxed),
             skipped: self.counters.skipped.load(Ordering::Relaxed),
-            live: self.cache.read().unwrap_or_else(|e| e.into_inner()).len(),
+            live: self.read_cache().len(),
             elapsed,
         }
     }
