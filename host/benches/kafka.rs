@@ -278,6 +278,20 @@ fn save_throughput(c: &mut Criterion) {
             elapsed
         })
     });
+    // The replay's CPU per record, without a broker: decoding a state.
+    group.bench_function("decode_only", |b| {
+        b.iter_custom(|iterations| {
+            let started = Instant::now();
+            for _ in 0..iterations {
+                for (_, value) in encoded.iter() {
+                    std::hint::black_box(model::decode_state(value).unwrap());
+                }
+            }
+            let elapsed = started.elapsed();
+            record("decode", elapsed, iterations);
+            elapsed
+        })
+    });
     group.finish();
     rt.block_on(store.close()).unwrap();
 }
@@ -459,6 +473,12 @@ fn ratios(_: &mut Criterion) {
         println!(
             "  validating and encoding one ~1.2 KiB state (no broker): {:.1} us",
             encode.as_secs_f64() * 1e6 / SAVES_PER_ITERATION as f64
+        );
+    }
+    if let Some(decode) = mean("decode") {
+        println!(
+            "  decoding one ~1.2 KiB state (no broker): {:.1} us",
+            decode.as_secs_f64() * 1e6 / SAVES_PER_ITERATION as f64
         );
     }
     if let (Some(store), Some(raw)) = (mean("replay/store"), mean("replay/raw")) {

@@ -408,3 +408,44 @@ async fn opening_checks_its_configuration_and_the_topic() {
         StoreError::Unavailable("kafka/save: store is closed".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_broker_refuses_maps_to_its_store_error_and_changes_nothing() {
+    let cluster = DevCluster::start(TOPIC, 1).unwrap();
+    let store = open(&cluster).await;
+    store
+        .save(state("kept", "before", WorkflowStatus::Running))
+        .await
+        .unwrap();
+    // Not retriable: the first produce request fails, and so does the save.
+    cluster.mock().request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let error = store
+        .save(state("kept", "refused", WorkflowStatus::Failed))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Denied(m) if m.starts_with("kafka/save: write: ")),
+        "{error:?}"
+    );
+    assert_eq!(store.load("kept").await.unwrap().unwrap().run_id, "before");
+    // The refusal is not fatal to the producer: once the broker accepts
+    // writes again (at once, or after the error it already queued), saves succeed.
+    let mut saved = false;
+    for _ in 0..20 {
+        if store
+            .save(state("kept", "after", WorkflowStatus::Completed))
+            .await
+            .is_ok()
+        {
+            saved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(saved, "saves succeed again");
+    assert_eq!(store.load("kept").await.unwrap().unwrap().run_id, "after");
+    store.close().await.unwrap();
+}
