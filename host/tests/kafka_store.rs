@@ -27,6 +27,17 @@ async fn open_with(config: KafkaConfig) -> KafkaStore {
     KafkaStore::open(config).await.expect("open kafka store")
 }
 
+/// Saves `state`, retrying every 250 ms for up to 5 s; whether it got through.
+async fn save_within_5s(store: &KafkaStore, state: WorkflowState) -> bool {
+    for _ in 0..20 {
+        if store.save(state.clone()).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
 /// Every live state of `store`, by id.
 fn snapshot(store: &KafkaStore) -> BTreeMap<String, WorkflowState> {
     let mut states = BTreeMap::new();
@@ -251,19 +262,10 @@ async fn a_save_fails_within_the_timeout_when_brokers_are_down_and_changes_nothi
     assert!(store.load("new").await.unwrap().is_none());
 
     cluster.mock().broker_up(1).unwrap();
-    let mut recovered = false;
-    for _ in 0..20 {
-        if store
-            .save(state("kept", "after", WorkflowStatus::Completed))
-            .await
-            .is_ok()
-        {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(recovered, "saves succeed again once the broker is back");
+    assert!(
+        save_within_5s(&store, state("kept", "after", WorkflowStatus::Completed)).await,
+        "saves succeed again once the broker is back"
+    );
     assert_eq!(store.load("kept").await.unwrap().unwrap().run_id, "after");
     store.close().await.unwrap();
 
@@ -433,19 +435,10 @@ async fn a_write_the_broker_refuses_maps_to_its_store_error_and_changes_nothing(
     assert_eq!(store.load("kept").await.unwrap().unwrap().run_id, "before");
     // The refusal is not fatal to the producer: once the broker accepts
     // writes again (at once, or after the error it already queued), saves succeed.
-    let mut saved = false;
-    for _ in 0..20 {
-        if store
-            .save(state("kept", "after", WorkflowStatus::Completed))
-            .await
-            .is_ok()
-        {
-            saved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(saved, "saves succeed again");
+    assert!(
+        save_within_5s(&store, state("kept", "after", WorkflowStatus::Completed)).await,
+        "saves succeed again"
+    );
     assert_eq!(store.load("kept").await.unwrap().unwrap().run_id, "after");
     store.close().await.unwrap();
 }
