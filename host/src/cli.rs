@@ -379,7 +379,7 @@ async fn command(
             };
             let host = Host::with_config(store.clone(), config)?;
             let module = host.load_module_file(module)?;
-            let state = host.execute(&module, id, input).await?;
+            let state = host.run(&module, id, input).await?;
             print_state(cli.output, &state)?;
             Ok(match state.status {
                 WorkflowStatus::Completed | WorkflowStatus::Running => ExitCode::SUCCESS,

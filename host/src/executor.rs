@@ -35,7 +35,7 @@ pub enum ExecuteError {
 /// # let pipeline_wasm = wf_test_artifacts::PIPELINE;
 /// let host = Host::new(Arc::new(MemoryStore::new()))?;
 /// let module = host.load_module_file(pipeline_wasm)?;
-/// let state = host.execute(&module, "pipeline-001", r#""start processing""#).await?;
+/// let state = host.run(&module, "pipeline-001", r#""start processing""#).await?;
 /// assert_eq!(state.status, WorkflowStatus::Completed);
 /// // The store holds the same final state.
 /// let stored = host.store().load("pipeline-001").await?.expect("saved");
@@ -89,7 +89,7 @@ impl Host {
     /// for a trap, the deadline or a limit) with the matching event, keeping any
     /// history the guest itself saved under this id during the run. Returns the
     /// final state. A guest failure never fails the host.
-    pub async fn execute(
+    pub async fn run(
         &self,
         module: &Module,
         workflow_id: &str,

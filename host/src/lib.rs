@@ -10,7 +10,7 @@
 //! # let pipeline_wasm = wf_test_artifacts::PIPELINE;
 //! let host = Host::new(Arc::new(MemoryStore::new()))?;
 //! let module = host.load_module_file(pipeline_wasm)?;
-//! let state = host.execute(&module, "pipeline-001", r#""start processing""#).await?;
+//! let state = host.run(&module, "pipeline-001", r#""start processing""#).await?;
 //! assert_eq!(state.result.as_deref(), Some(r#""completed: start processing""#));
 //! # Ok(()) }
 //! ```

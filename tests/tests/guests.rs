@@ -80,7 +80,7 @@ async fn script(
     script: Value,
 ) -> (WorkflowState, Vec<Value>) {
     let state = host
-        .execute(module, id, &script.to_string())
+        .run(module, id, &script.to_string())
         .await
         .expect("execute");
     let outcomes = match state.status {
@@ -122,7 +122,7 @@ fn err_kind(outcome: &Value) -> (&str, &str) {
 async fn pipeline_example_completes_and_records_each_step(host: Host) {
     let module = host.load_module_file(guests::PIPELINE).unwrap();
     let state = host
-        .execute(&module, "pipeline-001", r#""start processing""#)
+        .run(&module, "pipeline-001", r#""start processing""#)
         .await
         .unwrap();
     assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
@@ -161,7 +161,7 @@ async fn order_pipeline_saves_steps_and_counts_siblings_by_status(host: Host) {
     let module = host.load_module_file(guests::ORDER_PIPELINE).unwrap();
     let order = json!({"customer": "ada", "items": [{"sku": "A-1", "quantity": 2, "price_cents": 450}, {"sku": "B-2", "quantity": 1, "price_cents": 100}]});
     let first = host
-        .execute(&module, "order-1", &order.to_string())
+        .run(&module, "order-1", &order.to_string())
         .await
         .unwrap();
     assert_eq!(first.status, WorkflowStatus::Completed, "{first:?}");
@@ -174,7 +174,7 @@ async fn order_pipeline_saves_steps_and_counts_siblings_by_status(host: Host) {
     assert_eq!(priced.result.as_deref(), Some("1000"));
 
     let empty = host
-        .execute(&module, "order-2", r#"{"customer":"bob","items":[]}"#)
+        .run(&module, "order-2", r#"{"customer":"bob","items":[]}"#)
         .await
         .unwrap();
     assert_eq!(empty.status, WorkflowStatus::Failed);
@@ -182,12 +182,12 @@ async fn order_pipeline_saves_steps_and_counts_siblings_by_status(host: Host) {
 
     // A non-order workflow must not be counted.
     let pipeline = host.load_module_file(guests::PIPELINE).unwrap();
-    host.execute(&pipeline, "pipeline-x", r#""x""#)
+    host.run(&pipeline, "pipeline-x", r#""x""#)
         .await
         .unwrap();
 
     let third = host
-        .execute(&module, "order-3", &order.to_string())
+        .run(&module, "order-3", &order.to_string())
         .await
         .unwrap();
     let summary = result_json(&third);
@@ -204,7 +204,7 @@ async fn ledger_loads_updates_and_deletes_entries(host: Host) {
     };
 
     let first = host
-        .execute(&module, "ledger-run-1", &post(json!([10, -3])))
+        .run(&module, "ledger-run-1", &post(json!([10, -3])))
         .await
         .unwrap();
     assert_eq!(first.status, WorkflowStatus::Completed, "{first:?}");
@@ -213,7 +213,7 @@ async fn ledger_loads_updates_and_deletes_entries(host: Host) {
         json!({"account": "alice", "balance": 7, "entries": 2, "deleted": 0})
     );
     let second = host
-        .execute(&module, "ledger-run-2", &post(json!([5])))
+        .run(&module, "ledger-run-2", &post(json!([5])))
         .await
         .unwrap();
     assert_eq!(result_json(&second)["balance"], 12);
@@ -233,7 +233,7 @@ async fn ledger_loads_updates_and_deletes_entries(host: Host) {
     // An overdraft fails before writing anything.
     let before = stored_ids(&host).await;
     let overdraft = host
-        .execute(&module, "ledger-run-3", &post(json!([1, -100])))
+        .run(&module, "ledger-run-3", &post(json!([1, -100])))
         .await
         .unwrap();
     assert_eq!(overdraft.status, WorkflowStatus::Failed);
@@ -250,7 +250,7 @@ async fn ledger_loads_updates_and_deletes_entries(host: Host) {
     assert_eq!(after, before);
 
     let close = host
-        .execute(
+        .run(
             &module,
             "ledger-run-4",
             r#"{"action":"close","account":"alice"}"#,
@@ -479,7 +479,7 @@ async fn a_returned_error_fails_the_workflow_with_that_error(host: Host) {
     assert_eq!(failed.history.last().unwrap().error, "card declined");
 
     let wrong_input = host
-        .execute(&module, "fail-2", r#"{"not":"a script"}"#)
+        .run(&module, "fail-2", r#"{"not":"a script"}"#)
         .await
         .unwrap();
     assert_eq!(wrong_input.status, WorkflowStatus::Failed);
@@ -519,7 +519,7 @@ async fn history_the_guest_saves_is_kept_in_the_final_state(host: Host) {
 async fn bad_requests_are_refused_before_anything_is_written(host: Host) {
     let module = host.load_module_file(guests::PIPELINE).unwrap();
     for (id, input) in [("", "1"), ("ok", "{oops"), ("bad\nid", "1")] {
-        let result = host.execute(&module, id, input).await;
+        let result = host.run(&module, id, input).await;
         assert!(
             matches!(result, Err(ExecuteError::InvalidRequest(_))),
             "{id:?} {input:?}: {result:?}"
@@ -547,7 +547,7 @@ async fn many_workflows_run_concurrently_on_one_host(host: Host) {
         .map(|i| {
             let (host, module) = (host.clone(), module.clone());
             tokio::spawn(async move {
-                host.execute(&module, &format!("p-{i:02}"), &format!("\"job {i}\""))
+                host.run(&module, &format!("p-{i:02}"), &format!("\"job {i}\""))
                     .await
             })
         })
