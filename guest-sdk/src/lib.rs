@@ -27,6 +27,51 @@
 //! wf_guest::export!(run);
 //! ```
 //!
+//! # Durable activities, timers, and the rules of a re-run
+//!
+//! A host that stops or crashes while a workflow runs leaves it `running`
+//! in the store; the next host's `recover` calls the workflow's `run` again,
+//! from the start, with the same input and the history saved so far. Work
+//! that must not be repeated goes in [`Context::activity`]: its outcome is
+//! saved in the history, and a re-run returns the saved outcome instead of
+//! running it again. [`Context::sleep`] is a durable timer.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wf_guest::{ActivityError, Context};
+//! # fn charge_card(_: &u64) -> Result<String, String> { Ok("ch_1".into()) }
+//! # fn ship_parcel(_: &String) -> Result<u32, String> { Ok(7) }
+//!
+//! fn run(ctx: &Context, cents: u64) -> Result<u32, ActivityError> {
+//!     let receipt: String = ctx.activity("charge", &cents, charge_card)?;
+//!     ctx.sleep(Duration::from_secs(1))?;
+//!     ctx.activity("ship", &receipt, ship_parcel)
+//! }
+//! wf_guest::export!(run);
+//! ```
+//!
+//! Rules for workflow code, so that a re-run takes the same path as the
+//! first run:
+//!
+//! 1. **Side effects only inside activities.** Anything outside an activity
+//!    (computation, direct [`Store`] writes, logging) runs again on every
+//!    re-run.
+//! 2. **Same activities, same order.** Steps are matched by position: the
+//!    n-th `activity` call is the n-th recorded `activity_started` and must
+//!    have the same name; a mismatch is [`ActivityError::NonDeterministic`].
+//!    Do not branch on the clock, randomness, environment or on store reads
+//!    made outside activities; read such values *in* an activity, whose
+//!    recorded result is replayed.
+//! 3. **Deploy changed code only for new workflows.** A workflow recovered
+//!    with different code replays a history the code may no longer match.
+//! 4. **Activities run at least once.** A host that dies after an activity's
+//!    side effect but before its outcome is saved runs it again on recovery;
+//!    make such effects idempotent (an idempotency key from
+//!    [`Context::workflow_id`] and the step) where that window matters.
+//! 5. **Failures are recorded too.** An activity that failed returns
+//!    [`ActivityError::Failed`] on a re-run rather than being retried; retry
+//!    inside the activity if you want retries.
+//!
 //! States carry their JSON fields as text; the typed helpers convert with serde:
 //!
 //! ```
@@ -50,9 +95,11 @@
 //! --id order-1 --input '{"sku":"A-1","quantity":2}'`.
 #![deny(missing_docs)]
 
+mod durable;
 mod store;
 mod types;
 
+pub use durable::ActivityError;
 pub use store::{Context, ListFilter, Store, StoreError};
 pub use types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState, WorkflowStatus};
 

@@ -160,6 +160,7 @@ impl Store {
 pub struct Context {
     workflow_id: String,
     store: Store,
+    pub(crate) steps: crate::durable::Steps,
 }
 
 impl Context {
@@ -167,6 +168,7 @@ impl Context {
         Self {
             workflow_id,
             store: Store::default(),
+            steps: Default::default(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Argument parsing, commands and output of `wfhost`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use wf_host::config::{self, Backend, ConfigFile, StoreConfig};
 use wf_host::model::{self, Timestamp, WorkflowState, WorkflowStatus};
 use wf_host::store::kafka::{MOCK_CLUSTER_BOUNDS, ReplayProgress, ReplayReport};
 use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, ListFilter, WorkflowStore};
-use wf_host::{Host, HostConfig};
+use wf_host::{DirGrant, Host, HostConfig, Module, ModuleOptions, RecoverOptions};
 
 /// Exit code when `run` finished but the workflow ended `failed` or `canceled`.
 const EXIT_WORKFLOW_FAILED: u8 = 3;
@@ -134,12 +134,49 @@ enum Command {
         /// The input, as JSON text (a JSON string needs its quotes: '"hello"').
         #[arg(long, default_value = "null", value_name = "JSON")]
         input: String,
-        /// Fail the workflow if `run` takes longer than this many seconds.
-        #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-        timeout: f64,
-        /// Largest linear memory the module may use, in MiB.
-        #[arg(long, default_value_t = 64, value_name = "MIB")]
-        memory_limit: usize,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Serve the HTTP API for workflows of one module until Ctrl-C or SIGTERM:
+    /// POST /workflows/{id} (body = input) runs one, GET /workflows/{id} and
+    /// GET /workflows?status= read, DELETE /workflows/{id} deletes,
+    /// POST /workflows/{id}/cancel cancels (see `wfhost cancel`).
+    Serve {
+        /// The workflow module.
+        module: PathBuf,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+        listen: String,
+        /// First run again the workflows left `running` (see `wfhost recover`).
+        #[arg(long)]
+        recover: bool,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Run again, to their end, the stored workflows left `running` by a host
+    /// that stopped or crashed, with their recorded input and history;
+    /// activities already completed are not repeated.
+    Recover {
+        /// The workflow module the workflows belong to.
+        module: PathBuf,
+        /// Only workflows whose id starts with this.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Cancel a workflow running in a `wfhost serve` process.
+    Cancel {
+        /// The workflow id.
+        id: String,
+        /// The serving wfhost's address.
+        #[arg(
+            long,
+            env = "WF_SERVER",
+            default_value = "http://127.0.0.1:8080",
+            value_name = "URL"
+        )]
+        server: String,
     },
     /// List stored workflow states in ascending id order, one page at a time.
     List {
@@ -169,6 +206,76 @@ enum Command {
     /// Run librdkafka's in-process mock Kafka cluster with the topic created,
     /// until Ctrl-C, so that kcat or other wfhost processes can connect.
     Dev,
+}
+
+/// The sandbox and limits of the workflows a command runs.
+#[derive(Debug, Args)]
+struct SandboxArgs {
+    /// Fail a workflow whose run takes longer than this many seconds.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// Largest linear memory the module may use, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    memory_limit: usize,
+    /// Fail a workflow after this much fuel (about one unit per wasm instruction).
+    #[arg(long, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Let the module use a host directory, at the same path, read-only unless
+    /// `:rw` (repeatable). Nothing else on the host is visible to it.
+    #[arg(long = "grant-dir", value_name = "PATH[:ro|rw]", value_parser = parse_grant)]
+    grant_dirs: Vec<DirGrant>,
+    /// Where compiled modules are cached [default: ~/.cache/wf/modules].
+    #[arg(long, env = "WF_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the module without the on-disk cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl SandboxArgs {
+    /// A host on `store` with these limits, and the module loaded into it.
+    fn host(
+        &self,
+        store: &Arc<dyn WorkflowStore>,
+        module: &Path,
+    ) -> anyhow::Result<(Host, Module)> {
+        let timeout = Duration::try_from_secs_f64(self.timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .with_context(|| {
+                format!(
+                    "--timeout must be a positive number of seconds, got {}",
+                    self.timeout
+                )
+            })?;
+        if self.fuel == Some(0) {
+            bail!("--fuel must be positive");
+        }
+        let config = HostConfig {
+            timeout,
+            memory_limit_bytes: self.memory_limit.saturating_mul(1024 * 1024),
+            fuel: self.fuel,
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir
+                    .clone()
+                    .or_else(HostConfig::default_cache_dir)
+            },
+            ..HostConfig::default()
+        };
+        let host = Host::with_config(store.clone(), config)?;
+        let options = ModuleOptions {
+            grants: self.grant_dirs.clone(),
+            ..ModuleOptions::default()
+        };
+        let module = host.load_module_file_with(module, options)?;
+        Ok((host, module))
+    }
+}
+
+fn parse_grant(text: &str) -> Result<DirGrant, String> {
+    DirGrant::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_status(text: &str) -> Result<WorkflowStatus, String> {
@@ -209,8 +316,10 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (config, brokers_given) = store_config(&cli.store)?;
-    if let Command::Dev = cli.command {
-        return dev(config).await;
+    match &cli.command {
+        Command::Dev => return dev(config).await,
+        Command::Cancel { id, server } => return cancel(server, id).await,
+        _ => {}
     }
     // The mock cluster lives on this thread for the whole command (it is not Send).
     let mut _dev_cluster = None;
@@ -312,6 +421,90 @@ async fn open_store(
     Ok((store.clone(), Some(store)))
 }
 
+/// Exit status for a workflow's final state.
+fn exit_code(state: &WorkflowState) -> ExitCode {
+    match state.status {
+        WorkflowStatus::Completed | WorkflowStatus::Running => ExitCode::SUCCESS,
+        WorkflowStatus::Failed | WorkflowStatus::Canceled => ExitCode::from(EXIT_WORKFLOW_FAILED),
+    }
+}
+
+/// `wfhost serve`: the HTTP API until Ctrl-C or SIGTERM, then waits for the
+/// requests in flight. Workflows started without waiting and still running
+/// are left `running` in the store, for `recover`.
+async fn serve(
+    host: Host,
+    module: Module,
+    listen: &str,
+    recover: bool,
+) -> anyhow::Result<ExitCode> {
+    if recover {
+        let handles = host.recover(&module, RecoverOptions::default()).await?;
+        eprintln!(
+            "wfhost serve: recovering {} workflows left running",
+            handles.len()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    let app = wf_host::http::router(host.clone(), module);
+    println!("listening: http://{address}");
+    use std::io::Write as _;
+    std::io::stdout().flush().context("writing to stdout")?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            if let Err(e) = wait_for_shutdown().await {
+                eprintln!("wfhost serve: {e:#}");
+            }
+        })
+        .await
+        .context("serving HTTP")?;
+    let running = host.running();
+    if !running.is_empty() {
+        // Their `running` states stay stored: `wfhost recover` (or
+        // `serve --recover`) takes them up again.
+        eprintln!(
+            "wfhost serve: stopped with {} workflows running; they stay `running` for `wfhost recover`",
+            running.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wfhost cancel`: asks a serving wfhost to cancel a workflow.
+async fn cancel(server: &str, id: &str) -> anyhow::Result<ExitCode> {
+    let base = server.trim_end_matches('/');
+    // The id is one path segment: escape what is not unreserved.
+    let escaped: String = id
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let url = format!("{base}/workflows/{escaped}/cancel");
+    let response = reqwest::Client::new()
+        .post(&url)
+        .send()
+        .await
+        .with_context(|| format!("reaching wfhost serve at {base}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        eprintln!("wfhost: canceled {id:?}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or(body);
+    bail!("{base} refused to cancel {id:?} ({status}): {message}")
+}
+
 /// `wfhost dev`: a mock cluster for other processes, until Ctrl-C.
 async fn dev(config: StoreConfig) -> anyhow::Result<ExitCode> {
     let StoreConfig::Kafka(kafka) = config else {
@@ -363,31 +556,51 @@ async fn command(
             module,
             id,
             input,
-            timeout,
-            memory_limit,
+            sandbox,
         } => {
-            let timeout = Duration::try_from_secs_f64(*timeout)
-                .ok()
-                .filter(|t| !t.is_zero())
-                .with_context(|| {
-                    format!("--timeout must be a positive number of seconds, got {timeout}")
-                })?;
-            let config = HostConfig {
-                timeout,
-                memory_limit_bytes: memory_limit.saturating_mul(1024 * 1024),
-                ..HostConfig::default()
-            };
-            let host = Host::with_config(store.clone(), config)?;
-            let module = host.load_module_file(module)?;
+            let (host, module) = sandbox.host(store, module)?;
             let state = host.run(&module, id, input).await?;
             print_state(cli.output, &state)?;
-            Ok(match state.status {
-                WorkflowStatus::Completed | WorkflowStatus::Running => ExitCode::SUCCESS,
-                WorkflowStatus::Failed | WorkflowStatus::Canceled => {
-                    ExitCode::from(EXIT_WORKFLOW_FAILED)
-                }
-            })
+            Ok(exit_code(&state))
         }
+        Command::Serve {
+            module,
+            listen,
+            recover,
+            sandbox,
+        } => {
+            let (host, module) = sandbox.host(store, module)?;
+            serve(host, module, listen, *recover).await
+        }
+        Command::Recover {
+            module,
+            prefix,
+            sandbox,
+        } => {
+            let (host, module) = sandbox.host(store, module)?;
+            let options = RecoverOptions {
+                id_prefix: prefix.clone(),
+            };
+            let handles = host.recover(&module, options).await?;
+            if handles.is_empty() {
+                eprintln!(
+                    "wfhost: no workflows left running (store: {})",
+                    store.describe()
+                );
+            }
+            let mut code = ExitCode::SUCCESS;
+            let mut states = Vec::new();
+            for handle in handles {
+                let state = handle.result().await?;
+                if exit_code(&state) != ExitCode::SUCCESS {
+                    code = ExitCode::from(EXIT_WORKFLOW_FAILED);
+                }
+                states.push(Arc::new(state));
+            }
+            print_list(cli.output, &states)?;
+            Ok(code)
+        }
+        Command::Cancel { .. } => unreachable!("handled before a store is opened"),
         Command::List {
             status,
             limit,

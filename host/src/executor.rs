@@ -1,51 +1,180 @@
-//! The embedding API: [`Host`] loads workflow modules and executes workflows,
-//! persisting each run's lifecycle through the store.
+//! The embedding API: [`Host`] loads workflow modules, executes workflows
+//! concurrently under limits, cancels and recovers them, and persists each
+//! run's lifecycle through the store.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::model::{self, EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
-use crate::runtime::{GuestOutput, HostConfig, Module, Runtime};
-use crate::store::{StoreError, WorkflowStore, validate};
+use crate::runtime::{GuestOutput, HostConfig, Module, ModuleOptions, RunLimits, Runtime};
+use crate::store::{ListFilter, StoreError, WorkflowStore, validate};
 
-/// Why [`Host::execute`] could not run a workflow at all.
+/// Why the host could not start, record or cancel a workflow.
 ///
 /// A workflow that ran and failed is not an error: it is a state with status
-/// `failed`. These errors mean the lifecycle itself could not be recorded.
+/// `failed`. These errors mean the request was refused or the lifecycle itself
+/// could not be recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
     /// The workflow id or input was rejected; nothing was written.
     #[error("invalid workflow request: {0}")]
     InvalidRequest(String),
+    /// The workflow is already running on this host; nothing was written.
+    #[error("workflow {0} is already running on this host")]
+    AlreadyRunning(String),
+    /// Cancel of a workflow that is not running on this host.
+    #[error("workflow {0} is not running on this host")]
+    NotRunning(String),
     /// The store refused or failed a lifecycle write.
     #[error("recording the workflow's state failed: {0}")]
     Store(#[from] StoreError),
+    /// The host failed while running the workflow (a bug, not the guest's fault).
+    #[error("the host failed running the workflow: {0}")]
+    Internal(String),
 }
 
-/// A workflow host: a wasmtime engine and a workflow store.
+/// What to run: the input, and optionally the id and a deadline.
+#[derive(Debug, Clone)]
+pub struct ExecuteOptions {
+    /// The workflow id; a fresh UUID when `None`.
+    pub id: Option<String>,
+    /// The input, JSON text.
+    pub input: String,
+    /// The wall-clock deadline; the module's or the host's default when `None`.
+    pub timeout: Option<Duration>,
+}
+
+impl ExecuteOptions {
+    /// Run with `input` (JSON text) under a generated id.
+    pub fn new(input: impl Into<String>) -> Self {
+        Self {
+            id: None,
+            input: input.into(),
+            timeout: None,
+        }
+    }
+
+    /// Run under workflow id `id`.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Fail the run with a deadline error after `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// Which `running` workflows [`Host::recover`] takes up.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverOptions {
+    /// Only ids starting with this.
+    pub id_prefix: Option<String>,
+}
+
+/// A workflow running on a host. Dropping the handle does not stop the
+/// workflow; [`WorkflowHandle::cancel`] does.
+#[derive(Debug)]
+pub struct WorkflowHandle {
+    id: String,
+    run_id: String,
+    status: watch::Receiver<WorkflowStatus>,
+    cancel: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<WorkflowState, ExecuteError>>,
+}
+
+impl WorkflowHandle {
+    /// The workflow id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// This run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// `running` until the run's final state is saved, then that state's status.
+    pub fn status(&self) -> WorkflowStatus {
+        *self.status.borrow()
+    }
+
+    /// Interrupts the guest; the workflow ends `canceled`. No effect once it ended.
+    pub fn cancel(&self) {
+        self.cancel.send_replace(true);
+    }
+
+    /// Waits for the run to end and returns its final state, as saved.
+    pub async fn result(self) -> Result<WorkflowState, ExecuteError> {
+        self.task
+            .await
+            .map_err(|e| ExecuteError::Internal(format!("the workflow's task ended: {e}")))?
+    }
+}
+
+/// A workflow host: a wasmtime engine, loaded modules, and a workflow store.
+/// Cheap to clone; clones share everything.
 ///
 /// # Example
 ///
 /// ```
 /// use std::sync::Arc;
-/// use wf_host::{Host, model::WorkflowStatus, store::MemoryStore};
+/// use wf_host::{ExecuteOptions, Host, model::WorkflowStatus, store::MemoryStore};
 ///
 /// # #[tokio::main] async fn main() -> anyhow::Result<()> {
 /// # let pipeline_wasm = wf_test_artifacts::PIPELINE;
 /// let host = Host::new(Arc::new(MemoryStore::new()))?;
 /// let module = host.load_module_file(pipeline_wasm)?;
-/// let state = host.run(&module, "pipeline-001", r#""start processing""#).await?;
+///
+/// // Start a run and wait for it.
+/// let handle = host
+///     .execute(&module, ExecuteOptions::new(r#""start processing""#).id("pipeline-001"))
+///     .await?;
+/// assert_eq!(handle.id(), "pipeline-001");
+/// let state = handle.result().await?;
 /// assert_eq!(state.status, WorkflowStatus::Completed);
+///
 /// // The store holds the same final state.
-/// let stored = host.store().load("pipeline-001").await?.expect("saved");
+/// let stored = host.query("pipeline-001").await?.expect("saved");
 /// assert_eq!(stored.history.len(), 5);
+///
+/// // `run` is the same in one call.
+/// let again = host.run(&module, "pipeline-002", r#""more""#).await?;
+/// assert_eq!(again.status, WorkflowStatus::Completed);
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+#[derive(Debug)]
+struct HostInner {
     runtime: Runtime,
     store: Arc<dyn WorkflowStore>,
+    /// Workflows running on this host, by id.
+    running: Mutex<HashMap<String, RunningWorkflow>>,
+    /// One permit per running workflow, `HostConfig::max_running` in all.
+    slots: Arc<Semaphore>,
+}
+
+#[derive(Debug)]
+struct RunningWorkflow {
+    run_id: String,
+    cancel: watch::Sender<bool>,
+}
+
+/// How a guest's run ended, before it is recorded.
+enum Outcome {
+    Completed(String),
+    Failed(String),
+    Canceled,
 }
 
 impl Host {
@@ -56,48 +185,84 @@ impl Host {
 
     /// A host on `store` with explicit limits.
     pub fn with_config(store: Arc<dyn WorkflowStore>, config: HostConfig) -> anyhow::Result<Self> {
+        let slots = Arc::new(Semaphore::new(config.max_running.max(1)));
         Ok(Self {
-            runtime: Runtime::new(config)?,
-            store,
+            inner: Arc::new(HostInner {
+                runtime: Runtime::new(config)?,
+                store,
+                running: Mutex::new(HashMap::new()),
+                slots,
+            }),
         })
     }
 
     /// The store workflows run against.
     pub fn store(&self) -> &Arc<dyn WorkflowStore> {
-        &self.store
+        &self.inner.store
     }
 
-    /// The limits applied to each workflow.
+    /// The host's limits and settings.
     pub fn config(&self) -> &HostConfig {
-        self.runtime.config()
+        self.inner.runtime.config()
     }
 
-    /// Compiles the workflow component in the file at `path`.
+    /// Whether instances come from the pooling allocator (see [`HostConfig::pooling`]).
+    pub fn uses_pooling_allocator(&self) -> bool {
+        self.inner.runtime.pooling()
+    }
+
+    /// Compiles the workflow component in the file at `path`, with the
+    /// host's default limits and no granted directories.
     pub fn load_module_file(&self, path: impl AsRef<Path>) -> anyhow::Result<Module> {
-        self.runtime.load_file(path.as_ref())
+        self.load_module_file_with(path, ModuleOptions::default())
+    }
+
+    /// Compiles the workflow component in the file at `path` with `options`.
+    /// The same bytes are compiled once per host (and once per machine with
+    /// [`HostConfig::cache_dir`]).
+    pub fn load_module_file_with(
+        &self,
+        path: impl AsRef<Path>,
+        options: ModuleOptions,
+    ) -> anyhow::Result<Module> {
+        self.inner.runtime.load_file(path.as_ref(), options)
     }
 
     /// Compiles a workflow component from its bytes; `name` is used in logs.
     pub fn load_module_bytes(&self, name: &str, bytes: &[u8]) -> anyhow::Result<Module> {
-        self.runtime.load_bytes(name, bytes)
+        self.load_module_bytes_with(name, bytes, ModuleOptions::default())
     }
 
-    /// Runs workflow `workflow_id` of `module` with `input` (JSON text) to its end.
+    /// Compiles a workflow component from its bytes with `options`.
+    pub fn load_module_bytes_with(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: ModuleOptions,
+    ) -> anyhow::Result<Module> {
+        self.inner.runtime.load_bytes(name, bytes, options)
+    }
+
+    /// Starts a workflow of `module` and returns once its `running` state
+    /// (with a `workflow_started` event) is saved; the guest runs on a task of
+    /// its own. Waits for a slot when `max_running` workflows are running.
     ///
-    /// Saves `running` with a `workflow_started` event, calls the guest's `run`,
-    /// then saves `completed` (with the result) or `failed` (with the error, also
-    /// for a trap, the deadline or a limit) with the matching event, keeping any
-    /// history the guest itself saved under this id during the run. Returns the
-    /// final state. A guest failure never fails the host.
-    pub async fn run(
+    /// When the run ends, the host saves `completed` (with the result),
+    /// `failed` (with the error: the guest's, a trap, the deadline or a
+    /// limit) or `canceled`, with the matching event, keeping any history the
+    /// guest saved under this id during the run. A guest failure never fails
+    /// the host.
+    pub async fn execute(
         &self,
         module: &Module,
-        workflow_id: &str,
-        input: &str,
-    ) -> Result<WorkflowState, ExecuteError> {
-        validate::check_id("execute", workflow_id)
+        options: ExecuteOptions,
+    ) -> Result<WorkflowHandle, ExecuteError> {
+        let id = options
+            .id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        validate::check_id("execute", &id)
             .map_err(|e| ExecuteError::InvalidRequest(e.to_string()))?;
-        model::validate_json("input", input)
+        model::validate_json("input", &options.input)
             .map_err(|e| ExecuteError::InvalidRequest(e.to_string()))?;
 
         let started_at = Timestamp::now();
@@ -105,10 +270,10 @@ impl Host {
         // the value budget left for large inputs.
         let started = HistoryEvent::new(1, EventType::WorkflowStarted, started_at);
         let mut running = WorkflowState {
-            workflow_id: workflow_id.to_owned(),
+            workflow_id: id,
             run_id: uuid::Uuid::new_v4().to_string(),
             status: WorkflowStatus::Running,
-            input: Some(input.to_owned()),
+            input: Some(options.input),
             result: None,
             error: String::new(),
             history: vec![started],
@@ -117,25 +282,263 @@ impl Host {
         };
         // Normalized here too so the states returned equal the states stored.
         running.normalize_json_fields();
-        self.store.save(running.clone()).await?;
-        tracing::info!(workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");
+        self.start(module, running, options.timeout).await
+    }
 
+    /// Runs workflow `workflow_id` of `module` with `input` (JSON text) to its
+    /// end and returns the final state: [`Host::execute`] and
+    /// [`WorkflowHandle::result`] in one call.
+    pub async fn run(
+        &self,
+        module: &Module,
+        workflow_id: &str,
+        input: &str,
+    ) -> Result<WorkflowState, ExecuteError> {
+        self.execute(module, ExecuteOptions::new(input).id(workflow_id))
+            .await?
+            .result()
+            .await
+    }
+
+    /// Interrupts workflow `workflow_id` running on this host; it ends
+    /// `canceled` with a `workflow_canceled` event. Returns once the request
+    /// is delivered, not once the state is saved.
+    pub fn cancel(&self, workflow_id: &str) -> Result<(), ExecuteError> {
+        let running = self.inner.lock_running();
+        let workflow = running
+            .get(workflow_id)
+            .ok_or_else(|| ExecuteError::NotRunning(workflow_id.to_owned()))?;
+        workflow.cancel.send_replace(true);
+        Ok(())
+    }
+
+    /// The ids of the workflows running on this host, sorted.
+    pub fn running(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.inner.lock_running().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// The status of workflow `workflow_id`: `running` while it runs on this
+    /// host, else the stored status (`None` when nothing is stored).
+    pub async fn status(&self, workflow_id: &str) -> Result<Option<WorkflowStatus>, StoreError> {
+        if self.inner.lock_running().contains_key(workflow_id) {
+            return Ok(Some(WorkflowStatus::Running));
+        }
+        Ok(self.query(workflow_id).await?.map(|s| s.status))
+    }
+
+    /// The stored state of workflow `workflow_id`: the last state saved, by
+    /// the host or by the guest during its run.
+    pub async fn query(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError> {
+        self.inner.store.load(workflow_id).await
+    }
+
+    /// Runs again, with `module`, every stored workflow left `running` that is
+    /// not running on this host (a host stopped or crashed while it ran);
+    /// call it on start. Returns a handle per workflow taken up.
+    ///
+    /// A re-run keeps the workflow's id, run id, input and history, appends
+    /// another `workflow_started` event, and calls the guest's `run` again
+    /// from the start. What that repeats is up to the guest: with the guest
+    /// SDK's `ctx.activity`, an activity whose completion (or failure) is in
+    /// the history returns the recorded outcome without running again, and a
+    /// recorded `ctx.sleep` returns at once; an activity that started but
+    /// whose completion was not saved runs again (at least once, not exactly
+    /// once), and anything the guest does outside activities (direct store
+    /// writes, computation) is repeated.
+    ///
+    /// The candidates come from the store's `list` (for Kafka, the replayed
+    /// cache: a scan in memory, not a broker query).
+    pub async fn recover(
+        &self,
+        module: &Module,
+        options: RecoverOptions,
+    ) -> Result<Vec<WorkflowHandle>, ExecuteError> {
+        let mut handles = Vec::new();
+        let mut filter = ListFilter {
+            status: Some(WorkflowStatus::Running),
+            limit: Some(1000),
+            after: None,
+        };
+        let prefix = options.id_prefix.unwrap_or_default();
+        loop {
+            let page = self.inner.store.list(&filter).await?;
+            let Some(last) = page.last() else { break };
+            filter.after = Some(last.workflow_id.clone());
+            for state in page {
+                if !state.workflow_id.starts_with(&prefix) {
+                    continue;
+                }
+                match self.resume(module, Arc::unwrap_or_clone(state)).await {
+                    Ok(handle) => handles.push(handle),
+                    // Started here meanwhile (or already running here).
+                    Err(ExecuteError::AlreadyRunning(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        tracing::info!(
+            module = module.name(),
+            recovered = handles.len(),
+            "recovered running workflows"
+        );
+        Ok(handles)
+    }
+
+    /// Starts `state` (a stored `running` workflow) again as the same run.
+    async fn resume(
+        &self,
+        module: &Module,
+        mut state: WorkflowState,
+    ) -> Result<WorkflowHandle, ExecuteError> {
+        let now = Timestamp::now();
+        let next_id = state.history.iter().map(|e| e.id).max().unwrap_or(0) + 1;
+        state
+            .history
+            .push(HistoryEvent::new(next_id, EventType::WorkflowStarted, now));
+        state.updated_at = now;
+        if state.input.is_none() {
+            state.input = Some("null".to_owned());
+        }
+        self.start(module, state, None).await
+    }
+
+    /// Claims the id, takes a slot, saves `running` and spawns the guest.
+    async fn start(
+        &self,
+        module: &Module,
+        running: WorkflowState,
+        timeout: Option<Duration>,
+    ) -> Result<WorkflowHandle, ExecuteError> {
+        let (cancel, cancel_rx) = watch::channel(false);
+        let claim = Claim::new(
+            &self.inner,
+            &running.workflow_id,
+            &running.run_id,
+            cancel.clone(),
+        )?;
+        let permit = self
+            .inner
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ExecuteError::Internal("the host's slots were closed".into()))?;
+        self.inner.store.save(running.clone()).await?;
+        tracing::info!(workflow_id = %running.workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");
+
+        let (status_tx, status) = watch::channel(WorkflowStatus::Running);
+        let limits = self.inner.runtime.run_limits(module, timeout);
+        let (id, run_id) = (running.workflow_id.clone(), running.run_id.clone());
+        let inner = self.inner.clone();
+        let module = module.clone();
+        let task = tokio::spawn(async move {
+            let ended = inner
+                .drive(&module, running, &limits, cancel_rx, permit)
+                .await;
+            drop(claim);
+            if let Ok(state) = &ended {
+                status_tx.send_replace(state.status);
+            }
+            ended
+        });
+        Ok(WorkflowHandle {
+            id,
+            run_id,
+            status,
+            cancel,
+            task,
+        })
+    }
+}
+
+/// An id marked running on this host; unmarked when dropped (so also when the
+/// start fails before the guest runs).
+struct Claim {
+    inner: Arc<HostInner>,
+    id: String,
+    run_id: String,
+}
+
+impl Claim {
+    fn new(
+        inner: &Arc<HostInner>,
+        id: &str,
+        run_id: &str,
+        cancel: watch::Sender<bool>,
+    ) -> Result<Self, ExecuteError> {
+        let mut running = inner.lock_running();
+        if running.contains_key(id) {
+            return Err(ExecuteError::AlreadyRunning(id.to_owned()));
+        }
+        running.insert(
+            id.to_owned(),
+            RunningWorkflow {
+                run_id: run_id.to_owned(),
+                cancel,
+            },
+        );
+        Ok(Self {
+            inner: inner.clone(),
+            id: id.to_owned(),
+            run_id: run_id.to_owned(),
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut running = self.inner.lock_running();
+        if running
+            .get(&self.id)
+            .is_some_and(|w| w.run_id == self.run_id)
+        {
+            running.remove(&self.id);
+        }
+    }
+}
+
+impl HostInner {
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunningWorkflow>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the guest to its end, deadline or cancellation and saves the
+    /// final state.
+    async fn drive(
+        &self,
+        module: &Module,
+        running: WorkflowState,
+        limits: &RunLimits,
+        mut cancel: watch::Receiver<bool>,
+        _permit: OwnedSemaphorePermit,
+    ) -> Result<WorkflowState, ExecuteError> {
         let clock = Instant::now();
-        let outcome = self.call_guest(module, &running.workflow_id, input).await;
+        let input = running.input.clone().unwrap_or_else(|| "null".to_owned());
+        // The guest yields at every epoch tick, so these are noticed within
+        // a tick; dropping the call future drops the guest's store with it.
+        let outcome = tokio::select! {
+            outcome = self.call_guest(module, limits, &running.workflow_id, &input) => outcome,
+            () = tokio::time::sleep(limits.timeout) => Outcome::Failed(format!(
+                "deadline exceeded: the workflow ran longer than {:?}",
+                limits.timeout
+            )),
+            _ = cancel.wait_for(|canceled| *canceled) => Outcome::Canceled,
+        };
         let elapsed = clock.elapsed();
 
         let last = self.current_state(running).await;
+        let completed = matches!(outcome, Outcome::Completed(_));
         let final_state = finish(&last, outcome, elapsed);
         match self.store.save(final_state.clone()).await {
             Ok(()) => {}
             // The guest's result itself was refused (too large, invalid):
             // record that as the failure rather than leave the run `running`.
-            Err(StoreError::TooLarge(e) | StoreError::InvalidArgument(e))
-                if final_state.status == WorkflowStatus::Completed =>
-            {
+            Err(StoreError::TooLarge(e) | StoreError::InvalidArgument(e)) if completed => {
                 let refused = finish(
                     &last,
-                    Err(format!("the store refused the workflow's result: {e}")),
+                    Outcome::Failed(format!("the store refused the workflow's result: {e}")),
                     elapsed,
                 );
                 self.store.save(refused.clone()).await?;
@@ -147,14 +550,21 @@ impl Host {
     }
 
     /// Instantiates the module in a fresh sandbox and calls `run`.
-    /// `Ok` is the guest's JSON result; `Err` says why the run failed.
     async fn call_guest(
         &self,
         module: &Module,
+        limits: &RunLimits,
         workflow_id: &str,
         input: &str,
-    ) -> Result<String, String> {
-        let (mut wasm_store, stderr) = self.runtime.new_store(workflow_id, self.store.clone());
+    ) -> Outcome {
+        let (mut wasm_store, stderr) =
+            match self
+                .runtime
+                .new_store(module, limits, workflow_id, self.store.clone())
+            {
+                Ok(created) => created,
+                Err(e) => return Outcome::Failed(format!("setting up the sandbox failed: {e:#}")),
+            };
         // The generated export takes `&String`.
         let (workflow_id, input) = (workflow_id.to_owned(), input.to_owned());
         let called = async {
@@ -166,11 +576,16 @@ impl Host {
         .await;
         match called {
             Ok(Ok(result)) => match model::validate_json("result", &result) {
-                Ok(()) => Ok(result),
-                Err(e) => Err(format!("the workflow returned invalid JSON: {e}")),
+                Ok(()) => Outcome::Completed(result),
+                Err(e) => Outcome::Failed(format!("the workflow returned invalid JSON: {e}")),
             },
-            Ok(Err(message)) => Err(message),
-            Err(trap) => Err(describe_trap(&trap, self.runtime.config(), &stderr)),
+            Ok(Err(message)) => Outcome::Failed(message),
+            Err(trap) => Outcome::Failed(describe_trap(
+                &trap,
+                limits,
+                wasm_store.data().limiter.refused(),
+                &stderr,
+            )),
         }
     }
 
@@ -198,29 +613,32 @@ fn log_end(state: WorkflowState) -> WorkflowState {
 }
 
 /// Applies the end of a run to `state` and returns the state to save.
-fn finish(
-    state: &WorkflowState,
-    outcome: Result<String, String>,
-    elapsed: std::time::Duration,
-) -> WorkflowState {
+fn finish(state: &WorkflowState, outcome: Outcome, elapsed: Duration) -> WorkflowState {
     let now = Timestamp::now();
     let next_id = state.history.iter().map(|e| e.id).max().unwrap_or(0) + 1;
     let mut event;
     let mut end = state.clone();
     match outcome {
-        Ok(result) => {
+        Outcome::Completed(result) => {
             event = HistoryEvent::new(next_id, EventType::WorkflowCompleted, now);
             event.result = Some(result.clone());
             end.status = WorkflowStatus::Completed;
             end.result = Some(result);
             end.error.clear();
         }
-        Err(error) => {
+        Outcome::Failed(error) => {
             event = HistoryEvent::new(next_id, EventType::WorkflowFailed, now);
             event.error = error.clone();
             end.status = WorkflowStatus::Failed;
             end.result = None;
             end.error = error;
+        }
+        Outcome::Canceled => {
+            event = HistoryEvent::new(next_id, EventType::WorkflowCanceled, now);
+            event.error = CANCELED.to_owned();
+            end.status = WorkflowStatus::Canceled;
+            end.result = None;
+            end.error = CANCELED.to_owned();
         }
     }
     event.duration_ns = i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX);
@@ -230,18 +648,33 @@ fn finish(
     end
 }
 
-/// One line saying why the guest stopped: deadline, limit or trap, with the
-/// guest's last stderr output (a Rust panic message, say) when there is one.
-fn describe_trap(error: &wasmtime::Error, config: &HostConfig, stderr: &GuestOutput) -> String {
-    let mut message = match error.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => {
-            format!(
-                "deadline exceeded: the workflow ran longer than {:?}",
-                config.timeout
-            )
+/// The error text of a canceled workflow.
+pub(crate) const CANCELED: &str = "canceled on request";
+
+/// One line saying why the guest stopped: a limit, fuel, stack or another
+/// trap, with the guest's last stderr output (a Rust panic message, say).
+fn describe_trap(
+    error: &wasmtime::Error,
+    limits: &RunLimits,
+    refused: Option<&str>,
+    stderr: &GuestOutput,
+) -> String {
+    let trap = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => format!(
+            "fuel exhausted: the workflow used all of its {} units of fuel",
+            limits.fuel.unwrap_or(u64::MAX)
+        ),
+        Some(wasmtime::Trap::StackOverflow) => {
+            "stack overflow: the workflow exceeded the wasm stack limit".to_owned()
         }
         Some(trap) => format!("the workflow trapped: {trap}"),
         None => format!("the workflow failed in the host: {error:#}"),
+    };
+    // A refused grow explains the trap that usually follows it (a Rust
+    // guest aborts on allocation failure), so it comes first.
+    let mut message = match refused {
+        Some(limit) => format!("{limit}; {trap}"),
+        None => trap,
     };
     let tail = stderr.tail();
     if !tail.is_empty() {

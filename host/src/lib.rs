@@ -19,9 +19,10 @@
 mod bindings;
 pub mod config;
 mod executor;
+pub mod http;
 pub mod model;
 mod runtime;
 pub mod store;
 
-pub use executor::{ExecuteError, Host};
-pub use runtime::{HostConfig, Module};
+pub use executor::{ExecuteError, ExecuteOptions, Host, RecoverOptions, WorkflowHandle};
+pub use runtime::{DirGrant, HostConfig, Module, ModuleLimits, ModuleOptions};

@@ -11,6 +11,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("order-pipeline", "ORDER_PIPELINE"),
     ("ledger", "LEDGER"),
     ("store-ops", "STORE_OPS"),
+    ("sandbox-probe", "SANDBOX_PROBE"),
+    ("durable", "DURABLE"),
 ];
 
 fn main() {

@@ -182,9 +182,7 @@ async fn order_pipeline_saves_steps_and_counts_siblings_by_status(host: Host) {
 
     // A non-order workflow must not be counted.
     let pipeline = host.load_module_file(guests::PIPELINE).unwrap();
-    host.run(&pipeline, "pipeline-x", r#""x""#)
-        .await
-        .unwrap();
+    host.run(&pipeline, "pipeline-x", r#""x""#).await.unwrap();
 
     let third = host
         .run(&module, "order-3", &order.to_string())
@@ -449,6 +447,7 @@ async fn the_memory_limit_fails_that_workflow_and_the_host_serves_on() {
     )
     .await;
     assert_eq!(big.status, WorkflowStatus::Failed);
+    assert!(big.error.contains("memory limit reached"), "{}", big.error);
     assert!(big.error.contains("trapped"), "{}", big.error);
     let (next, _) = script(
         &host,
