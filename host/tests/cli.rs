@@ -482,3 +482,223 @@ fn configuration_comes_from_a_file_flags_and_the_environment() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fresh empty directory for one test.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wf-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits (bounded) until `path` exists.
+fn wait_for_file(path: &std::path::Path) {
+    for _ in 0..3000 {
+        if path.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{} did not appear", path.display());
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_killed_wfhost_is_recovered_by_the_next_without_repeating_the_first_activity() {
+    let broker = DevBroker::start(&[]);
+    let dir = scratch_dir("crash");
+    let grant = format!("{}:rw", dir.display());
+    let input = serde_json::json!({"dir": dir.display().to_string(), "order": "o-1", "cents": 900});
+    let mut worker = command()
+        .args([
+            "--brokers",
+            &broker.brokers,
+            "run",
+            wf_test_artifacts::DURABLE,
+        ])
+        .args([
+            "--id",
+            "order-1",
+            "--grant-dir",
+            &grant,
+            "--input",
+            &input.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the worker");
+    // Between the two activities: charge is done and recorded.
+    wait_for_file(&dir.join("waiting"));
+    worker.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
+    worker.wait().unwrap();
+    assert_eq!(lines(&dir.join("charge.log")), ["o-1 900"]);
+    assert!(!dir.join("ship.log").exists());
+
+    let left = broker.wfhost(&["--output", "json", "show", "order-1"]);
+    let state: Value = serde_json::from_str(stdout(&left).trim()).expect("stored state");
+    assert_eq!(state["Status"], "running", "the killed run is left running");
+
+    std::fs::write(dir.join("go"), "").unwrap();
+    let recovered = broker.wfhost(&[
+        "--output",
+        "json",
+        "recover",
+        wf_test_artifacts::DURABLE,
+        "--grant-dir",
+        &grant,
+    ]);
+    assert!(recovered.status.success(), "{}", stderr(&recovered));
+    let states: Value =
+        serde_json::from_str(stdout(&recovered).trim()).expect("the recovered states");
+    assert_eq!(states.as_array().unwrap().len(), 1, "{states}");
+    assert_eq!(states[0]["WorkflowID"], "order-1");
+    assert_eq!(states[0]["Status"], "completed", "{}", states[0]["Error"]);
+    assert_eq!(
+        states[0]["Result"],
+        serde_json::json!({"charge": "charge-1", "parcel": 1})
+    );
+
+    assert_eq!(lines(&dir.join("charge.log")), ["o-1 900"], "charged once");
+    assert_eq!(lines(&dir.join("ship.log")), ["charge-1"], "shipped once");
+    let shown = broker.wfhost(&["--output", "json", "show", "order-1"]);
+    let state: Value = serde_json::from_str(stdout(&shown).trim()).unwrap();
+    assert_eq!(state["Status"], "completed");
+    let kinds: Vec<&str> = state["History"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "workflow_started",
+            "activity_started",
+            "activity_completed",
+            "timer_fired",
+            "workflow_started",
+            "activity_started",
+            "activity_completed",
+            "workflow_completed"
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A `wfhost serve` process and its base URL.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(broker: &DevBroker, module: &str, extra: &[&str]) -> Self {
+        let mut child = command()
+            .args([
+                "--brokers",
+                &broker.brokers,
+                "serve",
+                module,
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting wfhost serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = lines
+            .find_map(|line| line.ok()?.strip_prefix("listening: ").map(str::to_owned))
+            .expect("wfhost serve prints its address");
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_runs_workflows_over_http_and_cancel_stops_one() {
+    let broker = DevBroker::start(&[]);
+    let server = Server::start(&broker, wf_test_artifacts::SANDBOX_PROBE, &[]);
+    let http = reqwest::Client::new();
+
+    let done = http
+        .post(format!("{}/workflows/echo-1", server.url))
+        .body(r#"[{"op":"echo","bytes":2}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let state: Value = done.json().await.unwrap();
+    assert_eq!(state["Status"], "completed");
+    assert_eq!(state["Result"], serde_json::json!([{"ok": "xx"}]));
+
+    let started = http
+        .post(format!("{}/workflows/sleepy?wait=false", server.url))
+        .body(r#"[{"op":"sleep_ms","ms":600000}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let again = http
+        .post(format!("{}/workflows/sleepy", server.url))
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409, "already running");
+
+    let canceled = command()
+        .args(["cancel", "sleepy", "--server", &server.url])
+        .output()
+        .unwrap();
+    assert!(canceled.status.success(), "{}", stderr(&canceled));
+    let mut status = Value::Null;
+    for _ in 0..500 {
+        let shown: Value = http
+            .get(format!("{}/workflows/sleepy", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status = shown["Status"].clone();
+        if status != "running" {
+            assert_eq!(shown["History"][1]["Type"], "workflow_canceled");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, "canceled");
+
+    let not_running = command()
+        .args(["cancel", "sleepy", "--server", &server.url])
+        .output()
+        .unwrap();
+    assert_eq!(not_running.status.code(), Some(1));
+    assert!(
+        stderr(&not_running).contains("not running on this host"),
+        "{}",
+        stderr(&not_running)
+    );
+
+    // The same state through the store, from another process.
+    let shown = broker.wfhost(&["--output", "json", "show", "sleepy"]);
+    let state: Value = serde_json::from_str(stdout(&shown).trim()).unwrap();
+    assert_eq!(state["Status"], "canceled");
+    assert_eq!(state["Error"], "canceled on request");
+}
