@@ -188,6 +188,36 @@ impl ConfigFile {
     }
 }
 
+impl StoreConfig {
+    /// The store a process configured like `wfhost` uses: the TOML file
+    /// named by `WF_CONFIG` (when set), then `WF_KAFKA_BROKERS` and
+    /// `WF_KAFKA_TOPIC` over it. A Kafka config whose brokers are still empty
+    /// means "no broker configured": see [`StoreConfig::needs_dev_cluster`].
+    pub fn from_env() -> anyhow::Result<Self> {
+        let file = match std::env::var_os("WF_CONFIG") {
+            Some(path) => ConfigFile::load(Path::new(&path))?,
+            None => ConfigFile::default(),
+        };
+        let mut config = file.store_config()?;
+        if let Self::Kafka(kafka) = &mut config {
+            if let Ok(brokers) = std::env::var("WF_KAFKA_BROKERS") {
+                kafka.brokers = brokers;
+            }
+            if let Ok(topic) = std::env::var("WF_KAFKA_TOPIC") {
+                kafka.topic = topic;
+            }
+        }
+        Ok(config)
+    }
+
+    /// Whether this is Kafka with no brokers given, where `wfhost` starts
+    /// librdkafka's in-process mock cluster
+    /// ([`DevCluster`](crate::store::DevCluster)) instead.
+    pub fn needs_dev_cluster(&self) -> bool {
+        matches!(self, Self::Kafka(kafka) if kafka.brokers.trim().is_empty())
+    }
+}
+
 /// A positive, finite number of seconds as a duration.
 pub fn seconds(name: &str, secs: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(secs)

@@ -1,0 +1,111 @@
+//! A small tokio service that embeds the wf host: the host's HTTP API for one
+//! workflow module, merged with the service's own `/healthz`, on the same
+//! store configuration as `wfhost`.
+//!
+//! ```sh
+//! cargo run -p wf-embed-example -- target/wasm32-wasip2/release/pipeline.wasm
+//! curl -X POST localhost:8080/workflows/p-1 -d '"start processing"'
+//! curl localhost:8080/workflows/p-1
+//! curl 'localhost:8080/workflows?status=completed'
+//! curl -X DELETE localhost:8080/workflows/p-1
+//! ```
+//!
+//! Configuration, as for `wfhost`: `WF_CONFIG` (a TOML file), `WF_KAFKA_BROKERS`,
+//! `WF_KAFKA_TOPIC`; without brokers it starts librdkafka's in-process mock
+//! cluster. `WF_LISTEN` sets the address (default `127.0.0.1:8080`; port 0
+//! picks one, printed as `listening: URL`). On start it recovers the
+//! module's workflows left `running`; on SIGTERM or Ctrl-C it stops taking
+//! requests, finishes the ones in flight and closes the store.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Json;
+use axum::extract::State;
+use axum::routing::get;
+use wf_host::config::StoreConfig;
+use wf_host::store::{DevCluster, WorkflowStore};
+use wf_host::{Host, HostConfig, RecoverOptions};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let module_path = std::env::args()
+        .nth(1)
+        .context("usage: wf-embed MODULE.wasm (a workflow component)")?;
+    let listen = std::env::var("WF_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+
+    let mut store_config = StoreConfig::from_env()?;
+    // Kept alive (on this thread: it is not Send) for as long as the store.
+    let mut _dev_cluster = None;
+    let needs_dev_cluster = store_config.needs_dev_cluster();
+    if let StoreConfig::Kafka(kafka) = &mut store_config
+        && needs_dev_cluster
+    {
+        let cluster = DevCluster::start(&kafka.topic, kafka.partitions)?;
+        kafka.brokers = cluster.bootstrap_servers();
+        tracing::warn!(brokers = %kafka.brokers, "no brokers configured: using an in-process mock Kafka cluster that keeps nothing");
+        _dev_cluster = Some(cluster);
+    }
+    let store = store_config.open().await?;
+
+    let config = HostConfig {
+        cache_dir: HostConfig::default_cache_dir(),
+        ..HostConfig::default()
+    };
+    let host = Host::with_config(store.clone(), config)?;
+    let module = host.load_module_file(&module_path)?;
+    let recovered = host.recover(&module, RecoverOptions::default()).await?;
+    tracing::info!(count = recovered.len(), "recovered workflows left running");
+
+    let app = wf_host::http::router(host.clone(), module).route(
+        "/healthz",
+        get(healthz).with_state(Health {
+            host: host.clone(),
+            store: store.clone(),
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    println!("listening: http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!(
+        running = host.running().len(),
+        "stopped; workflows still running stay `running` for the next start to recover"
+    );
+    store.close().await?;
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Health {
+    host: Host,
+    store: Arc<dyn WorkflowStore>,
+}
+
+/// The service's own route, beside the host's.
+async fn healthz(State(health): State<Health>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "running": health.host.running().len(),
+        "store": health.store.describe(),
+    }))
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("listening for SIGTERM");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

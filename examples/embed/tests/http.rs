@@ -1,0 +1,173 @@
+//! The embedding example over real HTTP: the built binary, the pipeline
+//! example guest, the zero-setup Kafka store.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+struct Service {
+    child: Child,
+    url: String,
+}
+
+impl Service {
+    fn start() -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wf-embed"));
+        for var in ["WF_KAFKA_BROKERS", "WF_KAFKA_TOPIC", "WF_CONFIG"] {
+            command.env_remove(var);
+        }
+        let mut child = command
+            .arg(wf_test_artifacts::PIPELINE)
+            .env("WF_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting wf-embed");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = lines
+            .find_map(|line| line.ok()?.strip_prefix("listening: ").map(str::to_owned))
+            .expect("wf-embed prints its address");
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, url }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_service_runs_reads_lists_and_deletes_workflows_over_http() {
+    let mut service = Service::start();
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", service.url);
+
+    let health: Value = http
+        .get(url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(
+        health["store"].as_str().unwrap().contains("kafka"),
+        "{health}"
+    );
+
+    for (id, input) in [("p-1", "\"first\""), ("p-2", "\"second\"")] {
+        let response = http
+            .post(url(&format!("/workflows/{id}")))
+            .body(input)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let state: Value = response.json().await.unwrap();
+        assert_eq!(state["WorkflowID"], id);
+        assert_eq!(state["Status"], "completed");
+    }
+    let state: Value = http
+        .get(url("/workflows/p-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["Result"], "completed: first");
+    assert_eq!(state["Input"], "first");
+
+    let listed: Value = http
+        .get(url("/workflows?status=completed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["WorkflowID"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["p-1", "p-2"]);
+    assert_eq!(listed["next_after"], "p-2");
+    let page: Value = http
+        .get(url("/workflows?limit=1&after=p-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["workflows"][0]["WorkflowID"], "p-2");
+    let none: Value = http
+        .get(url("/workflows?status=failed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none, json!({"workflows": [], "next_after": null}));
+
+    let deleted = http.delete(url("/workflows/p-1")).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone = http.get(url("/workflows/p-1")).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    let error: Value = gone.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("p-1"), "{error}");
+
+    // Bad requests: specific errors, nothing written.
+    let bad_status = http
+        .get(url("/workflows?status=done"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_status.status(), 400);
+    let bad_input = http
+        .post(url("/workflows/p-3"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_input.status(), 400);
+    let error: Value = bad_input.json().await.unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("input"),
+        "{error}"
+    );
+    assert_eq!(
+        http.get(url("/workflows/p-3"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let long_id = "x".repeat(1025);
+    let bad_id = http
+        .post(url(&format!("/workflows/{long_id}")))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_id.status(), 400);
+
+    // SIGTERM: a graceful stop.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = service.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
