@@ -1,0 +1,92 @@
+"""Test guest: runs a script of store operations given as its input and
+returns each operation's outcome, so tests can reach every store call and
+every ``store-error`` case from inside a real Python guest. Mirrors the Rust
+guest tests/guests/store-ops."""
+
+import os
+
+import wf_guest
+from wf_guest import Context, EventType, InputError, StoreError, WorkflowError, WorkflowState
+
+
+def outcome(call):
+    try:
+        return {"ok": call()}
+    except StoreError as e:
+        return {"err": {"kind": e.kind, "message": e.message}}
+
+
+def save(ctx, op):
+    state = WorkflowState.from_dict(op["state"])
+    if op.get("input_raw") is not None:
+        state.input = op["input_raw"]
+    if op.get("result_raw") is not None:
+        state.result = op["result_raw"]
+    if op.get("input_bytes") is not None:
+        state.input = '"' + "x" * max(op["input_bytes"] - 2, 0) + '"'
+    return outcome(lambda: ctx.store.save(state))
+
+
+def load(ctx, op):
+    def call():
+        found = ctx.store.load(op["id"])
+        return None if found is None else found.to_dict()
+
+    return outcome(call)
+
+
+def list_ids(ctx, op):
+    return outcome(lambda: [s.workflow_id for s in ctx.store.list(
+        status=op.get("status"), limit=op.get("limit"), after=op.get("after"))])
+
+
+def record(ctx, op):
+    def change(state):
+        state.push_event(EventType.ACTIVITY_COMPLETED, activity_name=op["activity"])
+
+    return outcome(lambda: len(ctx.update_state(change).history))
+
+
+def fail(ctx, op):
+    raise WorkflowError(op["message"])
+
+
+def throw(ctx, op):
+    raise RuntimeError("store-ops: trap requested")
+
+
+def abort(ctx, op):
+    os.abort()
+
+
+def spin(ctx, op):
+    n = 0
+    while True:
+        n += 1
+
+
+def allocate(ctx, op):
+    block = bytearray(b"\x01") * (op["mib"] * 1024 * 1024)
+    return {"ok": block.count(1)}
+
+
+def echo(ctx, op):
+    return {"ok": "x" * op["bytes"]}
+
+
+OPS = {
+    "save": save, "load": load, "list": list_ids, "delete":
+    lambda ctx, op: outcome(lambda: ctx.store.delete(op["id"])),
+    "record": record, "fail": fail, "trap": throw, "abort": abort, "spin": spin,
+    "allocate": allocate, "echo": echo,
+}
+
+
+def run(ctx: Context, script):
+    if not isinstance(script, list) or not all(isinstance(op, dict) and op.get("op") in OPS
+                                               for op in script):
+        raise InputError(f"expected a list of operations ({', '.join(OPS)}), got {script!r}")
+    return [OPS[op["op"]](ctx, op) for op in script]
+
+
+WitWorld = wf_guest.workflow(run)

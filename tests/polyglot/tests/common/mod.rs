@@ -1,0 +1,717 @@
+//! The cases of `tests/tests/guests.rs` (the Rust guests), for a Python or
+//! JavaScript guest: the same scripts, the same assertions.
+//!
+//! A 12-18 MB Python or JavaScript component takes seconds to compile, and a
+//! compiled module belongs to one host: so each backend gets one host per
+//! language, its modules are loaded once, and the cases run one after the
+//! other on it, the store emptied between them (every case starts from an
+//! empty store, as a fresh host would).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wf_host::model::{EventType, WorkflowState, WorkflowStatus};
+use wf_host::store::ListFilter;
+use wf_host::{ExecuteError, Host, HostConfig, Module};
+use wf_polyglot_tests::Language;
+
+/// The modules of one language, loaded into one host.
+#[derive(Debug, Clone)]
+pub struct Guests {
+    pub lang: Language,
+    pub store_ops: Module,
+    pub pipeline: Module,
+    pub ledger: Module,
+}
+
+impl Guests {
+    pub fn load(host: &Host, lang: Language) -> Self {
+        let load = |path: &str| {
+            host.load_module_file(path)
+                .unwrap_or_else(|e| panic!("loading {path}: {e:#}"))
+        };
+        Self {
+            lang,
+            store_ops: load(lang.store_ops),
+            pipeline: load(lang.pipeline),
+            ledger: load(lang.ledger),
+        }
+    }
+}
+
+type Case = for<'a> fn(&'a Arc<Host>, &'a Guests) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+macro_rules! cases {
+    ($($case:ident),+ $(,)?) => {
+        /// Every case that runs on each backend, by name.
+        pub const CASES: &[(&str, Case)] = &[$((stringify!($case), |h, g| Box::pin($case(h, g)))),+];
+    };
+}
+
+cases!(
+    pipeline_example_completes_and_records_each_step,
+    ledger_loads_updates_and_deletes_entries,
+    every_store_call_works_from_a_guest,
+    every_store_error_case_is_reached_from_a_guest_and_writes_nothing,
+    a_thrown_exception_fails_that_workflow_and_the_host_serves_on,
+    a_returned_error_fails_the_workflow_with_that_error,
+    history_the_guest_saves_is_kept_in_the_final_state,
+    bad_requests_are_refused_before_anything_is_written,
+    a_result_over_the_value_limit_fails_the_workflow_cleanly,
+    many_workflows_run_concurrently_on_one_host,
+);
+
+/// The host's default configuration, with the language's memory limit.
+pub fn config(lang: Language) -> HostConfig {
+    HostConfig {
+        memory_limit_bytes: lang.memory_limit_mib * 1024 * 1024,
+        ..HostConfig::default()
+    }
+}
+
+/// Runs every case on `host` (which must start empty), one after the other,
+/// emptying the store after each. Prints each case's name first: the last
+/// one printed is the one that failed.
+pub async fn every_case(host: Host, lang: Language) {
+    let host = Arc::new(host);
+    let guests = Guests::load(&host, lang);
+    for (name, case) in CASES {
+        println!("{} case {name} on {}", lang.name, host.store().describe());
+        case(&host, &guests).await;
+        empty_the_store(&host).await;
+        println!("{} case {name}: ok", lang.name);
+    }
+}
+
+async fn empty_the_store(host: &Host) {
+    loop {
+        let ids = stored_ids(host).await;
+        if ids.is_empty() {
+            return;
+        }
+        for id in ids {
+            host.store()
+                .delete(&id)
+                .await
+                .unwrap_or_else(|e| panic!("emptying the store: {id}: {e}"));
+        }
+    }
+}
+
+pub fn kinds(state: &WorkflowState) -> Vec<EventType> {
+    state.history.iter().map(|e| e.kind).collect()
+}
+
+pub fn result_json(state: &WorkflowState) -> Value {
+    serde_json::from_str(state.result.as_deref().expect("a result")).expect("result is JSON")
+}
+
+pub async fn stored_ids(host: &Host) -> Vec<String> {
+    let page = ListFilter {
+        limit: Some(1000),
+        ..Default::default()
+    };
+    host.store()
+        .list(&page)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.workflow_id.clone())
+        .collect()
+}
+
+/// Runs the store-ops guest with `script` as workflow `id`; returns the final
+/// state and, when it completed, the per-operation outcomes.
+pub async fn script(
+    host: &Host,
+    module: &Module,
+    id: &str,
+    script: Value,
+) -> (WorkflowState, Vec<Value>) {
+    let state = host
+        .run(module, id, &script.to_string())
+        .await
+        .expect("execute");
+    let outcomes = match state.status {
+        WorkflowStatus::Completed => serde_json::from_value(result_json(&state)).unwrap(),
+        _ => Vec::new(),
+    };
+    (state, outcomes)
+}
+
+pub fn wire_state(id: &str) -> Value {
+    json!({
+        "workflow_id": id,
+        "run_id": "r1",
+        "status": "completed",
+        "input": {"n": 1},
+        "result": [1, 2],
+        "error": "",
+        "history": [{
+            "id": 1, "kind": "activity_completed",
+            "timestamp": {"seconds": 1700000000, "nanoseconds": 5},
+            "activity_name": "charge", "input": null, "result": {"ok": true}, "error": "",
+            "signal_name": "", "signal_payload": null, "duration_ns": 42
+        }],
+        "created_at": {"seconds": 1700000000, "nanoseconds": 0},
+        "updated_at": {"seconds": 1700000001, "nanoseconds": 0}
+    })
+}
+
+pub fn err_kind(outcome: &Value) -> (&str, &str) {
+    let err = outcome
+        .get("err")
+        .unwrap_or_else(|| panic!("expected an error, got {outcome}"));
+    (
+        err["kind"].as_str().unwrap(),
+        err["message"].as_str().unwrap(),
+    )
+}
+
+async fn pipeline_example_completes_and_records_each_step(host: &Arc<Host>, g: &Guests) {
+    let state = host
+        .run(&g.pipeline, "pipeline-001", r#""start processing""#)
+        .await
+        .unwrap();
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    assert_eq!(
+        state.result.as_deref(),
+        Some(r#""completed: start processing""#)
+    );
+    use EventType::*;
+    assert_eq!(
+        kinds(&state),
+        [
+            WorkflowStarted,
+            ActivityCompleted,
+            ActivityCompleted,
+            ActivityCompleted,
+            WorkflowCompleted
+        ]
+    );
+    let steps: Vec<_> = state.history[1..4]
+        .iter()
+        .map(|e| e.activity_name.as_str())
+        .collect();
+    assert_eq!(steps, ["validate", "process", "finalize"]);
+    assert_eq!(
+        state.history[2].result.as_deref(),
+        Some(r#""process: start processing""#)
+    );
+    let ids: Vec<u64> = state.history.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    // What the store holds is what execute returned.
+    let stored = host.store().load("pipeline-001").await.unwrap().unwrap();
+    assert_eq!(*stored, state);
+}
+
+async fn ledger_loads_updates_and_deletes_entries(host: &Arc<Host>, g: &Guests) {
+    let module = &g.ledger;
+    let post = |amounts: Value| {
+        json!({"action": "post", "account": "alice", "amounts": amounts}).to_string()
+    };
+
+    let first = host
+        .run(module, "ledger-run-1", &post(json!([10, -3])))
+        .await
+        .unwrap();
+    assert_eq!(first.status, WorkflowStatus::Completed, "{first:?}");
+    assert_eq!(
+        result_json(&first),
+        json!({"account": "alice", "balance": 7, "entries": 2, "deleted": 0})
+    );
+    let second = host
+        .run(module, "ledger-run-2", &post(json!([5])))
+        .await
+        .unwrap();
+    assert_eq!(result_json(&second)["balance"], 12);
+    let balance = host.store().load("ledger/alice").await.unwrap().unwrap();
+    assert_eq!(
+        balance.result.as_deref(),
+        Some(r#"{"balance":12,"entries":3}"#)
+    );
+    let entry = host
+        .store()
+        .load("ledger/alice/entry-000002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.result.as_deref(), Some("-3"));
+
+    // An overdraft fails before writing anything.
+    let before = stored_ids(host).await;
+    let overdraft = host
+        .run(module, "ledger-run-3", &post(json!([1, -100])))
+        .await
+        .unwrap();
+    assert_eq!(overdraft.status, WorkflowStatus::Failed);
+    assert!(
+        overdraft.error.contains("insufficient funds"),
+        "{}",
+        overdraft.error
+    );
+    let after: Vec<_> = stored_ids(host)
+        .await
+        .into_iter()
+        .filter(|id| id != "ledger-run-3")
+        .collect();
+    assert_eq!(after, before);
+
+    let close = host
+        .run(
+            module,
+            "ledger-run-4",
+            r#"{"action":"close","account":"alice"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(result_json(&close)["deleted"], 4, "{close:?}");
+    let left: Vec<_> = stored_ids(host)
+        .await
+        .into_iter()
+        .filter(|id| id.starts_with("ledger/"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+async fn every_store_call_works_from_a_guest(host: &Arc<Host>, g: &Guests) {
+    let mut second = wire_state("b-2");
+    second["status"] = json!("failed");
+    let (state, outcomes) = script(
+        host,
+        &g.store_ops,
+        "ops-1",
+        json!([
+            {"op": "save", "state": wire_state("a-1")},
+            {"op": "save", "state": second},
+            {"op": "load", "id": "a-1"},
+            {"op": "load", "id": "absent"},
+            {"op": "list", "status": "completed"},
+            {"op": "list", "limit": 2},
+            {"op": "list", "after": "a-1"},
+            {"op": "delete", "id": "a-1"},
+            {"op": "load", "id": "a-1"},
+            {"op": "delete", "id": "a-1"},
+        ]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    let ok = |i: usize| {
+        outcomes[i]
+            .get("ok")
+            .unwrap_or_else(|| panic!("op {i}: {}", outcomes[i]))
+            .clone()
+    };
+    assert_eq!(ok(0), Value::Null);
+    let loaded = ok(2);
+    assert_eq!(
+        loaded,
+        wire_state("a-1"),
+        "the guest reads back exactly what it saved"
+    );
+    assert_eq!(ok(3), Value::Null);
+    assert_eq!(ok(4), json!(["a-1"]));
+    assert_eq!(ok(5), json!(["a-1", "b-2"]));
+    assert_eq!(ok(6), json!(["b-2", "ops-1"]));
+    assert_eq!(ok(7), Value::Null);
+    assert_eq!(ok(8), Value::Null);
+    assert_eq!(ok(9), Value::Null, "deleting an absent id succeeds");
+
+    // The host's store agrees with what the guest did.
+    assert!(host.store().load("a-1").await.unwrap().is_none());
+    let b = host.store().load("b-2").await.unwrap().unwrap();
+    assert_eq!(b.status, WorkflowStatus::Failed);
+    assert_eq!(b.input.as_deref(), Some(r#"{"n":1}"#));
+    assert_eq!(b.history[0].duration_ns, 42);
+    assert_eq!(b.history[0].timestamp.nanoseconds, 5);
+}
+
+async fn every_store_error_case_is_reached_from_a_guest_and_writes_nothing(
+    host: &Arc<Host>,
+    g: &Guests,
+) {
+    let mut year_10000 = wire_state("t-1");
+    year_10000["created_at"] = json!({"seconds": 253402300800i64, "nanoseconds": 0});
+    let mut bad_nanos = wire_state("t-2");
+    bad_nanos["updated_at"] = json!({"seconds": 0, "nanoseconds": 1_000_000_000u32});
+    let (state, outcomes) = script(
+        host,
+        &g.store_ops,
+        "errors",
+        json!([
+            {"op": "save", "state": wire_state("")},
+            {"op": "save", "state": wire_state(&"x".repeat(1025))},
+            {"op": "save", "state": wire_state("nul\u{0}id")},
+            {"op": "save", "state": wire_state("new\nline")},
+            {"op": "save", "state": wire_state("j-1"), "input_raw": "{not json"},
+            {"op": "save", "state": wire_state("j-2"), "result_raw": "[1,"},
+            {"op": "save", "state": wire_state("big"), "input_bytes": 2 * 1024 * 1024},
+            {"op": "save", "state": year_10000},
+            {"op": "save", "state": bad_nanos},
+            {"op": "list", "limit": 0},
+            {"op": "load", "id": ""},
+            {"op": "delete", "id": "del\u{7f}"},
+        ]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    let expected = [
+        ("invalid-argument", "/save: workflow ID is required"),
+        ("invalid-argument", "1025 bytes"),
+        ("invalid-argument", "control character U+0000"),
+        ("invalid-argument", "control character U+000A"),
+        ("invalid-argument", "Input is not valid JSON"),
+        ("invalid-argument", "Result is not valid JSON"),
+        ("too-large", "over the 1048576-byte limit"),
+        ("invalid-argument", "CreatedAt"),
+        ("invalid-argument", "UpdatedAt"),
+        ("invalid-argument", "limit must be at least 1"),
+        ("invalid-argument", "workflow ID is required"),
+        ("invalid-argument", "control character U+007F"),
+    ];
+    assert_eq!(outcomes.len(), expected.len());
+    for (i, (kind, needle)) in expected.iter().enumerate() {
+        let (got_kind, message) = err_kind(&outcomes[i]);
+        assert_eq!(got_kind, *kind, "case {i}: {message}");
+        assert!(
+            message.contains(needle),
+            "case {i}: {message:?} should contain {needle:?}"
+        );
+    }
+    assert_eq!(
+        stored_ids(host).await,
+        ["errors"],
+        "no rejected save wrote anything"
+    );
+}
+
+/// The Rust guest panics (a trap); a Python or JavaScript guest throws an
+/// exception nothing catches: the workflow fails with the exception's type,
+/// message and place, what it saved before stays, and the host serves on.
+async fn a_thrown_exception_fails_that_workflow_and_the_host_serves_on(
+    host: &Arc<Host>,
+    g: &Guests,
+) {
+    let (thrown, _) = script(
+        host,
+        &g.store_ops,
+        "trap-1",
+        json!([{"op": "save", "state": wire_state("before-trap")}, {"op": "trap"}]),
+    )
+    .await;
+    assert_eq!(thrown.status, WorkflowStatus::Failed);
+    assert!(
+        thrown.error.starts_with(g.lang.uncaught),
+        "the exception's type and message are kept: {}",
+        thrown.error
+    );
+    assert!(
+        thrown.error.contains("store_ops.py:") || thrown.error.contains("store-ops.js:"),
+        "and where it was thrown: {}",
+        thrown.error
+    );
+    assert_eq!(
+        kinds(&thrown),
+        [EventType::WorkflowStarted, EventType::WorkflowFailed]
+    );
+    assert_eq!(thrown.history[1].error, thrown.error);
+    // What the guest saved before throwing was acknowledged and stays.
+    assert!(host.store().load("before-trap").await.unwrap().is_some());
+
+    let (next, outcomes) = script(
+        host,
+        &g.store_ops,
+        "after-trap",
+        json!([{"op": "load", "id": "before-trap"}]),
+    )
+    .await;
+    assert_eq!(next.status, WorkflowStatus::Completed, "{}", next.error);
+    assert_eq!(outcomes[0]["ok"]["workflow_id"], "before-trap");
+}
+
+async fn a_returned_error_fails_the_workflow_with_that_error(host: &Arc<Host>, g: &Guests) {
+    let (failed, _) = script(
+        host,
+        &g.store_ops,
+        "fail-1",
+        json!([{"op": "fail", "message": "card declined"}]),
+    )
+    .await;
+    assert_eq!(failed.status, WorkflowStatus::Failed);
+    assert_eq!(failed.error, "card declined");
+    assert_eq!(failed.result, None);
+    assert_eq!(
+        failed.history.last().unwrap().kind,
+        EventType::WorkflowFailed
+    );
+    assert_eq!(failed.history.last().unwrap().error, "card declined");
+
+    let wrong_input = host
+        .run(&g.store_ops, "fail-2", r#"{"not":"a script"}"#)
+        .await
+        .unwrap();
+    assert_eq!(wrong_input.status, WorkflowStatus::Failed);
+    assert!(
+        wrong_input
+            .error
+            .contains("does not match the expected type"),
+        "{}",
+        wrong_input.error
+    );
+}
+
+async fn history_the_guest_saves_is_kept_in_the_final_state(host: &Arc<Host>, g: &Guests) {
+    let (state, outcomes) = script(
+        host,
+        &g.store_ops,
+        "rec-1",
+        json!([{"op": "record", "activity": "one"}, {"op": "record", "activity": "two"}]),
+    )
+    .await;
+    assert_eq!(outcomes, [json!({"ok": 2}), json!({"ok": 3})]);
+    use EventType::*;
+    assert_eq!(
+        kinds(&state),
+        [
+            WorkflowStarted,
+            ActivityCompleted,
+            ActivityCompleted,
+            WorkflowCompleted
+        ]
+    );
+    assert_eq!(state.history[2].activity_name, "two");
+    assert_eq!(state.history[3].id, 4);
+}
+
+async fn bad_requests_are_refused_before_anything_is_written(host: &Arc<Host>, g: &Guests) {
+    for (id, input) in [("", "1"), ("ok", "{oops"), ("bad\nid", "1")] {
+        let result = host.run(&g.pipeline, id, input).await;
+        assert!(
+            matches!(result, Err(ExecuteError::InvalidRequest(_))),
+            "{id:?} {input:?}: {result:?}"
+        );
+    }
+    assert!(stored_ids(host).await.is_empty());
+}
+
+async fn many_workflows_run_concurrently_on_one_host(host: &Arc<Host>, g: &Guests) {
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (host, module) = (host.clone(), g.pipeline.clone());
+            tokio::spawn(async move {
+                host.run(&module, &format!("p-{i:02}"), &format!("\"job {i}\""))
+                    .await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let state = task.await.unwrap().unwrap();
+        assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+        assert_eq!(state.result, Some(format!("\"completed: job {i}\"")));
+        assert_eq!(state.history.len(), 5);
+    }
+    assert_eq!(stored_ids(host).await.len(), 50);
+}
+
+async fn a_result_over_the_value_limit_fails_the_workflow_cleanly(host: &Arc<Host>, g: &Guests) {
+    let (state, _) = script(
+        host,
+        &g.store_ops,
+        "huge-result",
+        json!([{"op": "echo", "bytes": 2 * 1024 * 1024}]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Failed);
+    assert!(
+        state
+            .error
+            .contains("the store refused the workflow's result"),
+        "{}",
+        state.error
+    );
+    assert!(
+        state.error.contains("over the 1048576-byte limit"),
+        "{}",
+        state.error
+    );
+    assert_eq!(state.result, None);
+    let stored = host.store().load("huge-result").await.unwrap().unwrap();
+    assert_eq!(
+        *stored, state,
+        "the failure, not the oversized result, is stored"
+    );
+}
+
+/// The cases that need a host of their own (a deadline, a memory limit, a
+/// store that fails on demand), run on one such host: a deadline, memory
+/// limit and fault-injecting store at once.
+pub async fn limits_and_backend_faults(lang: Language) {
+    let host = Host::with_config(
+        Arc::new(FaultStore::default()),
+        HostConfig {
+            timeout: Duration::from_millis(1000),
+            memory_limit_bytes: 32 * 1024 * 1024,
+            ..HostConfig::default()
+        },
+    )
+    .unwrap();
+    let module = host
+        .load_module_file(lang.store_ops)
+        .unwrap_or_else(|e| panic!("loading {}: {e:#}", lang.store_ops));
+    for (name, case) in [
+        ("a_runaway_loop_hits_the_deadline_and_the_host_serves_on", 0),
+        (
+            "running_out_of_memory_fails_that_workflow_and_the_host_serves_on",
+            1,
+        ),
+        (
+            "every_backend_error_case_reaches_the_guest_as_its_store_error",
+            2,
+        ),
+    ] {
+        println!("{} case {name}", lang.name);
+        match case {
+            0 => a_runaway_loop_hits_the_deadline_and_the_host_serves_on(&host, &module).await,
+            1 => {
+                running_out_of_memory_fails_that_workflow_and_the_host_serves_on(
+                    &host, &module, lang,
+                )
+                .await
+            }
+            _ => {
+                every_backend_error_case_reaches_the_guest_as_its_store_error(&host, &module).await
+            }
+        }
+        println!("{} case {name}: ok", lang.name);
+    }
+}
+
+async fn a_runaway_loop_hits_the_deadline_and_the_host_serves_on(host: &Host, module: &Module) {
+    let (spun, _) = script(host, module, "spin-1", json!([{"op": "spin"}])).await;
+    assert_eq!(spun.status, WorkflowStatus::Failed);
+    assert!(spun.error.contains("deadline exceeded"), "{}", spun.error);
+    let (next, _) = script(host, module, "after-spin", json!([{"op": "list"}])).await;
+    assert_eq!(next.status, WorkflowStatus::Completed, "{}", next.error);
+}
+
+/// The Rust guest traps when it passes the limit; the Python and
+/// JavaScript runtimes turn the refused memory.grow into an exception, which
+/// fails the workflow just the same.
+async fn running_out_of_memory_fails_that_workflow_and_the_host_serves_on(
+    host: &Host,
+    module: &Module,
+    lang: Language,
+) {
+    let (small, outcomes) = script(
+        host,
+        module,
+        "alloc-ok",
+        json!([{"op": "allocate", "mib": 4}]),
+    )
+    .await;
+    assert_eq!(small.status, WorkflowStatus::Completed, "{small:?}");
+    assert_eq!(outcomes[0]["ok"], 4 * 1024 * 1024);
+    let (big, _) = script(
+        host,
+        module,
+        "alloc-big",
+        json!([{"op": "allocate", "mib": 64}]),
+    )
+    .await;
+    assert_eq!(big.status, WorkflowStatus::Failed);
+    assert!(big.error.contains(lang.out_of_memory), "{}", big.error);
+    let (next, _) = script(
+        host,
+        module,
+        "after-alloc",
+        json!([{"op": "allocate", "mib": 1}]),
+    )
+    .await;
+    assert_eq!(next.status, WorkflowStatus::Completed, "{}", next.error);
+}
+
+async fn every_backend_error_case_reaches_the_guest_as_its_store_error(
+    host: &Host,
+    module: &Module,
+) {
+    let (state, outcomes) = script(
+        host,
+        module,
+        "faults",
+        json!([
+            {"op": "save", "state": wire_state("fault/denied/1")},
+            {"op": "load", "id": "fault/unavailable/1"},
+            {"op": "delete", "id": "fault/conflict/1"},
+            {"op": "save", "state": wire_state("fault/internal/1")},
+            {"op": "save", "state": wire_state("fine")},
+        ]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    for (i, kind) in ["denied", "unavailable", "conflict", "internal"]
+        .iter()
+        .enumerate()
+    {
+        let (got, message) = err_kind(&outcomes[i]);
+        assert_eq!(got, *kind, "{message}");
+        assert!(message.starts_with("injected for fault/"), "{message}");
+    }
+    assert_eq!(outcomes[4], json!({"ok": null}));
+}
+
+/// A store that fails calls on ids `fault/<case>/...` with that `store-error`
+/// case and passes everything else to the memory store, so the tests can see
+/// each case arrive in a guest.
+#[derive(Debug, Default)]
+struct FaultStore(wf_host::store::MemoryStore);
+
+impl FaultStore {
+    fn fault(workflow_id: &str) -> Result<(), wf_host::store::StoreError> {
+        use wf_host::store::StoreError::*;
+        let message = format!("injected for {workflow_id}");
+        match workflow_id
+            .strip_prefix("fault/")
+            .and_then(|rest| rest.split('/').next())
+        {
+            Some("denied") => Err(Denied(message)),
+            Some("unavailable") => Err(Unavailable(message)),
+            Some("conflict") => Err(Conflict(message)),
+            Some("internal") => Err(Internal(message)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[wf_host::store::async_trait]
+impl wf_host::store::WorkflowStore for FaultStore {
+    async fn save(&self, state: WorkflowState) -> Result<(), wf_host::store::StoreError> {
+        Self::fault(&state.workflow_id)?;
+        self.0.save(state).await
+    }
+    async fn load(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<WorkflowState>>, wf_host::store::StoreError> {
+        Self::fault(id)?;
+        self.0.load(id).await
+    }
+    async fn list(
+        &self,
+        filter: &ListFilter,
+    ) -> Result<Vec<Arc<WorkflowState>>, wf_host::store::StoreError> {
+        self.0.list(filter).await
+    }
+    async fn delete(&self, id: &str) -> Result<(), wf_host::store::StoreError> {
+        Self::fault(id)?;
+        self.0.delete(id).await
+    }
+    async fn close(&self) -> Result<(), wf_host::store::StoreError> {
+        self.0.close().await
+    }
+    fn describe(&self) -> String {
+        "fault-injecting memory store".into()
+    }
+}
