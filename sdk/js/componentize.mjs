@@ -8,7 +8,9 @@
 // may import its own modules by relative path too. --wit defaults to the
 // project's wit/ folder (../../wit from this file). componentize-js is
 // imported from --componentize-js DIR (a folder holding node_modules), else
-// $WF_COMPONENTIZE_JS, else resolved from this folder as usual.
+// $WF_COMPONENTIZE_JS, else the current folder when it has it installed
+// (`npm install @bytecodealliance/componentize-js@0.23` there), else resolved
+// from this file's folder as usual.
 //
 // The `http` and `fetch-event` features are turned off: with them the
 // component imports `wasi:http`, which a wf host does not provide.
@@ -43,7 +45,17 @@ for (let i = 0; i < args.length; i++) {
 }
 if (!source || !output) usage('APP.js and -o APP.wasm are required');
 
+async function installedIn(dir) {
+  try {
+    await stat(join(dir, 'node_modules', '@bytecodealliance', 'componentize-js', 'package.json'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function loadComponentize() {
+  if (!toolDir && (await installedIn(process.cwd()))) toolDir = process.cwd();
   if (toolDir) {
     const entry = join(resolve(toolDir), 'node_modules', '@bytecodealliance', 'componentize-js', 'src', 'componentize.js');
     try {
