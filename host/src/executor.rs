@@ -257,47 +257,30 @@ impl Host {
         module: &Module,
         options: ExecuteOptions,
     ) -> Result<WorkflowHandle, ExecuteError> {
-        let id = options
-            .id
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        validate::check_id("execute", &id)
-            .map_err(|e| ExecuteError::InvalidRequest(e.to_string()))?;
-        model::validate_json("input", &options.input)
-            .map_err(|e| ExecuteError::InvalidRequest(e.to_string()))?;
-
-        let started_at = Timestamp::now();
-        // The input is kept once, in `input`: a copy in the event would halve
-        // the value budget left for large inputs.
-        let started = HistoryEvent::new(1, EventType::WorkflowStarted, started_at);
-        let mut running = WorkflowState {
-            workflow_id: id,
-            run_id: uuid::Uuid::new_v4().to_string(),
-            status: WorkflowStatus::Running,
-            input: Some(options.input),
-            result: None,
-            error: String::new(),
-            history: vec![started],
-            created_at: started_at,
-            updated_at: started_at,
-        };
-        // Normalized here too so the states returned equal the states stored.
-        running.normalize_json_fields();
-        self.start(module, running, options.timeout).await
+        let timeout = options.timeout;
+        let running = new_run(options)?;
+        self.start(module, running, timeout).await
     }
 
     /// Runs workflow `workflow_id` of `module` with `input` (JSON text) to its
     /// end and returns the final state: [`Host::execute`] and
-    /// [`WorkflowHandle::result`] in one call.
+    /// [`WorkflowHandle::result`] in one call, but the guest runs in the
+    /// caller's task (no hand-off to another thread, so less latency).
+    /// Dropping the returned future abandons the run: its state stays
+    /// `running`, for [`Host::recover`]. Use `execute` where the caller may
+    /// go away (an HTTP request, say).
     pub async fn run(
         &self,
         module: &Module,
         workflow_id: &str,
         input: &str,
     ) -> Result<WorkflowState, ExecuteError> {
-        self.execute(module, ExecuteOptions::new(input).id(workflow_id))
-            .await?
-            .result()
-            .await
+        let options = ExecuteOptions::new(input).id(workflow_id);
+        let timeout = options.timeout;
+        let running = new_run(options)?;
+        let admitted = self.admit(module, &running).await?;
+        let limits = self.inner.runtime.run_limits(module, timeout);
+        self.inner.drive(module, running, &limits, admitted).await
     }
 
     /// Interrupts workflow `workflow_id` running on this host; it ends
@@ -411,7 +394,37 @@ impl Host {
         running: WorkflowState,
         timeout: Option<Duration>,
     ) -> Result<WorkflowHandle, ExecuteError> {
-        let (cancel, cancel_rx) = watch::channel(false);
+        let admitted = self.admit(module, &running).await?;
+        let (status_tx, status) = watch::channel(WorkflowStatus::Running);
+        let limits = self.inner.runtime.run_limits(module, timeout);
+        let (id, run_id) = (running.workflow_id.clone(), running.run_id.clone());
+        let cancel = admitted.cancel.clone();
+        let inner = self.inner.clone();
+        let module = module.clone();
+        let task = tokio::spawn(async move {
+            let ended = inner.drive(&module, running, &limits, admitted).await;
+            if let Ok(state) = &ended {
+                status_tx.send_replace(state.status);
+            }
+            ended
+        });
+        Ok(WorkflowHandle {
+            id,
+            run_id,
+            status,
+            cancel,
+            task,
+        })
+    }
+
+    /// Claims the id (refusing one running here), waits for a slot and saves
+    /// `running`.
+    async fn admit(
+        &self,
+        module: &Module,
+        running: &WorkflowState,
+    ) -> Result<Admitted, ExecuteError> {
+        let (cancel, canceled) = watch::channel(false);
         let claim = Claim::new(
             &self.inner,
             &running.workflow_id,
@@ -427,30 +440,51 @@ impl Host {
             .map_err(|_| ExecuteError::Internal("the host's slots were closed".into()))?;
         self.inner.store.save(running.clone()).await?;
         tracing::info!(workflow_id = %running.workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");
-
-        let (status_tx, status) = watch::channel(WorkflowStatus::Running);
-        let limits = self.inner.runtime.run_limits(module, timeout);
-        let (id, run_id) = (running.workflow_id.clone(), running.run_id.clone());
-        let inner = self.inner.clone();
-        let module = module.clone();
-        let task = tokio::spawn(async move {
-            let ended = inner
-                .drive(&module, running, &limits, cancel_rx, permit)
-                .await;
-            drop(claim);
-            if let Ok(state) = &ended {
-                status_tx.send_replace(state.status);
-            }
-            ended
-        });
-        Ok(WorkflowHandle {
-            id,
-            run_id,
-            status,
+        Ok(Admitted {
+            _claim: claim,
+            _permit: permit,
             cancel,
-            task,
+            canceled,
         })
     }
+}
+
+/// A run that may start: its id claimed, a slot taken, `running` saved.
+/// Dropping it releases the id and the slot.
+struct Admitted {
+    _claim: Claim,
+    _permit: OwnedSemaphorePermit,
+    cancel: watch::Sender<bool>,
+    canceled: watch::Receiver<bool>,
+}
+
+/// The `running` state a new run starts from, after checking the request.
+fn new_run(options: ExecuteOptions) -> Result<WorkflowState, ExecuteError> {
+    let id = options
+        .id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    validate::check_id("execute", &id).map_err(|e| ExecuteError::InvalidRequest(e.to_string()))?;
+    model::validate_json("input", &options.input)
+        .map_err(|e| ExecuteError::InvalidRequest(e.to_string()))?;
+
+    let started_at = Timestamp::now();
+    // The input is kept once, in `input`: a copy in the event would halve
+    // the value budget left for large inputs.
+    let started = HistoryEvent::new(1, EventType::WorkflowStarted, started_at);
+    let mut running = WorkflowState {
+        workflow_id: id,
+        run_id: uuid::Uuid::new_v4().to_string(),
+        status: WorkflowStatus::Running,
+        input: Some(options.input),
+        result: None,
+        error: String::new(),
+        history: vec![started],
+        created_at: started_at,
+        updated_at: started_at,
+    };
+    // Normalized here too so the states returned equal the states stored.
+    running.normalize_json_fields();
+    Ok(running)
 }
 
 /// An id marked running on this host; unmarked when dropped (so also when the
@@ -511,9 +545,9 @@ impl HostInner {
         module: &Module,
         running: WorkflowState,
         limits: &RunLimits,
-        mut cancel: watch::Receiver<bool>,
-        _permit: OwnedSemaphorePermit,
+        admitted: Admitted,
     ) -> Result<WorkflowState, ExecuteError> {
+        let mut canceled = admitted.canceled.clone();
         let clock = Instant::now();
         let input = running.input.clone().unwrap_or_else(|| "null".to_owned());
         // The guest yields at every epoch tick, so these are noticed within
@@ -524,7 +558,7 @@ impl HostInner {
                 "deadline exceeded: the workflow ran longer than {:?}",
                 limits.timeout
             )),
-            _ = cancel.wait_for(|canceled| *canceled) => Outcome::Canceled,
+            _ = canceled.wait_for(|canceled| *canceled) => Outcome::Canceled,
         };
         let elapsed = clock.elapsed();
 

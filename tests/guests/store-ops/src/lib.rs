@@ -54,6 +54,17 @@ enum Op {
     Echo {
         bytes: usize,
     },
+    /// Load `id` this many times; the outcome is how many were found (for
+    /// measuring the per-call cost without returning the states).
+    LoadMany {
+        id: String,
+        times: usize,
+    },
+    /// Save `state` this many times.
+    SaveMany {
+        state: WorkflowState,
+        times: usize,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -133,6 +144,14 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
                 Outcome::Ok(json!(block.iter().map(|b| *b as usize).sum::<usize>()))
             }
             Op::Echo { bytes } => Outcome::Ok(json!("x".repeat(bytes))),
+            Op::LoadMany { id, times } => outcome((0..times).try_fold(0usize, |found, _| {
+                Ok(found + usize::from(store.load(&id)?.is_some()))
+            })),
+            Op::SaveMany { state, times } => outcome(
+                (0..times)
+                    .try_for_each(|_| store.save(&state))
+                    .map(|()| times),
+            ),
         };
         outcomes.push(done);
     }
