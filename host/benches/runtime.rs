@@ -135,6 +135,33 @@ fn execute(c: &mut Criterion) {
                 elapsed
             })
         });
+        // One caller per core, each running workflows back to back: the
+        // throughput of `run` without hand-offs between threads.
+        let name = format!("trivial, 2 callers, {label}");
+        group.bench_function(&name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                rt.block_on(async {
+                    let callers: Vec<_> = (0..2)
+                        .map(|caller| {
+                            let (host, module) = (host.clone(), module.clone());
+                            tokio::spawn(async move {
+                                for i in (caller..iters).step_by(2) {
+                                    let id = format!("k-{}", i % 1000);
+                                    host.run(&module, &id, "[]").await.unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for caller in callers {
+                        caller.await.unwrap();
+                    }
+                });
+                let elapsed = start.elapsed();
+                record(&name, elapsed, iters);
+                elapsed
+            })
+        });
         let name = format!("trivial, 64 in flight, {label}");
         group.bench_function(&name, |b| {
             b.iter_custom(|iters| {
@@ -302,15 +329,17 @@ fn summary(_: &mut Criterion) {
     println!("\n== runtime summary (medians) ==");
     if let Some(native) = median("native lifecycle") {
         for label in ["pooling", "on-demand"] {
-            if let (Some(one), Some(many)) = (
+            if let (Some(one), Some(two), Some(many)) = (
                 median(&format!("trivial, 1 at a time, {label}")),
+                median(&format!("trivial, 2 callers, {label}")),
                 median(&format!("trivial, 64 in flight, {label}")),
             ) {
                 println!(
-                    "execute trivial ({label}): {:.1} µs each one at a time ({:.1}× the native lifecycle's {:.2} µs); {:.0} workflows/s with 64 in flight",
+                    "execute trivial ({label}): {:.1} µs each one at a time ({:.1}× the native lifecycle's {:.2} µs); {:.0} workflows/s from 2 callers of run; {:.0} workflows/s with 64 execute handles in flight",
                     us(one),
                     one.as_secs_f64() / native.as_secs_f64(),
                     us(native),
+                    1.0 / two.as_secs_f64(),
                     1.0 / many.as_secs_f64()
                 );
             }
