@@ -3,10 +3,39 @@
 
 use std::sync::Arc;
 
+use wf_host::Host;
+pub use wf_host::HostConfig;
 use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, MemoryStore, WorkflowStore};
-use wf_host::{Host, HostConfig};
 
+#[doc(hidden)]
+pub use tokio as __tokio;
 pub use wf_test_artifacts as guests;
+
+/// Defines, for each named `async fn(Host)` in the calling module, a test on
+/// a memory host (`memory::NAME`) and one on a Kafka host on the mock cluster
+/// (`kafka::NAME`), both with the default [`HostConfig`] on a two-thread runtime.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($case:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[$crate::__tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::memory_host($crate::HostConfig::default())).await;
+                }
+            )+
+        }
+        mod kafka {
+            $(
+                #[$crate::__tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (host, _cluster) = $crate::kafka_host($crate::HostConfig::default()).await;
+                    super::$case(host).await;
+                }
+            )+
+        }
+    };
+}
 
 /// A host on a fresh in-memory store, with `config`.
 pub fn memory_host(config: HostConfig) -> Host {

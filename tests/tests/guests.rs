@@ -10,32 +10,9 @@ use serde_json::{Value, json};
 use wf_host::model::{EventType, WorkflowState, WorkflowStatus};
 use wf_host::store::ListFilter;
 use wf_host::{ExecuteError, Host, HostConfig, Module};
-use wf_tests::{guests, kafka_host, memory_host};
+use wf_tests::{guests, memory_host};
 
-/// Runs each case (an `async fn(Host)`) on a memory host and on a Kafka host.
-macro_rules! on_every_backend {
-    ($($case:ident),+ $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(super::memory_host(super::HostConfig::default())).await;
-                }
-            )+
-        }
-        mod kafka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (host, _cluster) = super::kafka_host(super::HostConfig::default()).await;
-                    super::$case(host).await;
-                }
-            )+
-        }
-    };
-}
-
-on_every_backend!(
+wf_tests::on_every_backend!(
     pipeline_example_completes_and_records_each_step,
     order_pipeline_saves_steps_and_counts_siblings_by_status,
     ledger_loads_updates_and_deletes_entries,

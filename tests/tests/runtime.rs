@@ -14,32 +14,9 @@ use wf_host::{
     DirGrant, ExecuteError, ExecuteOptions, Host, HostConfig, Module, ModuleLimits, ModuleOptions,
     RecoverOptions,
 };
-use wf_tests::{guests, kafka_host, memory_host};
+use wf_tests::{guests, memory_host};
 
-/// Runs each case (an `async fn(Host)`) on a memory host and on a Kafka host.
-macro_rules! on_every_backend {
-    ($($case:ident),+ $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::memory_host(super::HostConfig::default())).await;
-                }
-            )+
-        }
-        mod kafka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (host, _cluster) = super::kafka_host(super::HostConfig::default()).await;
-                    super::$case(host).await;
-                }
-            )+
-        }
-    };
-}
-
-on_every_backend!(
+wf_tests::on_every_backend!(
     five_hundred_concurrent_workflows_complete_with_their_history,
     a_spinning_guest_does_not_block_the_others,
     cancel_interrupts_the_guest_and_records_canceled,
@@ -73,6 +50,16 @@ fn scratch_dir(name: &str) -> PathBuf {
 fn probe(host: &Host, grants: Vec<DirGrant>) -> Module {
     let options = ModuleOptions {
         grants,
+        ..ModuleOptions::default()
+    };
+    host.load_module_file_with(guests::SANDBOX_PROBE, options)
+        .unwrap()
+}
+
+/// The probe guest with its own limits.
+fn limited_probe(host: &Host, limits: ModuleLimits) -> Module {
+    let options = ModuleOptions {
+        limits,
         ..ModuleOptions::default()
     };
     host.load_module_file_with(guests::SANDBOX_PROBE, options)
@@ -232,16 +219,13 @@ async fn granting_a_missing_directory_is_refused_at_load() {
 #[tokio::test]
 async fn a_memory_bomb_hits_the_limit_and_says_so() {
     let host = memory_host(HostConfig::default());
-    let options = ModuleOptions {
-        limits: ModuleLimits {
+    let module = limited_probe(
+        &host,
+        ModuleLimits {
             memory_bytes: Some(32 << 20),
             ..ModuleLimits::default()
         },
-        ..ModuleOptions::default()
-    };
-    let module = host
-        .load_module_file_with(guests::SANDBOX_PROBE, options)
-        .unwrap();
+    );
     let state = run_probe(
         &host,
         &module,
@@ -274,16 +258,13 @@ async fn a_stack_overflow_fails_that_workflow() {
 #[tokio::test]
 async fn fuel_stops_a_runaway_loop_when_set() {
     let host = memory_host(HostConfig::default());
-    let options = ModuleOptions {
-        limits: ModuleLimits {
+    let module = limited_probe(
+        &host,
+        ModuleLimits {
             fuel: Some(50_000_000),
             ..ModuleLimits::default()
         },
-        ..ModuleOptions::default()
-    };
-    let module = host
-        .load_module_file_with(guests::SANDBOX_PROBE, options)
-        .unwrap();
+    );
     let state = run_probe(&host, &module, "fuel", json!([{"op": "spin"}])).await;
     assert_eq!(state.status, WorkflowStatus::Failed);
     assert!(state.error.contains("fuel exhausted"), "{}", state.error);
@@ -295,16 +276,13 @@ async fn fuel_stops_a_runaway_loop_when_set() {
 #[tokio::test]
 async fn a_100_mib_result_is_refused_cleanly() {
     let host = memory_host(HostConfig::default());
-    let options = ModuleOptions {
-        limits: ModuleLimits {
+    let module = limited_probe(
+        &host,
+        ModuleLimits {
             memory_bytes: Some(1 << 30),
             ..ModuleLimits::default()
         },
-        ..ModuleOptions::default()
-    };
-    let module = host
-        .load_module_file_with(guests::SANDBOX_PROBE, options)
-        .unwrap();
+    );
     let state = run_probe(
         &host,
         &module,

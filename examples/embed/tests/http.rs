@@ -41,20 +41,18 @@ impl Drop for Service {
     }
 }
 
+/// GET `url` and decode its JSON body.
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn the_service_runs_reads_lists_and_deletes_workflows_over_http() {
     let mut service = Service::start();
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", service.url);
 
-    let health: Value = http
-        .get(url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&http, &url("/healthz")).await;
     assert_eq!(health["status"], "ok");
     assert!(
         health["store"].as_str().unwrap().contains("kafka"),
@@ -73,25 +71,11 @@ async fn the_service_runs_reads_lists_and_deletes_workflows_over_http() {
         assert_eq!(state["WorkflowID"], id);
         assert_eq!(state["Status"], "completed");
     }
-    let state: Value = http
-        .get(url("/workflows/p-1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = get_json(&http, &url("/workflows/p-1")).await;
     assert_eq!(state["Result"], "completed: first");
     assert_eq!(state["Input"], "first");
 
-    let listed: Value = http
-        .get(url("/workflows?status=completed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json(&http, &url("/workflows?status=completed")).await;
     let ids: Vec<&str> = listed["workflows"]
         .as_array()
         .unwrap()
@@ -100,23 +84,9 @@ async fn the_service_runs_reads_lists_and_deletes_workflows_over_http() {
         .collect();
     assert_eq!(ids, ["p-1", "p-2"]);
     assert_eq!(listed["next_after"], "p-2");
-    let page: Value = http
-        .get(url("/workflows?limit=1&after=p-1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(&http, &url("/workflows?limit=1&after=p-1")).await;
     assert_eq!(page["workflows"][0]["WorkflowID"], "p-2");
-    let none: Value = http
-        .get(url("/workflows?status=failed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let none = get_json(&http, &url("/workflows?status=failed")).await;
     assert_eq!(none, json!({"workflows": [], "next_after": null}));
 
     let deleted = http.delete(url("/workflows/p-1")).send().await.unwrap();
