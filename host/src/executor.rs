@@ -601,13 +601,24 @@ impl HostInner {
             };
         // The generated export takes `&String`.
         let (workflow_id, input) = (workflow_id.to_owned(), input.to_owned());
-        let called = async {
-            let instance = module.pre().instantiate_async(&mut wasm_store).await?;
-            instance
-                .call_run(&mut wasm_store, &workflow_id, &input)
-                .await
-        }
-        .await;
+        let instance = match module.pre().instantiate_async(&mut wasm_store).await {
+            Ok(instance) => instance,
+            // Refused before any guest code ran: a limit the module does
+            // not fit in (tables, instances, initial memory) or a full pool.
+            Err(e) => {
+                let limit = match wasm_store.data().limiter.refused() {
+                    Some(refused) => format!("{refused}; "),
+                    None => String::new(),
+                };
+                return Outcome::Failed(format!(
+                    "{limit}instantiating the workflow failed: {e:#} (limits: {} bytes of memory, {} table elements, {} instances)",
+                    limits.memory_bytes, limits.table_elements, limits.instances
+                ));
+            }
+        };
+        let called = instance
+            .call_run(&mut wasm_store, &workflow_id, &input)
+            .await;
         match called {
             Ok(Ok(result)) => match model::validate_json("result", &result) {
                 Ok(()) => Outcome::Completed(result),

@@ -777,3 +777,44 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+#[tokio::test]
+async fn table_and_instance_limits_fail_that_workflow_and_say_which() {
+    let host = memory_host(HostConfig::default());
+    let tiny_table = limited_probe(
+        &host,
+        ModuleLimits {
+            table_elements: Some(1),
+            ..ModuleLimits::default()
+        },
+    );
+    let state = run_probe(&host, &tiny_table, "tables", json!([])).await;
+    assert_eq!(state.status, WorkflowStatus::Failed);
+    assert!(
+        state.error.contains("table limit reached"),
+        "{}",
+        state.error
+    );
+    assert!(state.error.contains("instantiating"), "{}", state.error);
+    assert_eq!(kinds(&state).last(), Some(&EventType::WorkflowFailed));
+
+    let one_instance = limited_probe(
+        &host,
+        ModuleLimits {
+            instances: Some(1),
+            ..ModuleLimits::default()
+        },
+    );
+    let state = run_probe(&host, &one_instance, "instances", json!([])).await;
+    assert_eq!(state.status, WorkflowStatus::Failed);
+    assert!(
+        state.error.contains("instance count too high"),
+        "{}",
+        state.error
+    );
+    assert!(state.error.contains("1 instances"), "{}", state.error);
+
+    // The same bytes under the default limits serve on.
+    let module = probe(&host, vec![]);
+    assert_serves_on(&host, &module, "limits-next").await;
+}
