@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use crate::model;
-use crate::store::{ListFilter, StoreError, WorkflowStore};
+use crate::runtime::AccessPolicy;
+use crate::store::{ListFilter, StoreError, StoreLimits, WorkflowStore};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -27,6 +28,42 @@ use generated::wf::workflow::types as wit;
 pub(crate) trait StoreView: Send {
     /// The backend this guest is bound to.
     fn workflow_store(&self) -> &Arc<dyn WorkflowStore>;
+    /// The module's name, for the log of refused calls.
+    fn module_name(&self) -> &str;
+    /// The ids the module may touch.
+    fn access(&self) -> &AccessPolicy;
+}
+
+/// `denied` unless the module's policy allows `workflow_id`; logs a refusal.
+fn check_access(view: &dyn StoreView, op: &str, workflow_id: &str) -> Result<(), wit::StoreError> {
+    if view.access().allows(workflow_id) {
+        return Ok(());
+    }
+    tracing::warn!(
+        module = view.module_name(),
+        workflow_id,
+        op,
+        "store call denied by the module's access policy"
+    );
+    Err(wit::StoreError::Denied(denied_message(
+        view.module_name(),
+        op,
+        workflow_id,
+        view.access(),
+    )))
+}
+
+/// Why a module may not touch an id.
+pub(crate) fn denied_message(
+    module: &str,
+    op: &str,
+    workflow_id: &str,
+    access: &AccessPolicy,
+) -> String {
+    format!(
+        "{op}: module {module} may not touch workflow {workflow_id:?}: it is limited to ids starting with {:?}",
+        access.id_prefixes
+    )
 }
 
 /// Marker for `HasData`: the host implementation borrows the store's data.
@@ -48,6 +85,7 @@ impl wit::Host for &mut dyn StoreView {}
 
 impl generated::wf::workflow::store::Host for &mut dyn StoreView {
     async fn save(&mut self, state: wit::WorkflowState) -> Result<(), wit::StoreError> {
+        check_access(&**self, "save", &state.workflow_id)?;
         let state = model::WorkflowState::from(state);
         self.workflow_store()
             .save(state)
@@ -59,6 +97,7 @@ impl generated::wf::workflow::store::Host for &mut dyn StoreView {
         &mut self,
         workflow_id: String,
     ) -> Result<Option<wit::WorkflowState>, wit::StoreError> {
+        check_access(&**self, "load", &workflow_id)?;
         let state = self
             .workflow_store()
             .load(&workflow_id)
@@ -71,20 +110,48 @@ impl generated::wf::workflow::store::Host for &mut dyn StoreView {
         &mut self,
         filter: wit::WorkflowFilter,
     ) -> Result<Vec<wit::WorkflowState>, wit::StoreError> {
-        let filter = ListFilter {
+        let mut filter = ListFilter {
             status: filter.status.map(model::WorkflowStatus::from),
             limit: filter.limit,
             after: filter.after,
         };
-        let states = self
-            .workflow_store()
-            .list(&filter)
-            .await
-            .map_err(to_wit_error)?;
-        Ok(states.iter().map(|s| to_wit_state(s)).collect())
+        if self.access().is_unrestricted() {
+            let states = self
+                .workflow_store()
+                .list(&filter)
+                .await
+                .map_err(to_wit_error)?;
+            return Ok(states.iter().map(|s| to_wit_state(s)).collect());
+        }
+        // Only what the module may see, still a full page when there is
+        // one: read on through pages of others' ids.
+        // The store checks and clamps `limit` (0 is refused) as usual.
+        let defaults = StoreLimits::default();
+        let wanted = filter
+            .limit
+            .unwrap_or(defaults.default_page_size)
+            .min(defaults.max_page_size) as usize;
+        let mut visible = Vec::new();
+        loop {
+            let page = self
+                .workflow_store()
+                .list(&filter)
+                .await
+                .map_err(to_wit_error)?;
+            let Some(last) = page.last() else { break };
+            filter.after = Some(last.workflow_id.clone());
+            for state in page.iter().filter(|s| self.access().allows(&s.workflow_id)) {
+                visible.push(to_wit_state(state));
+                if visible.len() == wanted {
+                    return Ok(visible);
+                }
+            }
+        }
+        Ok(visible)
     }
 
     async fn delete(&mut self, workflow_id: String) -> Result<(), wit::StoreError> {
+        check_access(&**self, "delete", &workflow_id)?;
         self.workflow_store()
             .delete(&workflow_id)
             .await

@@ -11,7 +11,7 @@ use wf_host::config::{self, Backend, ConfigFile, StoreConfig};
 use wf_host::model::{self, Timestamp, WorkflowState, WorkflowStatus};
 use wf_host::store::kafka::{MOCK_CLUSTER_BOUNDS, ReplayProgress, ReplayReport};
 use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, ListFilter, WorkflowStore};
-use wf_host::{DirGrant, Host, HostConfig, Module, ModuleOptions, RecoverOptions};
+use wf_host::{AccessPolicy, DirGrant, Host, HostConfig, Module, ModuleOptions, RecoverOptions};
 
 /// Exit code when `run` finished but the workflow ended `failed` or `canceled`.
 const EXIT_WORKFLOW_FAILED: u8 = 3;
@@ -224,6 +224,11 @@ struct SandboxArgs {
     /// `:rw` (repeatable). Nothing else on the host is visible to it.
     #[arg(long = "grant-dir", value_name = "PATH[:ro|rw]", value_parser = parse_grant)]
     grant_dirs: Vec<DirGrant>,
+    /// Let the module run and reach only workflow ids starting with this
+    /// (repeatable; adds to the config file's [access] id_prefixes). Other ids
+    /// get `store-error::denied`, and `list` shows only these.
+    #[arg(long = "allow-prefix", value_name = "PREFIX")]
+    allow_prefixes: Vec<String>,
     /// Where compiled modules are cached [default: ~/.cache/wf/modules].
     #[arg(long, env = "WF_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -233,11 +238,13 @@ struct SandboxArgs {
 }
 
 impl SandboxArgs {
-    /// A host on `store` with these limits, and the module loaded into it.
+    /// A host on `store` with these limits, and the module loaded into it
+    /// with these grants and the access policy of the flags and `file`.
     fn host(
         &self,
         store: &Arc<dyn WorkflowStore>,
         module: &Path,
+        file: &ConfigFile,
     ) -> anyhow::Result<(Host, Module)> {
         let timeout = Duration::try_from_secs_f64(self.timeout)
             .ok()
@@ -265,8 +272,14 @@ impl SandboxArgs {
             ..HostConfig::default()
         };
         let host = Host::with_config(store.clone(), config)?;
+        let mut id_prefixes = file.access.id_prefixes.clone();
+        id_prefixes.extend(self.allow_prefixes.iter().cloned());
+        if id_prefixes.iter().any(String::is_empty) {
+            bail!("an allowed id prefix must not be empty (omit --allow-prefix to allow every id)");
+        }
         let options = ModuleOptions {
             grants: self.grant_dirs.clone(),
+            access: AccessPolicy { id_prefixes },
             ..ModuleOptions::default()
         };
         let module = host.load_module_file_with(module, options)?;
@@ -344,13 +357,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     result
 }
 
+/// The config file the flags or environment name, or the defaults.
+fn config_file(args: &StoreArgs) -> anyhow::Result<ConfigFile> {
+    match &args.config {
+        Some(path) => ConfigFile::load(path),
+        None => Ok(ConfigFile::default()),
+    }
+}
+
 /// The store the flags, environment and config file describe, and whether
 /// they named brokers.
 fn store_config(args: &StoreArgs) -> anyhow::Result<(StoreConfig, bool)> {
-    let file = match &args.config {
-        Some(path) => ConfigFile::load(path)?,
-        None => ConfigFile::default(),
-    };
+    let file = config_file(args)?;
     let backend = match args.store {
         Some(StoreKind::Kafka) => Backend::Kafka,
         Some(StoreKind::Memory) => Backend::Memory,
@@ -558,7 +576,7 @@ async fn command(
             input,
             sandbox,
         } => {
-            let (host, module) = sandbox.host(store, module)?;
+            let (host, module) = sandbox.host(store, module, &config_file(&cli.store)?)?;
             let state = host.run(&module, id, input).await?;
             print_state(cli.output, &state)?;
             Ok(exit_code(&state))
@@ -569,7 +587,7 @@ async fn command(
             recover,
             sandbox,
         } => {
-            let (host, module) = sandbox.host(store, module)?;
+            let (host, module) = sandbox.host(store, module, &config_file(&cli.store)?)?;
             serve(host, module, listen, *recover).await
         }
         Command::Recover {
@@ -577,7 +595,7 @@ async fn command(
             prefix,
             sandbox,
         } => {
-            let (host, module) = sandbox.host(store, module)?;
+            let (host, module) = sandbox.host(store, module, &config_file(&cli.store)?)?;
             let options = RecoverOptions {
                 id_prefix: prefix.clone(),
             };

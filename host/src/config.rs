@@ -93,6 +93,20 @@ pub struct ConfigFile {
     /// The Kafka backend's settings.
     #[serde(default)]
     pub kafka: KafkaSection,
+    /// What the modules `wfhost` runs may touch.
+    #[serde(default)]
+    pub access: AccessSection,
+}
+
+/// The `[access]` table of a [`ConfigFile`]: the access policy of the
+/// modules `wfhost` runs (see [`AccessPolicy`](crate::AccessPolicy)).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    /// Workflow ids the module may run and reach through the store start
+    /// with one of these; every id when absent or empty.
+    #[serde(default)]
+    pub id_prefixes: Vec<String>,
 }
 
 /// The `[kafka]` table of a [`ConfigFile`].

@@ -259,6 +259,7 @@ impl Host {
     ) -> Result<WorkflowHandle, ExecuteError> {
         let timeout = options.timeout;
         let running = new_run(options)?;
+        check_access(module, &running.workflow_id)?;
         self.start(module, running, timeout).await
     }
 
@@ -278,6 +279,7 @@ impl Host {
         let options = ExecuteOptions::new(input).id(workflow_id);
         let timeout = options.timeout;
         let running = new_run(options)?;
+        check_access(module, &running.workflow_id)?;
         let admitted = self.admit(module, &running).await?;
         let limits = self.inner.runtime.run_limits(module, timeout);
         self.inner.drive(module, running, &limits, admitted).await
@@ -350,7 +352,10 @@ impl Host {
             let Some(last) = page.last() else { break };
             filter.after = Some(last.workflow_id.clone());
             for state in page {
-                if !state.workflow_id.starts_with(&prefix) {
+                // Another module's workflows are not this module's to run.
+                if !state.workflow_id.starts_with(&prefix)
+                    || !module.options().access.allows(&state.workflow_id)
+                {
                     continue;
                 }
                 match self.resume(module, Arc::unwrap_or_clone(state)).await {
@@ -456,6 +461,22 @@ struct Admitted {
     _permit: OwnedSemaphorePermit,
     cancel: watch::Sender<bool>,
     canceled: watch::Receiver<bool>,
+}
+
+/// `denied` unless `module` may run workflow `workflow_id`.
+fn check_access(module: &Module, workflow_id: &str) -> Result<(), ExecuteError> {
+    let access = &module.options().access;
+    if access.allows(workflow_id) {
+        return Ok(());
+    }
+    tracing::warn!(
+        module = module.name(),
+        workflow_id,
+        "execute denied by the module's access policy"
+    );
+    Err(ExecuteError::Store(StoreError::Denied(
+        crate::bindings::denied_message(module.name(), "execute", workflow_id, access),
+    )))
 }
 
 /// The `running` state a new run starts from, after checking the request.

@@ -25,4 +25,4 @@ mod runtime;
 pub mod store;
 
 pub use executor::{ExecuteError, ExecuteOptions, Host, RecoverOptions, WorkflowHandle};
-pub use runtime::{DirGrant, HostConfig, Module, ModuleLimits, ModuleOptions};
+pub use runtime::{AccessPolicy, DirGrant, HostConfig, Module, ModuleLimits, ModuleOptions};

@@ -146,14 +146,55 @@ impl DirGrant {
     }
 }
 
-/// How a module is sandboxed: its limits and the directories it may use.
-/// Nothing else is granted: no environment, arguments, network or other files.
+/// Which workflow ids a module may run, read and write through the store.
+///
+/// Anything else is refused with `store-error::denied` (and logged with the
+/// module and the id); `list` returns only what the module may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// Ids the module may touch start with one of these; every id when empty.
+    pub id_prefixes: Vec<String>,
+}
+
+impl AccessPolicy {
+    /// Every id.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only ids starting with one of `prefixes`.
+    pub fn prefixes<S: Into<String>>(prefixes: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            id_prefixes: prefixes.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Whether the module may touch `workflow_id`.
+    pub fn allows(&self, workflow_id: &str) -> bool {
+        self.id_prefixes.is_empty()
+            || self
+                .id_prefixes
+                .iter()
+                .any(|p| workflow_id.starts_with(p.as_str()))
+    }
+
+    /// Whether every id is allowed.
+    pub fn is_unrestricted(&self) -> bool {
+        self.id_prefixes.is_empty()
+    }
+}
+
+/// How a module is sandboxed: its limits, the directories it may use and the
+/// workflow ids it may touch. Nothing else is granted: no environment,
+/// arguments, network or other files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModuleOptions {
     /// Overrides of the host's per-workflow limits.
     pub limits: ModuleLimits,
     /// Directories the module may use.
     pub grants: Vec<DirGrant>,
+    /// The workflow ids it may run and reach through the store.
+    pub access: AccessPolicy,
 }
 
 /// The limits one workflow run gets: the module's overrides over the host's defaults.
@@ -366,6 +407,8 @@ impl Runtime {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             store,
+            module: module.name.clone(),
+            options: module.options.clone(),
             limiter: GuestLimiter::new(limits),
         };
         let mut wasm_store = Store::new(&self.engine, state);
@@ -439,6 +482,8 @@ pub(crate) struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     store: Arc<dyn WorkflowStore>,
+    module: Arc<str>,
+    options: Arc<ModuleOptions>,
     pub(crate) limiter: GuestLimiter,
 }
 
@@ -454,6 +499,14 @@ impl WasiView for GuestState {
 impl StoreView for GuestState {
     fn workflow_store(&self) -> &Arc<dyn WorkflowStore> {
         &self.store
+    }
+
+    fn module_name(&self) -> &str {
+        &self.module
+    }
+
+    fn access(&self) -> &AccessPolicy {
+        &self.options.access
     }
 }
 

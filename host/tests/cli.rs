@@ -702,3 +702,50 @@ async fn serve_runs_workflows_over_http_and_cancel_stops_one() {
     assert_eq!(state["Status"], "canceled");
     assert_eq!(state["Error"], "canceled on request");
 }
+
+#[test]
+fn the_access_policy_comes_from_flags_and_the_config_file() {
+    let refused = wfhost(&[
+        "--store",
+        "memory",
+        "run",
+        wf_test_artifacts::STORE_OPS,
+        "--id",
+        "tenant-b/1",
+        "--input",
+        "[]",
+        "--allow-prefix",
+        "tenant-a/",
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("may not touch workflow \"tenant-b/1\""),
+        "{}",
+        stderr(&refused)
+    );
+
+    let dir = scratch_dir("access");
+    let file = dir.join("wf.toml");
+    std::fs::write(
+        &file,
+        "store = \"memory\"\n[access]\nid_prefixes = [\"tenant-a/\"]\n",
+    )
+    .unwrap();
+    let script = r#"[{"op":"load","id":"tenant-b/1"}]"#;
+    let out = wfhost(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--output",
+        "json",
+        "run",
+        wf_test_artifacts::STORE_OPS,
+        "--id",
+        "tenant-a/1",
+        "--input",
+        script,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(state["Result"][0]["err"]["kind"], "denied", "{state}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

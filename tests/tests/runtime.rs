@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
 use wf_host::{
-    DirGrant, ExecuteError, ExecuteOptions, Host, HostConfig, Module, ModuleLimits, ModuleOptions,
-    RecoverOptions,
+    AccessPolicy, DirGrant, ExecuteError, ExecuteOptions, Host, HostConfig, Module, ModuleLimits,
+    ModuleOptions, RecoverOptions,
 };
 use wf_tests::{guests, memory_host};
 
@@ -26,6 +26,7 @@ wf_tests::on_every_backend!(
     an_activity_started_but_not_recorded_as_done_runs_again_on_recovery,
     a_failed_activity_is_recorded_and_fails_the_workflow,
     a_history_that_does_not_match_the_code_fails_as_non_deterministic,
+    an_access_policy_limits_the_ids_a_module_runs_and_reaches,
 );
 
 fn kinds(state: &WorkflowState) -> Vec<EventType> {
@@ -817,4 +818,93 @@ async fn table_and_instance_limits_fail_that_workflow_and_say_which() {
     // The same bytes under the default limits serve on.
     let module = probe(&host, vec![]);
     assert_serves_on(&host, &module, "limits-next").await;
+}
+
+/// A stored state as the guest SDK's serde shape.
+fn guest_state(id: &str) -> Value {
+    json!({
+        "workflow_id": id, "run_id": "r1", "status": "completed",
+        "input": {"n": 1}, "result": null, "error": "", "history": [],
+        "created_at": {"seconds": 1700000000, "nanoseconds": 0},
+        "updated_at": {"seconds": 1700000000, "nanoseconds": 0}
+    })
+}
+
+async fn an_access_policy_limits_the_ids_a_module_runs_and_reaches(host: Host) {
+    // Others' ids sort first and fill more than a page, so a filtered list
+    // must read on to find the module's own.
+    let mut others = Vec::new();
+    for i in 0..150 {
+        others.push(format!("aaa-{i:03}"));
+    }
+    for id in others.iter().chain(&[
+        "tenant-a/1".into(),
+        "tenant-a/2".into(),
+        "tenant-b/1".into(),
+    ]) {
+        let mut state = left_running(&host, id, &json!(null), vec![]).await;
+        state.status = WorkflowStatus::Completed;
+        host.store().save(state).await.unwrap();
+    }
+    let options = ModuleOptions {
+        access: AccessPolicy::prefixes(["tenant-a/"]),
+        ..ModuleOptions::default()
+    };
+    let module = host
+        .load_module_file_with(guests::STORE_OPS, options)
+        .unwrap();
+    let script = json!([
+        {"op": "load", "id": "tenant-a/1"},
+        {"op": "load", "id": "tenant-b/1"},
+        {"op": "save", "state": guest_state("tenant-b/new")},
+        {"op": "delete", "id": "tenant-b/1"},
+        {"op": "list", "limit": 100},
+        {"op": "list", "limit": 1, "after": "tenant-a/1"},
+        {"op": "save", "state": guest_state("tenant-a/3")},
+    ]);
+    let state = host
+        .run(&module, "tenant-a/run", &script.to_string())
+        .await
+        .unwrap();
+    let out = outcomes(&state);
+    assert_eq!(out[0]["ok"]["workflow_id"], "tenant-a/1");
+    for refused in &out[1..4] {
+        assert_eq!(refused["err"]["kind"], "denied", "{refused}");
+        let message = refused["err"]["message"].as_str().unwrap();
+        assert!(message.contains("store_ops.wasm"), "{message}");
+        assert!(message.contains("tenant-a/"), "{message}");
+    }
+    assert_eq!(
+        out[4]["ok"],
+        json!(["tenant-a/1", "tenant-a/2", "tenant-a/run"])
+    );
+    assert_eq!(out[5]["ok"], json!(["tenant-a/2"]));
+    assert_eq!(out[6]["ok"], Value::Null);
+    // Nothing outside the prefix changed.
+    assert!(host.query("tenant-b/1").await.unwrap().is_some());
+    assert!(host.query("tenant-b/new").await.unwrap().is_none());
+    assert!(host.query("tenant-a/3").await.unwrap().is_some());
+
+    // Running an id outside the prefix is refused, and writes nothing.
+    let refused = host.run(&module, "tenant-b/run", "[]").await;
+    assert!(
+        matches!(
+            refused,
+            Err(ExecuteError::Store(wf_host::store::StoreError::Denied(_)))
+        ),
+        "{refused:?}"
+    );
+    assert!(host.query("tenant-b/run").await.unwrap().is_none());
+    // Recover takes up only the module's own workflows.
+    left_running(&host, "aaa-left", &json!([]), vec![]).await;
+    left_running(&host, "tenant-a/left", &json!([]), vec![]).await;
+    let handles = host
+        .recover(&module, RecoverOptions::default())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = handles.iter().map(|h| h.id()).collect();
+    assert_eq!(ids, ["tenant-a/left"]);
+    for handle in handles {
+        handle.result().await.unwrap();
+    }
 }
