@@ -173,7 +173,8 @@ impl Context {
                         "the input of activity {name:?} does not encode: {e}"
                     ))
                 })?;
-                self.update_state(|state| {
+                // The state was just loaded: record the start on it.
+                self.save_changed(state, |state| {
                     let event = state.push_event(EventType::ActivityStarted);
                     event.activity_name = name.to_owned();
                     event.input = Some(input);
@@ -223,11 +224,24 @@ impl Context {
             return Ok(());
         }
         std::thread::sleep(duration);
-        self.update_state(|state| {
+        // Nothing else writes this workflow's state while it sleeps.
+        self.save_changed(state, |state| {
             state.push_event(EventType::TimerFired).duration_ns =
                 i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
         })?;
         Ok(())
+    }
+
+    /// Applies `change` to `state` (this workflow's, as just loaded), stamps
+    /// and saves it: [`Context::update_state`] without loading again.
+    fn save_changed(
+        &self,
+        mut state: WorkflowState,
+        change: impl FnOnce(&mut WorkflowState),
+    ) -> Result<(), StoreError> {
+        change(&mut state);
+        state.updated_at = crate::types::Timestamp::now();
+        self.store().save(&state)
     }
 
     fn own_state(&self) -> Result<WorkflowState, StoreError> {

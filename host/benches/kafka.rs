@@ -9,11 +9,13 @@
 #![allow(unsafe_code)] // the counting global allocator below
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{median, record, runtime, selected};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -50,25 +52,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// Time per iteration of each call criterion made (warm-up and samples), per
-/// measured function, for the ratios.
-static TIMES: Mutex<BTreeMap<String, Vec<Duration>>> = Mutex::new(BTreeMap::new());
-
-fn record(name: &str, elapsed: Duration, iterations: u64) {
-    let mut times = TIMES.lock().unwrap();
-    times
-        .entry(name.to_owned())
-        .or_default()
-        .push(elapsed / iterations.max(1) as u32);
-}
-
-/// The median time per iteration: robust to a slow warm-up or a noisy neighbour.
-fn mean(name: &str) -> Option<Duration> {
-    let mut times = TIMES.lock().unwrap().get(name)?.clone();
-    times.sort();
-    times.get(times.len() / 2).copied()
-}
-
 /// A workflow state whose JSON is about 1 KiB: input, result and four
 /// history events, as a typical multi-step workflow leaves it.
 fn state(id: &str, run: u64) -> WorkflowState {
@@ -102,14 +85,6 @@ fn state(id: &str, run: u64) -> WorkflowState {
     }
 }
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn raw_producer(brokers: &str) -> FutureProducer {
     // The store's own producer settings, so only the store's work differs.
     ClientConfig::new()
@@ -126,10 +101,6 @@ fn raw_producer(brokers: &str) -> FutureProducer {
 const SAVES_PER_ITERATION: usize = 2_000;
 
 /// Whether the part `name` should run (`WF_BENCH` unset: all).
-fn selected(name: &str) -> bool {
-    std::env::var("WF_BENCH").map_or(true, |only| only.split(',').any(|p| p == name))
-}
-
 fn save_throughput(c: &mut Criterion) {
     if !selected("save") {
         return;
@@ -449,8 +420,8 @@ fn ratios(_: &mut Criterion) {
     );
     for concurrency in [1, 64] {
         if let (Some(store), Some(raw)) = (
-            mean(&format!("store/{concurrency}")),
-            mean(&format!("raw/{concurrency}")),
+            median(&format!("store/{concurrency}")),
+            median(&format!("raw/{concurrency}")),
         ) {
             let per_second = |d: Duration| SAVES_PER_ITERATION as f64 / d.as_secs_f64();
             println!(
@@ -459,7 +430,7 @@ fn ratios(_: &mut Criterion) {
                 per_second(raw),
                 raw.as_secs_f64() / store.as_secs_f64()
             );
-            if let Some(tailed) = mean(&format!("raw_tailed/{concurrency}")) {
+            if let Some(tailed) = median(&format!("raw_tailed/{concurrency}")) {
                 println!(
                     "  save, {concurrency:>2} in flight: store {:>8.0}/s, raw producer + raw tail {:>8.0}/s: {:.2}x",
                     per_second(store),
@@ -469,19 +440,19 @@ fn ratios(_: &mut Criterion) {
             }
         }
     }
-    if let Some(encode) = mean("encode") {
+    if let Some(encode) = median("encode") {
         println!(
             "  validating and encoding one ~1.2 KiB state (no broker): {:.1} us",
             encode.as_secs_f64() * 1e6 / SAVES_PER_ITERATION as f64
         );
     }
-    if let Some(decode) = mean("decode") {
+    if let Some(decode) = median("decode") {
         println!(
             "  decoding one ~1.2 KiB state (no broker): {:.1} us",
             decode.as_secs_f64() * 1e6 / SAVES_PER_ITERATION as f64
         );
     }
-    if let (Some(store), Some(raw)) = (mean("replay/store"), mean("replay/raw")) {
+    if let (Some(store), Some(raw)) = (median("replay/store"), median("replay/raw")) {
         let per_second = |d: Duration| REPLAY_RECORDS as f64 / d.as_secs_f64();
         println!(
             "  replay of {REPLAY_RECORDS} records: store {:>9.0}/s, raw consumer {:>9.0}/s: {:.2}x (targets >= 0.9x, >= 1 M/s)",

@@ -15,46 +15,18 @@
 //! and recorded in BENCHMARKS.md. `WF_BENCH=execute` (or `load`, `cold`) runs
 //! one part only.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+mod common;
+
+use common::{median, runtime, selected, timed};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use tokio::runtime::Runtime;
 use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
 use wf_host::store::{MemoryStore, WorkflowStore};
 use wf_host::{ExecuteOptions, Host, HostConfig, Module};
-
-/// Time per iteration of each measured function, for the summary.
-static TIMES: Mutex<BTreeMap<String, Vec<Duration>>> = Mutex::new(BTreeMap::new());
-
-fn record(name: &str, elapsed: Duration, iterations: u64) {
-    TIMES
-        .lock()
-        .unwrap()
-        .entry(name.to_owned())
-        .or_default()
-        .push(elapsed / iterations.max(1) as u32);
-}
-
-fn median(name: &str) -> Option<Duration> {
-    let mut times = TIMES.lock().unwrap().get(name)?.clone();
-    times.sort();
-    times.get(times.len() / 2).copied()
-}
-
-fn wants(part: &str) -> bool {
-    std::env::var("WF_BENCH").map_or(true, |p| p == part)
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn host(pooling: bool) -> Host {
     let config = HostConfig {
@@ -109,7 +81,7 @@ fn trivial(rt: &Runtime, host: &Host) -> Module {
 }
 
 fn execute(c: &mut Criterion) {
-    if !wants("execute") {
+    if !selected("execute") {
         return;
     }
     let rt = runtime();
@@ -120,19 +92,17 @@ fn execute(c: &mut Criterion) {
         let name = format!("trivial, 1 at a time, {label}");
         group.bench_function(&name, |b| {
             b.iter_custom(|iters| {
-                let start = Instant::now();
-                rt.block_on(async {
-                    for i in 0..iters {
-                        let state = host
-                            .run(&module, &format!("t-{}", i % 1000), "[]")
-                            .await
-                            .unwrap();
-                        assert_eq!(state.status, WorkflowStatus::Completed);
-                    }
-                });
-                let elapsed = start.elapsed();
-                record(&name, elapsed, iters);
-                elapsed
+                timed(&name, iters, || {
+                    rt.block_on(async {
+                        for i in 0..iters {
+                            let state = host
+                                .run(&module, &format!("t-{}", i % 1000), "[]")
+                                .await
+                                .unwrap();
+                            assert_eq!(state.status, WorkflowStatus::Completed);
+                        }
+                    });
+                })
             })
         });
         // One caller per core, each running workflows back to back: the
@@ -140,54 +110,51 @@ fn execute(c: &mut Criterion) {
         let name = format!("trivial, 2 callers, {label}");
         group.bench_function(&name, |b| {
             b.iter_custom(|iters| {
-                let start = Instant::now();
-                rt.block_on(async {
-                    let callers: Vec<_> = (0..2)
-                        .map(|caller| {
-                            let (host, module) = (host.clone(), module.clone());
-                            tokio::spawn(async move {
-                                for i in (caller..iters).step_by(2) {
-                                    let id = format!("k-{}", i % 1000);
-                                    host.run(&module, &id, "[]").await.unwrap();
-                                }
+                timed(&name, iters, || {
+                    rt.block_on(async {
+                        let callers: Vec<_> = (0..2)
+                            .map(|caller| {
+                                let (host, module) = (host.clone(), module.clone());
+                                tokio::spawn(async move {
+                                    for i in (caller..iters).step_by(2) {
+                                        let id = format!("k-{}", i % 1000);
+                                        host.run(&module, &id, "[]").await.unwrap();
+                                    }
+                                })
                             })
-                        })
-                        .collect();
-                    for caller in callers {
-                        caller.await.unwrap();
-                    }
-                });
-                let elapsed = start.elapsed();
-                record(&name, elapsed, iters);
-                elapsed
+                            .collect();
+                        for caller in callers {
+                            caller.await.unwrap();
+                        }
+                    });
+                })
             })
         });
         let name = format!("trivial, 64 in flight, {label}");
         group.bench_function(&name, |b| {
             b.iter_custom(|iters| {
-                let start = Instant::now();
-                rt.block_on(async {
-                    let mut in_flight = std::collections::VecDeque::new();
-                    for i in 0..iters {
-                        if in_flight.len() == 64 {
-                            let handle: wf_host::WorkflowHandle = in_flight.pop_front().unwrap();
+                timed(&name, iters, || {
+                    rt.block_on(async {
+                        let mut in_flight = std::collections::VecDeque::new();
+                        for i in 0..iters {
+                            if in_flight.len() == 64 {
+                                let handle: wf_host::WorkflowHandle =
+                                    in_flight.pop_front().unwrap();
+                                handle.result().await.unwrap();
+                            }
+                            let options = ExecuteOptions::new("[]").id(format!("c-{}", i % 1000));
+                            match host.execute(&module, options).await {
+                                Ok(handle) => in_flight.push_back(handle),
+                                // The id is still running from 1 000 iterations ago.
+                                Err(wf_host::ExecuteError::AlreadyRunning(_)) => {}
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        for handle in in_flight {
                             handle.result().await.unwrap();
                         }
-                        let options = ExecuteOptions::new("[]").id(format!("c-{}", i % 1000));
-                        match host.execute(&module, options).await {
-                            Ok(handle) => in_flight.push_back(handle),
-                            // The id is still running from 1 000 iterations ago.
-                            Err(wf_host::ExecuteError::AlreadyRunning(_)) => {}
-                            Err(e) => panic!("{e}"),
-                        }
-                    }
-                    for handle in in_flight {
-                        handle.result().await.unwrap();
-                    }
-                });
-                let elapsed = start.elapsed();
-                record(&name, elapsed, iters);
-                elapsed
+                    });
+                })
             })
         });
     }
@@ -196,31 +163,29 @@ fn execute(c: &mut Criterion) {
     let running = state_1k("native");
     group.bench_function("native lifecycle", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            rt.block_on(async {
-                for i in 0..iters {
-                    let mut state = running.clone();
-                    state.workflow_id = format!("t-{}", i % 1000);
-                    state.history.truncate(1);
-                    state.input = Some("[]".into());
-                    store.save(state.clone()).await.unwrap();
-                    let loaded = store.load(&state.workflow_id).await.unwrap().unwrap();
-                    let mut done = Arc::unwrap_or_clone(loaded);
-                    done.status = WorkflowStatus::Completed;
-                    done.result = Some("[]".into());
-                    store.save(done).await.unwrap();
-                }
-            });
-            let elapsed = start.elapsed();
-            record("native lifecycle", elapsed, iters);
-            elapsed
+            timed("native lifecycle", iters, || {
+                rt.block_on(async {
+                    for i in 0..iters {
+                        let mut state = running.clone();
+                        state.workflow_id = format!("t-{}", i % 1000);
+                        state.history.truncate(1);
+                        state.input = Some("[]".into());
+                        store.save(state.clone()).await.unwrap();
+                        let loaded = store.load(&state.workflow_id).await.unwrap().unwrap();
+                        let mut done = Arc::unwrap_or_clone(loaded);
+                        done.status = WorkflowStatus::Completed;
+                        done.result = Some("[]".into());
+                        store.save(done).await.unwrap();
+                    }
+                });
+            })
         })
     });
     group.finish();
 }
 
 fn guest_load(c: &mut Criterion) {
-    if !wants("load") {
+    if !selected("load") {
         return;
     }
     const LOADS: usize = 2000;
@@ -238,52 +203,46 @@ fn guest_load(c: &mut Criterion) {
     for (name, input) in [("run with 2000 loads", &many), ("run with 0 loads", &none)] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let start = Instant::now();
-                rt.block_on(async {
-                    for _ in 0..iters {
-                        let state = host.run(&module, "loader", input).await.unwrap();
-                        assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
-                    }
-                });
-                let elapsed = start.elapsed();
-                record(name, elapsed, iters);
-                elapsed
+                timed(name, iters, || {
+                    rt.block_on(async {
+                        for _ in 0..iters {
+                            let state = host.run(&module, "loader", input).await.unwrap();
+                            assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+                        }
+                    });
+                })
             })
         });
     }
     let store = host.store().clone();
     group.bench_function("native load", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            rt.block_on(async {
-                for _ in 0..iters {
-                    std::hint::black_box(store.load("one-kib").await.unwrap());
-                }
-            });
-            let elapsed = start.elapsed();
-            record("native load", elapsed, iters);
-            elapsed
+            timed("native load", iters, || {
+                rt.block_on(async {
+                    for _ in 0..iters {
+                        std::hint::black_box(store.load("one-kib").await.unwrap());
+                    }
+                });
+            })
         })
     });
     group.bench_function("native load + owned copy", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            rt.block_on(async {
-                for _ in 0..iters {
-                    let loaded = store.load("one-kib").await.unwrap().unwrap();
-                    std::hint::black_box(WorkflowState::clone(&loaded));
-                }
-            });
-            let elapsed = start.elapsed();
-            record("native load + owned copy", elapsed, iters);
-            elapsed
+            timed("native load + owned copy", iters, || {
+                rt.block_on(async {
+                    for _ in 0..iters {
+                        let loaded = store.load("one-kib").await.unwrap().unwrap();
+                        std::hint::black_box(WorkflowState::clone(&loaded));
+                    }
+                });
+            })
         })
     });
     group.finish();
 }
 
 fn cold_start(c: &mut Criterion) {
-    if !wants("cold") {
+    if !selected("cold") {
         return;
     }
     let rt = runtime();
@@ -308,15 +267,13 @@ fn cold_start(c: &mut Criterion) {
         drop(warm);
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let host =
-                        Host::with_config(Arc::new(MemoryStore::new()), config.clone()).unwrap();
-                    trivial(&rt, &host);
-                }
-                let elapsed = start.elapsed();
-                record(name, elapsed, iters);
-                elapsed
+                timed(name, iters, || {
+                    for _ in 0..iters {
+                        let host = Host::with_config(Arc::new(MemoryStore::new()), config.clone())
+                            .unwrap();
+                        trivial(&rt, &host);
+                    }
+                })
             })
         });
     }

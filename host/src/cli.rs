@@ -328,7 +328,9 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (config, brokers_given) = store_config(&cli.store)?;
+    // Read once: it gives both the store and the modules' access policy.
+    let file = config_file(&cli.store)?;
+    let (config, brokers_given) = store_config(&cli.store, &file)?;
     match &cli.command {
         Command::Dev => return dev(config).await,
         Command::Cancel { id, server } => return cancel(server, id).await,
@@ -352,7 +354,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         other => other,
     };
     let (store, kafka) = open_store(&config).await?;
-    let result = command(&cli, &store, kafka.as_deref()).await;
+    let result = command(&cli, &file, &store, kafka.as_deref()).await;
     store.close().await.context("closing the store")?;
     result
 }
@@ -367,8 +369,7 @@ fn config_file(args: &StoreArgs) -> anyhow::Result<ConfigFile> {
 
 /// The store the flags, environment and config file describe, and whether
 /// they named brokers.
-fn store_config(args: &StoreArgs) -> anyhow::Result<(StoreConfig, bool)> {
-    let file = config_file(args)?;
+fn store_config(args: &StoreArgs, file: &ConfigFile) -> anyhow::Result<(StoreConfig, bool)> {
     let backend = match args.store {
         Some(StoreKind::Kafka) => Backend::Kafka,
         Some(StoreKind::Memory) => Backend::Memory,
@@ -494,19 +495,16 @@ async fn serve(
 /// `wfhost cancel`: asks a serving wfhost to cancel a workflow.
 async fn cancel(server: &str, id: &str) -> anyhow::Result<ExitCode> {
     let base = server.trim_end_matches('/');
-    // The id is one path segment: escape what is not unreserved.
-    let escaped: String = id
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let url = format!("{base}/workflows/{escaped}/cancel");
+    let mut url = reqwest::Url::parse(base).with_context(|| {
+        format!("--server must be a URL such as http://127.0.0.1:8080, got {server:?}")
+    })?;
+    // Segments are percent-encoded: an id may hold `/`, `?` or spaces.
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("--server {server:?} cannot take a path"))?
+        .pop_if_empty()
+        .extend(["workflows", id, "cancel"]);
     let response = reqwest::Client::new()
-        .post(&url)
+        .post(url)
         .send()
         .await
         .with_context(|| format!("reaching wfhost serve at {base}"))?;
@@ -566,6 +564,7 @@ async fn wait_for_shutdown() -> anyhow::Result<()> {
 
 async fn command(
     cli: &Cli,
+    file: &ConfigFile,
     store: &Arc<dyn WorkflowStore>,
     kafka: Option<&KafkaStore>,
 ) -> anyhow::Result<ExitCode> {
@@ -576,7 +575,7 @@ async fn command(
             input,
             sandbox,
         } => {
-            let (host, module) = sandbox.host(store, module, &config_file(&cli.store)?)?;
+            let (host, module) = sandbox.host(store, module, file)?;
             let state = host.run(&module, id, input).await?;
             print_state(cli.output, &state)?;
             Ok(exit_code(&state))
@@ -587,7 +586,7 @@ async fn command(
             recover,
             sandbox,
         } => {
-            let (host, module) = sandbox.host(store, module, &config_file(&cli.store)?)?;
+            let (host, module) = sandbox.host(store, module, file)?;
             serve(host, module, listen, *recover).await
         }
         Command::Recover {
@@ -595,7 +594,7 @@ async fn command(
             prefix,
             sandbox,
         } => {
-            let (host, module) = sandbox.host(store, module, &config_file(&cli.store)?)?;
+            let (host, module) = sandbox.host(store, module, file)?;
             let options = RecoverOptions {
                 id_prefix: prefix.clone(),
             };

@@ -304,10 +304,15 @@ impl Host {
         ids
     }
 
+    /// Whether workflow `workflow_id` is running on this host.
+    pub fn is_running(&self, workflow_id: &str) -> bool {
+        self.inner.lock_running().contains_key(workflow_id)
+    }
+
     /// The status of workflow `workflow_id`: `running` while it runs on this
     /// host, else the stored status (`None` when nothing is stored).
     pub async fn status(&self, workflow_id: &str) -> Result<Option<WorkflowStatus>, StoreError> {
-        if self.inner.lock_running().contains_key(workflow_id) {
+        if self.is_running(workflow_id) {
             return Ok(Some(WorkflowStatus::Running));
         }
         Ok(self.query(workflow_id).await?.map(|s| s.status))

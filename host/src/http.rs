@@ -224,7 +224,7 @@ async fn list(
 }
 
 async fn remove(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if api.host.running().contains(&id) {
+    if api.host.is_running(&id) {
         return Err(ApiError(
             StatusCode::CONFLICT,
             format!("workflow {id:?} is running on this host; cancel it first"),

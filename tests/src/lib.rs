@@ -11,6 +11,18 @@ use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, MemoryStore, WorkflowS
 pub use tokio as __tokio;
 pub use wf_test_artifacts as guests;
 
+use wf_host::model::{EventType, WorkflowState};
+
+/// The kinds of a state's history events, in order.
+pub fn kinds(state: &WorkflowState) -> Vec<EventType> {
+    state.history.iter().map(|e| e.kind).collect()
+}
+
+/// A state's result, decoded; panics when it has none.
+pub fn result_json(state: &WorkflowState) -> serde_json::Value {
+    serde_json::from_str(state.result.as_deref().expect("a result")).expect("result is JSON")
+}
+
 /// Defines, for each named `async fn(Host)` in the calling module, a test on
 /// a memory host (`memory::NAME`) and one on a Kafka host on the mock cluster
 /// (`kafka::NAME`), both with the default [`HostConfig`] on a two-thread runtime.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wf_host::model::{EventType, WorkflowState, WorkflowStatus};
 use wf_host::store::ListFilter;
 use wf_host::{ExecuteError, Host, HostConfig, Module};
-use wf_tests::{guests, memory_host};
+use wf_tests::{guests, kinds, memory_host, result_json};
 
 wf_tests::on_every_backend!(
     pipeline_example_completes_and_records_each_step,
@@ -25,14 +25,6 @@ wf_tests::on_every_backend!(
     a_result_over_the_value_limit_fails_the_workflow_cleanly,
     many_workflows_run_concurrently_on_one_host,
 );
-
-fn kinds(state: &WorkflowState) -> Vec<EventType> {
-    state.history.iter().map(|e| e.kind).collect()
-}
-
-fn result_json(state: &WorkflowState) -> Value {
-    serde_json::from_str(state.result.as_deref().expect("a result")).expect("result is JSON")
-}
 
 async fn stored_ids(host: &Host) -> Vec<String> {
     let page = ListFilter {

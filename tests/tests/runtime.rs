@@ -14,7 +14,7 @@ use wf_host::{
     AccessPolicy, DirGrant, ExecuteError, ExecuteOptions, Host, HostConfig, Module, ModuleLimits,
     ModuleOptions, RecoverOptions,
 };
-use wf_tests::{guests, memory_host};
+use wf_tests::{guests, kinds, memory_host, result_json};
 
 wf_tests::on_every_backend!(
     five_hundred_concurrent_workflows_complete_with_their_history,
@@ -29,13 +29,9 @@ wf_tests::on_every_backend!(
     an_access_policy_limits_the_ids_a_module_runs_and_reaches,
 );
 
-fn kinds(state: &WorkflowState) -> Vec<EventType> {
-    state.history.iter().map(|e| e.kind).collect()
-}
-
 fn outcomes(state: &WorkflowState) -> Vec<Value> {
     assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
-    serde_json::from_str(state.result.as_deref().expect("a result")).expect("result is JSON")
+    serde_json::from_value(result_json(state)).expect("a list of outcomes")
 }
 
 /// A fresh empty directory for one test (both backends run at once).
