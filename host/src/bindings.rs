@@ -22,7 +22,7 @@ mod generated {
 }
 
 pub(crate) use generated::WorkflowPre as WorkflowWorldPre;
-use generated::wf::workflow::types as wit;
+pub(crate) use generated::wf::workflow::types as wit;
 
 /// What the host's store import needs from a wasmtime store's data.
 pub(crate) trait StoreView: Send {
@@ -34,36 +34,36 @@ pub(crate) trait StoreView: Send {
     fn access(&self) -> &AccessPolicy;
 }
 
-/// `denied` unless the module's policy allows `workflow_id`; logs a refusal.
-fn check_access(view: &dyn StoreView, op: &str, workflow_id: &str) -> Result<(), wit::StoreError> {
-    if view.access().allows(workflow_id) {
+/// `denied` unless `module`'s policy `access` allows `workflow_id`; logs a
+/// refusal. Every access check (guest calls, execute, HTTP) goes through here.
+pub(crate) fn check_access(
+    module: &str,
+    access: &AccessPolicy,
+    op: &str,
+    workflow_id: &str,
+) -> Result<(), StoreError> {
+    if access.allows(workflow_id) {
         return Ok(());
     }
     tracing::warn!(
-        module = view.module_name(),
+        module,
         workflow_id,
         op,
-        "store call denied by the module's access policy"
+        "denied by the module's access policy"
     );
-    Err(wit::StoreError::Denied(denied_message(
-        view.module_name(),
-        op,
-        workflow_id,
-        view.access(),
+    Err(StoreError::Denied(format!(
+        "{op}: module {module} may not touch workflow {workflow_id:?}: it is limited to ids starting with {:?}",
+        access.id_prefixes
     )))
 }
 
-/// Why a module may not touch an id.
-pub(crate) fn denied_message(
-    module: &str,
+/// [`check_access`] for a guest's call.
+fn check_guest_access(
+    view: &dyn StoreView,
     op: &str,
     workflow_id: &str,
-    access: &AccessPolicy,
-) -> String {
-    format!(
-        "{op}: module {module} may not touch workflow {workflow_id:?}: it is limited to ids starting with {:?}",
-        access.id_prefixes
-    )
+) -> Result<(), wit::StoreError> {
+    check_access(view.module_name(), view.access(), op, workflow_id).map_err(to_wit_error)
 }
 
 /// Marker for `HasData`: the host implementation borrows the store's data.
@@ -85,7 +85,7 @@ impl wit::Host for &mut dyn StoreView {}
 
 impl generated::wf::workflow::store::Host for &mut dyn StoreView {
     async fn save(&mut self, state: wit::WorkflowState) -> Result<(), wit::StoreError> {
-        check_access(&**self, "save", &state.workflow_id)?;
+        check_guest_access(&**self, "save", &state.workflow_id)?;
         let state = model::WorkflowState::from(state);
         self.workflow_store()
             .save(state)
@@ -97,7 +97,7 @@ impl generated::wf::workflow::store::Host for &mut dyn StoreView {
         &mut self,
         workflow_id: String,
     ) -> Result<Option<wit::WorkflowState>, wit::StoreError> {
-        check_access(&**self, "load", &workflow_id)?;
+        check_guest_access(&**self, "load", &workflow_id)?;
         let state = self
             .workflow_store()
             .load(&workflow_id)
@@ -110,53 +110,57 @@ impl generated::wf::workflow::store::Host for &mut dyn StoreView {
         &mut self,
         filter: wit::WorkflowFilter,
     ) -> Result<Vec<wit::WorkflowState>, wit::StoreError> {
-        let mut filter = ListFilter {
+        let filter = ListFilter {
             status: filter.status.map(model::WorkflowStatus::from),
             limit: filter.limit,
             after: filter.after,
         };
-        if self.access().is_unrestricted() {
-            let states = self
-                .workflow_store()
-                .list(&filter)
-                .await
-                .map_err(to_wit_error)?;
-            return Ok(states.iter().map(|s| to_wit_state(s)).collect());
-        }
-        // Only what the module may see, still a full page when there is
-        // one: read on through pages of others' ids.
-        // The store checks and clamps `limit` (0 is refused) as usual.
-        let defaults = StoreLimits::default();
-        let wanted = filter
-            .limit
-            .unwrap_or(defaults.default_page_size)
-            .min(defaults.max_page_size) as usize;
-        let mut visible = Vec::new();
-        loop {
-            let page = self
-                .workflow_store()
-                .list(&filter)
-                .await
-                .map_err(to_wit_error)?;
-            let Some(last) = page.last() else { break };
-            filter.after = Some(last.workflow_id.clone());
-            for state in page.iter().filter(|s| self.access().allows(&s.workflow_id)) {
-                visible.push(to_wit_state(state));
-                if visible.len() == wanted {
-                    return Ok(visible);
-                }
-            }
-        }
-        Ok(visible)
+        let states = list_allowed(&**self.workflow_store(), self.access(), filter)
+            .await
+            .map_err(to_wit_error)?;
+        Ok(states.iter().map(|s| to_wit_state(s)).collect())
     }
 
     async fn delete(&mut self, workflow_id: String) -> Result<(), wit::StoreError> {
-        check_access(&**self, "delete", &workflow_id)?;
+        check_guest_access(&**self, "delete", &workflow_id)?;
         self.workflow_store()
             .delete(&workflow_id)
             .await
             .map_err(to_wit_error)
     }
+}
+
+/// One page of `filter` holding only ids `access` allows: still a full page
+/// when there is one, reading on through pages of others' ids.
+pub(crate) async fn list_allowed(
+    store: &dyn WorkflowStore,
+    access: &AccessPolicy,
+    mut filter: ListFilter,
+) -> Result<Vec<Arc<model::WorkflowState>>, StoreError> {
+    if access.is_unrestricted() {
+        return store.list(&filter).await;
+    }
+    // The store checks and clamps `limit` (0 is refused) as usual.
+    let defaults = StoreLimits::default();
+    let wanted = filter
+        .limit
+        .unwrap_or(defaults.default_page_size)
+        .min(defaults.max_page_size) as usize;
+    let mut visible = Vec::new();
+    loop {
+        let page = store.list(&filter).await?;
+        let Some(last) = page.last() else { break };
+        filter.after = Some(last.workflow_id.clone());
+        for state in page {
+            if access.allows(&state.workflow_id) {
+                visible.push(state);
+                if visible.len() == wanted {
+                    return Ok(visible);
+                }
+            }
+        }
+    }
+    Ok(visible)
 }
 
 /// The one place store errors become WIT errors.
@@ -274,7 +278,7 @@ fn to_wit_event(e: &model::HistoryEvent) -> wit::HistoryEvent {
 }
 
 /// Copies a cached state into the WIT type the guest receives.
-fn to_wit_state(s: &model::WorkflowState) -> wit::WorkflowState {
+pub(crate) fn to_wit_state(s: &model::WorkflowState) -> wit::WorkflowState {
     wit::WorkflowState {
         workflow_id: s.workflow_id.clone(),
         run_id: s.run_id.clone(),

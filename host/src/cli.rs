@@ -11,7 +11,9 @@ use wf_host::config::{self, Backend, ConfigFile, StoreConfig};
 use wf_host::model::{self, Timestamp, WorkflowState, WorkflowStatus};
 use wf_host::store::kafka::{MOCK_CLUSTER_BOUNDS, ReplayProgress, ReplayReport};
 use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, ListFilter, WorkflowStore};
-use wf_host::{AccessPolicy, DirGrant, Host, HostConfig, Module, ModuleOptions, RecoverOptions};
+use wf_host::{
+    AccessPolicy, DirGrant, Host, HostConfig, Module, ModuleOptions, RecoverOptions, WhenFull,
+};
 
 /// Exit code when `run` finished but the workflow ended `failed` or `canceled`.
 const EXIT_WORKFLOW_FAILED: u8 = 3;
@@ -55,7 +57,8 @@ struct Cli {
 /// Where states are kept. Flags and environment override the config file.
 #[derive(Debug, Args)]
 struct StoreArgs {
-    /// A TOML config file (see README: store, max_value_bytes, [kafka], [kafka.properties]).
+    /// A TOML config file (see README: store, max_value_bytes, max_history_events,
+    /// max_cache_bytes, [kafka], [kafka.properties], [access]).
     #[arg(long, env = "WF_CONFIG", global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -99,6 +102,15 @@ struct StoreArgs {
     /// Largest encoded workflow state the store accepts, in bytes [default: 1048576].
     #[arg(long, global = true, value_name = "BYTES")]
     max_value_bytes: Option<usize>,
+
+    /// Most history events one stored state may carry [default: 10000].
+    #[arg(long, global = true, value_name = "N")]
+    max_history_events: Option<usize>,
+
+    /// About how much memory cached states may take; past it, saves of new
+    /// workflow ids are refused [default: 1073741824].
+    #[arg(long, global = true, value_name = "BYTES")]
+    max_cache_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -235,6 +247,19 @@ struct SandboxArgs {
     /// Compile the module without the on-disk cache.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+    /// Run at most this many workflows at once.
+    #[arg(long, default_value_t = HostConfig::default().max_running, value_name = "N")]
+    max_running: usize,
+    /// When --max-running workflows run: wait for one to end, or refuse the
+    /// new one (HTTP 503 from `serve`).
+    #[arg(long, value_enum, default_value_t = WhenFullArg::Wait)]
+    when_full: WhenFullArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WhenFullArg {
+    Wait,
+    Refuse,
 }
 
 impl SandboxArgs {
@@ -258,10 +283,21 @@ impl SandboxArgs {
         if self.fuel == Some(0) {
             bail!("--fuel must be positive");
         }
+        if self.max_running == 0 {
+            bail!("--max-running must be at least 1");
+        }
+        if self.memory_limit == 0 {
+            bail!("--memory-limit must be at least 1 (MiB)");
+        }
         let config = HostConfig {
             timeout,
             memory_limit_bytes: self.memory_limit.saturating_mul(1024 * 1024),
             fuel: self.fuel,
+            max_running: self.max_running,
+            when_full: match self.when_full {
+                WhenFullArg::Wait => WhenFull::Wait,
+                WhenFullArg::Refuse => WhenFull::Refuse,
+            },
             cache_dir: if self.no_cache {
                 None
             } else {
@@ -378,6 +414,12 @@ fn store_config(args: &StoreArgs, file: &ConfigFile) -> anyhow::Result<(StoreCon
     let mut limits = file.limits();
     if let Some(max) = args.max_value_bytes {
         limits.max_value_bytes = max;
+    }
+    if let Some(max) = args.max_history_events {
+        limits.max_history_events = max;
+    }
+    if let Some(max) = args.max_cache_bytes {
+        limits.max_cache_bytes = max;
     }
     if backend == Backend::Memory {
         return Ok((StoreConfig::Memory { limits }, false));

@@ -90,6 +90,10 @@ pub struct ConfigFile {
     pub store: Backend,
     /// Largest encoded state accepted, in bytes.
     pub max_value_bytes: Option<usize>,
+    /// Most history events one state may carry.
+    pub max_history_events: Option<usize>,
+    /// About how much memory cached states may take, in bytes.
+    pub max_cache_bytes: Option<usize>,
     /// The Kafka backend's settings.
     #[serde(default)]
     pub kafka: KafkaSection,
@@ -153,11 +157,14 @@ impl ConfigFile {
 
     /// The limits this file sets, defaults elsewhere.
     pub fn limits(&self) -> StoreLimits {
+        let defaults = StoreLimits::default();
         StoreLimits {
-            max_value_bytes: self
-                .max_value_bytes
-                .unwrap_or(StoreLimits::default().max_value_bytes),
-            ..StoreLimits::default()
+            max_value_bytes: self.max_value_bytes.unwrap_or(defaults.max_value_bytes),
+            max_history_events: self
+                .max_history_events
+                .unwrap_or(defaults.max_history_events),
+            max_cache_bytes: self.max_cache_bytes.unwrap_or(defaults.max_cache_bytes),
+            ..defaults
         }
     }
 

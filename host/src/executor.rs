@@ -7,10 +7,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 
 use crate::model::{self, EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
-use crate::runtime::{GuestOutput, HostConfig, Module, ModuleOptions, RunLimits, Runtime};
+use crate::runtime::{
+    GuestOutput, HostConfig, Module, ModuleOptions, RunLimits, Runtime, WhenFull,
+};
 use crate::store::{ListFilter, StoreError, WorkflowStore, validate};
 
 /// Why the host could not start, record or cancel a workflow.
@@ -29,6 +31,10 @@ pub enum ExecuteError {
     /// Cancel of a workflow that is not running on this host.
     #[error("workflow {0} is not running on this host")]
     NotRunning(String),
+    /// Every slot of the host or the module is taken and the host is set to
+    /// refuse ([`WhenFull::Refuse`](crate::WhenFull::Refuse)); nothing was written.
+    #[error("busy: {0}")]
+    Busy(String),
     /// The store refused or failed a lifecycle write.
     #[error("recording the workflow's state failed: {0}")]
     Store(#[from] StoreError),
@@ -196,9 +202,15 @@ impl Host {
         })
     }
 
-    /// The store workflows run against.
+    /// The store workflows run against, unless their module is bound to
+    /// another ([`ModuleOptions::store`]).
     pub fn store(&self) -> &Arc<dyn WorkflowStore> {
         &self.inner.store
+    }
+
+    /// The store `module`'s workflows are kept in: its own, or the host's.
+    pub fn store_for<'a>(&'a self, module: &'a Module) -> &'a Arc<dyn WorkflowStore> {
+        self.inner.store_of(module)
     }
 
     /// The host's limits and settings.
@@ -245,7 +257,10 @@ impl Host {
 
     /// Starts a workflow of `module` and returns once its `running` state
     /// (with a `workflow_started` event) is saved; the guest runs on a task of
-    /// its own. Waits for a slot when `max_running` workflows are running.
+    /// its own. When the host or the module already runs its most workflows
+    /// ([`HostConfig::max_running`], [`ModuleLimits::max_running`](crate::ModuleLimits::max_running)),
+    /// waits for a slot or refuses with [`ExecuteError::Busy`], as
+    /// [`HostConfig::when_full`] says.
     ///
     /// When the run ends, the host saves `completed` (with the result),
     /// `failed` (with the error: the guest's, a trap, the deadline or a
@@ -260,7 +275,8 @@ impl Host {
         let timeout = options.timeout;
         let running = new_run(options)?;
         check_access(module, &running.workflow_id)?;
-        self.start(module, running, timeout).await
+        self.start(module, running, timeout, self.waits_when_full())
+            .await
     }
 
     /// Runs workflow `workflow_id` of `module` with `input` (JSON text) to its
@@ -280,7 +296,7 @@ impl Host {
         let timeout = options.timeout;
         let running = new_run(options)?;
         check_access(module, &running.workflow_id)?;
-        let admitted = self.admit(module, &running).await?;
+        let admitted = self.admit(module, &running, self.waits_when_full()).await?;
         let limits = self.inner.runtime.run_limits(module, timeout);
         self.inner.drive(module, running, &limits, admitted).await
     }
@@ -353,7 +369,7 @@ impl Host {
         };
         let prefix = options.id_prefix.unwrap_or_default();
         loop {
-            let page = self.inner.store.list(&filter).await?;
+            let page = self.inner.store_of(module).list(&filter).await?;
             let Some(last) = page.last() else { break };
             filter.after = Some(last.workflow_id.clone());
             for state in page {
@@ -394,17 +410,19 @@ impl Host {
         if state.input.is_none() {
             state.input = Some("null".to_owned());
         }
-        self.start(module, state, None).await
+        self.start(module, state, None, true).await
     }
 
-    /// Claims the id, takes a slot, saves `running` and spawns the guest.
+    /// Claims the id, takes a slot (waiting for one if `wait`), saves
+    /// `running` and spawns the guest.
     async fn start(
         &self,
         module: &Module,
         running: WorkflowState,
         timeout: Option<Duration>,
+        wait: bool,
     ) -> Result<WorkflowHandle, ExecuteError> {
-        let admitted = self.admit(module, &running).await?;
+        let admitted = self.admit(module, &running, wait).await?;
         let (status_tx, status) = watch::channel(WorkflowStatus::Running);
         let limits = self.inner.runtime.run_limits(module, timeout);
         let (id, run_id) = (running.workflow_id.clone(), running.run_id.clone());
@@ -427,12 +445,18 @@ impl Host {
         })
     }
 
-    /// Claims the id (refusing one running here), waits for a slot and saves
-    /// `running`.
+    fn waits_when_full(&self) -> bool {
+        self.config().when_full == WhenFull::Wait
+    }
+
+    /// Claims the id (refusing one running here), takes a slot of the module
+    /// and one of the host (waiting for them if `wait`, else refusing) and
+    /// saves `running`.
     async fn admit(
         &self,
         module: &Module,
         running: &WorkflowState,
+        wait: bool,
     ) -> Result<Admitted, ExecuteError> {
         let (cancel, canceled) = watch::channel(false);
         let claim = Claim::new(
@@ -441,17 +465,33 @@ impl Host {
             &running.run_id,
             cancel.clone(),
         )?;
-        let permit = self
-            .inner
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ExecuteError::Internal("the host's slots were closed".into()))?;
-        self.inner.store.save(running.clone()).await?;
+        // The module's own slot first, so that a module at its bound does
+        // not hold host slots other modules could use.
+        let module_permit = match module.slots() {
+            Some(slots) => Some(
+                take_slot(slots, wait, || {
+                    format!(
+                        "module {} is running its limit of {} workflows",
+                        module.name(),
+                        module.options().limits.max_running.unwrap_or_default()
+                    )
+                })
+                .await?,
+            ),
+            None => None,
+        };
+        let permit = take_slot(&self.inner.slots, wait, || {
+            format!(
+                "the host is running its limit of {} workflows",
+                self.config().max_running
+            )
+        })
+        .await?;
+        self.inner.store_of(module).save(running.clone()).await?;
         tracing::info!(workflow_id = %running.workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");
         Ok(Admitted {
             _claim: claim,
+            _module_permit: module_permit,
             _permit: permit,
             cancel,
             canceled,
@@ -463,25 +503,40 @@ impl Host {
 /// Dropping it releases the id and the slot.
 struct Admitted {
     _claim: Claim,
+    _module_permit: Option<OwnedSemaphorePermit>,
     _permit: OwnedSemaphorePermit,
     cancel: watch::Sender<bool>,
     canceled: watch::Receiver<bool>,
 }
 
+/// A permit of `slots`: waited for, or refused with `Busy` (`busy()` says why).
+async fn take_slot(
+    slots: &Arc<Semaphore>,
+    wait: bool,
+    busy: impl FnOnce() -> String,
+) -> Result<OwnedSemaphorePermit, ExecuteError> {
+    let closed = || ExecuteError::Internal("the host's slots were closed".into());
+    if wait {
+        return slots.clone().acquire_owned().await.map_err(|_| closed());
+    }
+    slots.clone().try_acquire_owned().map_err(|e| match e {
+        TryAcquireError::NoPermits => ExecuteError::Busy(busy()),
+        TryAcquireError::Closed => closed(),
+    })
+}
+
 /// `denied` unless `module` may run workflow `workflow_id`.
 fn check_access(module: &Module, workflow_id: &str) -> Result<(), ExecuteError> {
-    let access = &module.options().access;
-    if access.allows(workflow_id) {
-        return Ok(());
-    }
-    tracing::warn!(
-        module = module.name(),
-        workflow_id,
-        "execute denied by the module's access policy"
-    );
-    Err(ExecuteError::Store(StoreError::Denied(
-        crate::bindings::denied_message(module.name(), "execute", workflow_id, access),
-    )))
+    Ok(check_module_access(module, "execute", workflow_id)?)
+}
+
+/// `denied` unless `module`'s policy allows `workflow_id`; logs a refusal.
+pub(crate) fn check_module_access(
+    module: &Module,
+    op: &str,
+    workflow_id: &str,
+) -> Result<(), StoreError> {
+    crate::bindings::check_access(module.name(), &module.options().access, op, workflow_id)
 }
 
 /// The `running` state a new run starts from, after checking the request.
@@ -564,6 +619,10 @@ impl HostInner {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn store_of<'a>(&'a self, module: &'a Module) -> &'a Arc<dyn WorkflowStore> {
+        module.options().store.as_ref().unwrap_or(&self.store)
+    }
+
     /// Runs the guest to its end, deadline or cancellation and saves the
     /// final state.
     async fn drive(
@@ -588,25 +647,42 @@ impl HostInner {
         };
         let elapsed = clock.elapsed();
 
-        let last = self.current_state(running).await;
-        let completed = matches!(outcome, Outcome::Completed(_));
+        let store = self.store_of(module);
+        let last = self.current_state(store, running).await;
         let final_state = finish(&last, outcome, elapsed);
-        match self.store.save(final_state.clone()).await {
-            Ok(()) => {}
-            // The guest's result itself was refused (too large, invalid):
-            // record that as the failure rather than leave the run `running`.
-            Err(StoreError::TooLarge(e) | StoreError::InvalidArgument(e)) if completed => {
-                let refused = finish(
-                    &last,
-                    Outcome::Failed(format!("the store refused the workflow's result: {e}")),
-                    elapsed,
-                );
-                self.store.save(refused.clone()).await?;
-                return Ok(log_end(refused));
-            }
+        let refusal = match store.save(final_state.clone()).await {
+            Ok(()) => return Ok(log_end(final_state)),
+            // The final state itself was refused (a result too large or not
+            // JSON, a history at its bound): record that as the failure
+            // rather than leave the run `running`.
+            Err(StoreError::TooLarge(e) | StoreError::InvalidArgument(e)) => e,
             Err(e) => return Err(e.into()),
+        };
+        let why = format!("the store refused the workflow's final state: {refusal}");
+        let mut refused = finish(&last, Outcome::Failed(why.clone()), elapsed);
+        if let Err(StoreError::TooLarge(_) | StoreError::InvalidArgument(_)) =
+            store.save(refused.clone()).await
+        {
+            // Still too large with the guest's history: keep the host's
+            // own record of the run instead.
+            let own: Vec<_> = last
+                .history
+                .iter()
+                .filter(|e| e.kind == EventType::WorkflowStarted)
+                .cloned()
+                .collect();
+            let bare = WorkflowState {
+                history: own,
+                ..last
+            };
+            refused = finish(
+                &bare,
+                Outcome::Failed(format!("{why}; the history it recorded was dropped")),
+                elapsed,
+            );
+            store.save(refused.clone()).await?;
         }
-        Ok(log_end(final_state))
+        Ok(log_end(refused))
     }
 
     /// Instantiates the module in a fresh sandbox and calls `run`.
@@ -620,7 +696,7 @@ impl HostInner {
         let (mut wasm_store, stderr) =
             match self
                 .runtime
-                .new_store(module, limits, workflow_id, self.store.clone())
+                .new_store(module, limits, workflow_id, self.store_of(module).clone())
             {
                 Ok(created) => created,
                 Err(e) => return Outcome::Failed(format!("setting up the sandbox failed: {e:#}")),
@@ -662,8 +738,12 @@ impl HostInner {
 
     /// The state to finish from: what is stored now if it is still this run
     /// (so history the guest appended is kept), else the host's own copy.
-    async fn current_state(&self, running: WorkflowState) -> WorkflowState {
-        match self.store.load(&running.workflow_id).await {
+    async fn current_state(
+        &self,
+        store: &Arc<dyn WorkflowStore>,
+        running: WorkflowState,
+    ) -> WorkflowState {
+        match store.load(&running.workflow_id).await {
             Ok(Some(stored)) if stored.run_id == running.run_id => Arc::unwrap_or_clone(stored),
             _ => running,
         }

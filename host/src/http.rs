@@ -12,7 +12,10 @@
 //! States are the store's wire JSON (the Go provider's `WorkflowState`). Errors
 //! are `{"error": "..."}` with `400` (bad id, input or query), `403` (denied),
 //! `409` (already running, conflict), `413` (too large), `503` (store
-//! unavailable) or `500`.
+//! unavailable, or every slot taken on a host set to refuse) or `500`.
+//! Ids outside the module's [`AccessPolicy`](crate::AccessPolicy) get `403`
+//! and are left out of lists, and the module's own store
+//! ([`ModuleOptions::store`](crate::ModuleOptions::store)) is the one served.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -38,6 +41,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use crate::bindings::list_allowed;
+use crate::executor::check_module_access;
 use crate::model::{self, WorkflowState, WorkflowStatus};
 use crate::store::{ListFilter, StoreError};
 use crate::{ExecuteError, ExecuteOptions, Host, Module};
@@ -89,6 +94,7 @@ impl From<ExecuteError> for ApiError {
             ExecuteError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ExecuteError::AlreadyRunning(_) => StatusCode::CONFLICT,
             ExecuteError::NotRunning(_) => StatusCode::NOT_FOUND,
+            ExecuteError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ExecuteError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self(status, e.to_string())
@@ -159,7 +165,8 @@ async fn start(
 }
 
 async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    match api.host.query(&id).await? {
+    check_module_access(&api.module, "load", &id)?;
+    match api.host.store_for(&api.module).load(&id).await? {
         Some(state) => state_response(StatusCode::OK, &state),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -201,7 +208,8 @@ async fn list(
         limit: query.limit,
         after: query.after,
     };
-    let states = api.host.store().list(&filter).await?;
+    let store = api.host.store_for(&api.module);
+    let states = list_allowed(&**store, &api.module.options().access, filter).await?;
     let mut body = String::from("{\"workflows\":[");
     for (i, state) in states.iter().enumerate() {
         if i > 0 {
@@ -230,7 +238,8 @@ async fn remove(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<R
             format!("workflow {id:?} is running on this host; cancel it first"),
         ));
     }
-    api.host.store().delete(&id).await?;
+    check_module_access(&api.module, "delete", &id)?;
+    api.host.store_for(&api.module).delete(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

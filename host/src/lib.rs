@@ -25,4 +25,6 @@ mod runtime;
 pub mod store;
 
 pub use executor::{ExecuteError, ExecuteOptions, Host, RecoverOptions, WorkflowHandle};
-pub use runtime::{AccessPolicy, DirGrant, HostConfig, Module, ModuleLimits, ModuleOptions};
+pub use runtime::{
+    AccessPolicy, DirGrant, HostConfig, Module, ModuleLimits, ModuleOptions, WhenFull,
+};

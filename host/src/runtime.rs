@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
@@ -40,9 +41,14 @@ pub struct HostConfig {
     pub timeout: Duration,
     /// Default fuel (roughly, wasm instructions) one run may use; unlimited when `None`.
     pub fuel: Option<u64>,
-    /// How many workflows run at once; [`Host::execute`](crate::Host::execute)
-    /// waits for a slot when all are taken.
+    /// How many workflows run at once on this host (each module may set a
+    /// lower bound of its own, [`ModuleLimits::max_running`]).
     pub max_running: usize,
+    /// What [`Host::execute`](crate::Host::execute) and
+    /// [`Host::run`](crate::Host::run) do when the host or the module runs
+    /// its most workflows: wait for a slot, or refuse with
+    /// [`ExecuteError::Busy`](crate::ExecuteError::Busy). Recovery always waits.
+    pub when_full: WhenFull,
     /// Preallocate instance slots for `max_running` workflows (wasmtime's
     /// pooling allocator): instantiation gets cheaper, at the cost of
     /// reserving address space up front. Falls back to on-demand allocation,
@@ -64,6 +70,7 @@ impl Default for HostConfig {
             timeout: Duration::from_secs(60),
             fuel: None,
             max_running: 1000,
+            when_full: WhenFull::Wait,
             pooling: true,
             cache_dir: None,
             stderr_tail_bytes: 4096,
@@ -82,9 +89,22 @@ impl HostConfig {
     }
 }
 
+/// What to do with a workflow asked to start when every slot is taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Wait until a running workflow ends (backpressure on the caller).
+    #[default]
+    Wait,
+    /// Refuse at once; nothing is written.
+    Refuse,
+}
+
 /// Per-module overrides of the host's limits; `None` keeps the host's default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModuleLimits {
+    /// How many workflows of this module run at once (never more than the
+    /// host's [`HostConfig::max_running`]).
+    pub max_running: Option<usize>,
     /// Linear memory per instance, in bytes.
     pub memory_bytes: Option<usize>,
     /// Elements per table.
@@ -184,10 +204,10 @@ impl AccessPolicy {
     }
 }
 
-/// How a module is sandboxed: its limits, the directories it may use and the
-/// workflow ids it may touch. Nothing else is granted: no environment,
-/// arguments, network or other files.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How a module is sandboxed: its limits, the directories it may use, the
+/// store it is bound to and the workflow ids it may touch there. Nothing else
+/// is granted: no environment, arguments, network or other files.
+#[derive(Debug, Clone, Default)]
 pub struct ModuleOptions {
     /// Overrides of the host's per-workflow limits.
     pub limits: ModuleLimits,
@@ -195,6 +215,10 @@ pub struct ModuleOptions {
     pub grants: Vec<DirGrant>,
     /// The workflow ids it may run and reach through the store.
     pub access: AccessPolicy,
+    /// The store (for Kafka, the topic) its workflows are kept in and its
+    /// guests reach; the host's store when `None`. A module never sees
+    /// another store.
+    pub store: Option<Arc<dyn WorkflowStore>>,
 }
 
 /// The limits one workflow run gets: the module's overrides over the host's defaults.
@@ -214,6 +238,8 @@ pub struct Module {
     hash: [u8; 32],
     pre: WorkflowWorldPre<GuestState>,
     options: Arc<ModuleOptions>,
+    /// One permit per running workflow of this module, when it is bounded.
+    slots: Option<Arc<Semaphore>>,
 }
 
 impl Module {
@@ -234,6 +260,10 @@ impl Module {
 
     pub(crate) fn pre(&self) -> &WorkflowWorldPre<GuestState> {
         &self.pre
+    }
+
+    pub(crate) fn slots(&self) -> Option<&Arc<Semaphore>> {
+        self.slots.as_ref()
     }
 }
 
@@ -337,11 +367,16 @@ impl Runtime {
                 pre
             }
         };
+        let slots = options
+            .limits
+            .max_running
+            .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS))));
         Ok(Module {
             name: name.into(),
             hash,
             pre,
             options: Arc::new(options),
+            slots,
         })
     }
 

@@ -2,6 +2,8 @@
 //! Kafka (librdkafka's mock cluster: in process by default, or a `wfhost dev`
 //! process that several `wfhost` processes share).
 
+mod kafka_support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -748,4 +750,191 @@ fn the_access_policy_comes_from_flags_and_the_config_file() {
     let state: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(state["Result"][0]["err"]["kind"], "denied", "{state}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn hostile_arguments_get_their_own_error_and_write_nothing() {
+    let broker = DevBroker::start(&[]);
+    let topic = "beluga-workflows";
+    let seeded = broker.wfhost(&[
+        "run",
+        wf_test_artifacts::PIPELINE,
+        "--id",
+        "seed",
+        "--input",
+        "\"x\"",
+    ]);
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    let before = kafka_support::read_topic(&broker.brokers, topic).len();
+    assert_eq!(before, 5, "the seed run's records");
+
+    let long_id = "x".repeat(1025);
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let run = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["run".to_owned(), wf_test_artifacts::PIPELINE.to_owned()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (run(&["--id", ""]), 1, "workflow ID is required"),
+        (
+            run(&["--id", &long_id]),
+            1,
+            "1025 bytes, over the 1024-byte limit",
+        ),
+        (run(&["--id", "a\nb"]), 1, "control character U+000A"),
+        (run(&["--id", "a\u{1b}b"]), 1, "control character U+001B"),
+        (
+            run(&["--id", "ok", "--input", "{oops"]),
+            1,
+            "input is not valid JSON",
+        ),
+        (
+            run(&["--id", "ok", "--input", &deep]),
+            1,
+            "nesting deeper than 127 levels",
+        ),
+        (
+            run(&["--id", "ok", "--input", "1e400"]),
+            1,
+            "number out of range",
+        ),
+        // (A 2 MiB argument is refused by the OS itself: 128 KiB at most.)
+        (
+            vec![
+                "--max-value-bytes".into(),
+                "300".into(),
+                "run".into(),
+                wf_test_artifacts::PIPELINE.into(),
+                "--id".into(),
+                "ok".into(),
+                "--input".into(),
+                format!("\"{}\"", "x".repeat(400)),
+            ],
+            1,
+            "over the 300-byte limit",
+        ),
+        (
+            run(&["--id", "ok", "--timeout", "0"]),
+            1,
+            "--timeout must be a positive number",
+        ),
+        (
+            run(&["--id", "ok", "--timeout", "NaN"]),
+            1,
+            "--timeout must be a positive number",
+        ),
+        (
+            run(&["--id", "ok", "--memory-limit", "0"]),
+            1,
+            "--memory-limit must be at least 1",
+        ),
+        (
+            run(&["--id", "ok", "--memory-limit", "-5"]),
+            2,
+            "unexpected argument '-5'",
+        ),
+        (
+            run(&["--id", "ok", "--fuel", "0"]),
+            1,
+            "--fuel must be positive",
+        ),
+        (
+            run(&["--id", "ok", "--max-running", "0"]),
+            1,
+            "--max-running must be at least 1",
+        ),
+        (
+            run(&["--id", "ok", "--when-full", "sometimes"]),
+            2,
+            "invalid value 'sometimes'",
+        ),
+        (
+            run(&["--id", "ok", "--grant-dir", "/no/such/dir"]),
+            1,
+            "granted directory /no/such/dir does not exist",
+        ),
+        (
+            run(&["--id", "ok", "--allow-prefix", ""]),
+            1,
+            "an allowed id prefix must not be empty",
+        ),
+        (
+            run(&["--id", "ok", "--allow-prefix", "tenant-a/"]),
+            1,
+            "may not touch workflow \"ok\"",
+        ),
+        (
+            vec!["list".into(), "--limit".into(), "0".into()],
+            1,
+            "limit must be at least 1",
+        ),
+        (
+            vec!["list".into(), "--limit".into(), "-1".into()],
+            2,
+            "unexpected argument '-1'",
+        ),
+        // (NUL cannot be in an argument at all.)
+        (
+            vec!["show".into(), "a\u{7}b".into()],
+            1,
+            "control character U+0007",
+        ),
+        (
+            vec!["delete".into(), "".into()],
+            1,
+            "workflow ID is required",
+        ),
+        (vec!["delete".into(), long_id.clone()], 1, "1025 bytes"),
+        (
+            vec!["--max-value-bytes".into(), "lots".into(), "list".into()],
+            2,
+            "invalid digit",
+        ),
+        (
+            vec!["--kafka-prop".into(), "acks=0".into(), "list".into()],
+            1,
+            "acks=0 is not allowed",
+        ),
+        (
+            vec!["--kafka-prop".into(), "no-equals".into(), "list".into()],
+            2,
+            "expected KEY=VALUE",
+        ),
+    ];
+    for (args, code, needle) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = broker.wfhost(&args);
+        let shown: Vec<&str> = args.iter().map(|a| a.get(..40).unwrap_or(a)).collect();
+        assert_eq!(
+            out.status.code(),
+            Some(*code),
+            "{shown:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(needle),
+            "{shown:?}: stderr should contain {needle:?}: {}",
+            stderr(&out)
+        );
+    }
+    // An id that is not UTF-8.
+    let out = command()
+        .args([
+            "--brokers",
+            &broker.brokers,
+            "run",
+            wf_test_artifacts::PIPELINE,
+            "--id",
+        ])
+        .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"id\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid UTF-8"), "{}", stderr(&out));
+    assert_eq!(
+        kafka_support::read_topic(&broker.brokers, topic).len(),
+        before,
+        "no refused command wrote to the topic"
+    );
 }

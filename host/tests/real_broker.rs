@@ -288,3 +288,71 @@ async fn a_topic_that_is_not_compacted_is_refused_unless_accepted() {
         .unwrap();
     store.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_records_on_a_real_broker_are_skipped_in_replay_and_tail() {
+    let Some(brokers) = brokers() else { return };
+    let topic = fresh_topic("hostile");
+    let encoded = |id: &str, run: &str| {
+        wf_host::model::encode_state(&state(id, run, WorkflowStatus::Completed)).unwrap()
+    };
+    let (good, other) = (encoded("good", "1"), encoded("other", "1"));
+    let mut over_limit = state("big", "1", WorkflowStatus::Running);
+    over_limit.input = Some(format!("\"{}\"", "x".repeat(1024 * 1024)));
+    let over_limit = wf_host::model::encode_state(&over_limit).unwrap();
+    // Under keys of their own: the broker compacts, and a hostile record
+    // under a live id would, once compacted, replace that id's last good
+    // state in the log (see RELIABILITY.md). 10 MiB records are left to the
+    // mock cluster's test: tansu 0.6 never returns a record that large to
+    // any consumer, stalling the partition.
+    let hostile: Vec<kafka_support::KeyValue> = vec![
+        (Some(b"truncated"), Some(b"{\"WorkflowID\":\"trunc")),
+        (
+            Some(b"types"),
+            Some(b"{\"WorkflowID\":[],\"Status\":\"running\"}"),
+        ),
+        (Some(b"mismatch"), Some(&other)),
+        (Some(b""), Some(&good)),
+        (Some(&[0xff, 0xfe]), Some(&good)),
+        (Some(b"big"), Some(&over_limit)),
+        (Some(b"null-text"), Some(b"null")),
+    ];
+    // The store creates the topic (compacted, records up to its limit).
+    let config = KafkaConfig::new(&brokers).topic(&topic);
+    KafkaStore::open(config.clone())
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    let produce = async |key: Option<&[u8]>, value: Option<&[u8]>| {
+        kafka_support::produce_raw(&brokers, &topic, key, value).await
+    };
+    produce(Some(b"good"), Some(&good)).await;
+    for (key, value) in &hostile {
+        produce(*key, *value).await;
+    }
+    produce(Some(b"gone"), Some(&encoded("gone", "1"))).await;
+    produce(Some(b"gone"), None).await;
+
+    let store = KafkaStore::open(config)
+        .await
+        .expect("replay survives hostile records");
+    let report = store.replay_report();
+    assert_eq!(report.skipped, hostile.len() as u64, "{report:?}");
+    let ids: Vec<String> = kafka_support::snapshot(&store).into_keys().collect();
+    assert_eq!(ids, ["good"]);
+
+    // Tailing: the same records again, then a good one the tail must reach.
+    for (key, value) in &hostile {
+        produce(*key, *value).await;
+    }
+    produce(Some(b"after"), Some(&encoded("after", "2"))).await;
+    kafka_support::eventually("the tail passes the hostile records", async || {
+        store.load("after").await.unwrap().is_some()
+    })
+    .await;
+    assert_eq!(store.consumed().skipped, 2 * hostile.len() as u64);
+    assert_eq!(store.load("good").await.unwrap().unwrap().run_id, "1");
+    store.close().await.unwrap();
+}

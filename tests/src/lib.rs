@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
-use wf_host::Host;
+use serde_json::{Value, json};
 pub use wf_host::HostConfig;
+use wf_host::model::WorkflowStatus;
+use wf_host::store::ListFilter;
 use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, MemoryStore, WorkflowStore};
+use wf_host::{Host, Module};
 
 #[doc(hidden)]
 pub use tokio as __tokio;
@@ -19,7 +22,7 @@ pub fn kinds(state: &WorkflowState) -> Vec<EventType> {
 }
 
 /// A state's result, decoded; panics when it has none.
-pub fn result_json(state: &WorkflowState) -> serde_json::Value {
+pub fn result_json(state: &WorkflowState) -> Value {
     serde_json::from_str(state.result.as_deref().expect("a result")).expect("result is JSON")
 }
 
@@ -29,11 +32,29 @@ pub fn result_json(state: &WorkflowState) -> serde_json::Value {
 #[macro_export]
 macro_rules! on_every_backend {
     ($($case:ident),+ $(,)?) => {
+        $crate::__on_each_backend!($crate::Backend::host_of; $($case),+);
+    };
+}
+
+/// [`on_every_backend!`] for cases that take the whole [`Backend`] (to count
+/// the records written to the topic, say): `async fn(&Backend)`.
+#[macro_export]
+macro_rules! on_every_backend_with_topic {
+    ($($case:ident),+ $(,)?) => {
+        $crate::__on_each_backend!(std::convert::identity; $($case),+);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __on_each_backend {
+    ($pass:path; $($case:ident),+) => {
         mod memory {
             $(
                 #[$crate::__tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::$case($crate::memory_host($crate::HostConfig::default())).await;
+                    let backend = $crate::Backend::memory($crate::HostConfig::default());
+                    super::$case($pass(&backend)).await;
                 }
             )+
         }
@@ -41,12 +62,52 @@ macro_rules! on_every_backend {
             $(
                 #[$crate::__tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let (host, _cluster) = $crate::kafka_host($crate::HostConfig::default()).await;
-                    super::$case(host).await;
+                    let backend = $crate::Backend::kafka($crate::HostConfig::default()).await;
+                    super::$case($pass(&backend)).await;
                 }
             )+
         }
     };
+}
+
+/// A host on one backend, and for Kafka the store and cluster behind it.
+#[derive(Debug)]
+pub struct Backend {
+    /// The host, on this backend's store.
+    pub host: Host,
+    kafka: Option<(Arc<KafkaStore>, DevCluster)>,
+}
+
+impl Backend {
+    /// A host on a fresh in-memory store.
+    pub fn memory(config: HostConfig) -> Self {
+        Self {
+            host: memory_host(config),
+            kafka: None,
+        }
+    }
+
+    /// A host on a fresh Kafka store (librdkafka's in-process mock cluster).
+    pub async fn kafka(config: HostConfig) -> Self {
+        let (host, store, cluster) = kafka_store_host(config).await;
+        Self {
+            host,
+            kafka: Some((store, cluster)),
+        }
+    }
+
+    /// A handle on the host (the backend keeps the cluster alive).
+    pub fn host_of(&self) -> Host {
+        self.host.clone()
+    }
+
+    /// How many records the topic holds in all (the sum of its partitions'
+    /// end offsets); `None` on the memory store.
+    pub async fn records_written(&self) -> Option<i64> {
+        let (store, _) = self.kafka.as_ref()?;
+        let ends = store.end_offsets().await.expect("reading the end offsets");
+        Some(ends.iter().map(|(_, end)| end).sum())
+    }
 }
 
 /// A host on a fresh in-memory store, with `config`.
@@ -58,10 +119,97 @@ pub fn memory_host(config: HostConfig) -> Host {
 /// A host on a fresh Kafka store (librdkafka's in-process mock cluster), with
 /// `config`. Keep the cluster alive as long as the host.
 pub async fn kafka_host(config: HostConfig) -> (Host, DevCluster) {
+    let (host, _, cluster) = kafka_store_host(config).await;
+    (host, cluster)
+}
+
+/// [`kafka_host`], also returning the store.
+pub async fn kafka_store_host(config: HostConfig) -> (Host, Arc<KafkaStore>, DevCluster) {
     let cluster = DevCluster::start("wf-guests", 4).expect("starting the mock cluster");
     let store = KafkaStore::open(KafkaConfig::new(cluster.bootstrap_servers()).topic("wf-guests"))
         .await
         .expect("opening the Kafka store");
-    let host = Host::with_config(Arc::new(store), config).expect("creating the host");
-    (host, cluster)
+    let store = Arc::new(store);
+    let host = Host::with_config(store.clone(), config).expect("creating the host");
+    (host, store, cluster)
+}
+
+/// The ids of up to 1000 stored states, ascending.
+pub async fn stored_ids(host: &Host) -> Vec<String> {
+    let page = ListFilter {
+        limit: Some(1000),
+        ..Default::default()
+    };
+    host.store()
+        .list(&page)
+        .await
+        .expect("list")
+        .iter()
+        .map(|s| s.workflow_id.clone())
+        .collect()
+}
+
+/// The ids of every state in `store`, ascending, read page by page.
+pub async fn list_all(store: &dyn WorkflowStore) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut filter = ListFilter::default();
+    loop {
+        let page = store.list(&filter).await.expect("list");
+        let Some(last) = page.last() else {
+            return ids;
+        };
+        filter.after = Some(last.workflow_id.clone());
+        ids.extend(page.iter().map(|s| s.workflow_id.clone()));
+    }
+}
+
+/// Runs the store-ops guest (or another scripted one) with `script` as
+/// workflow `id`; returns the final state and, when it completed, the
+/// per-operation outcomes.
+pub async fn script(
+    host: &Host,
+    module: &Module,
+    id: &str,
+    script: Value,
+) -> (WorkflowState, Vec<Value>) {
+    let state = host
+        .run(module, id, &script.to_string())
+        .await
+        .expect("execute");
+    let outcomes = match state.status {
+        WorkflowStatus::Completed => serde_json::from_value(result_json(&state)).unwrap(),
+        _ => Vec::new(),
+    };
+    (state, outcomes)
+}
+
+/// A complete state in the guest SDK's JSON form, for the store-ops guest's `save`.
+pub fn wire_state(id: &str) -> Value {
+    json!({
+        "workflow_id": id,
+        "run_id": "r1",
+        "status": "completed",
+        "input": {"n": 1},
+        "result": [1, 2],
+        "error": "",
+        "history": [{
+            "id": 1, "kind": "activity_completed",
+            "timestamp": {"seconds": 1700000000, "nanoseconds": 5},
+            "activity_name": "charge", "input": null, "result": {"ok": true}, "error": "",
+            "signal_name": "", "signal_payload": null, "duration_ns": 42
+        }],
+        "created_at": {"seconds": 1700000000, "nanoseconds": 0},
+        "updated_at": {"seconds": 1700000001, "nanoseconds": 0}
+    })
+}
+
+/// The kind and message of a store-ops outcome that must be an error.
+pub fn err_kind(outcome: &Value) -> (&str, &str) {
+    let err = outcome
+        .get("err")
+        .unwrap_or_else(|| panic!("expected an error, got {outcome}"));
+    (
+        err["kind"].as_str().unwrap(),
+        err["message"].as_str().unwrap(),
+    )
 }

@@ -9,84 +9,20 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wf_host::model::{EventType, WorkflowState, WorkflowStatus};
 use wf_host::store::ListFilter;
-use wf_host::{ExecuteError, Host, HostConfig, Module};
-use wf_tests::{guests, kinds, memory_host, result_json};
+use wf_host::{Host, HostConfig};
+use wf_tests::{err_kind, guests, kinds, memory_host, result_json, script, stored_ids, wire_state};
 
 wf_tests::on_every_backend!(
     pipeline_example_completes_and_records_each_step,
     order_pipeline_saves_steps_and_counts_siblings_by_status,
     ledger_loads_updates_and_deletes_entries,
     every_store_call_works_from_a_guest,
-    every_store_error_case_is_reached_from_a_guest_and_writes_nothing,
     a_trap_fails_that_workflow_and_the_host_serves_on,
     a_returned_error_fails_the_workflow_with_that_error,
     history_the_guest_saves_is_kept_in_the_final_state,
-    bad_requests_are_refused_before_anything_is_written,
     a_result_over_the_value_limit_fails_the_workflow_cleanly,
     many_workflows_run_concurrently_on_one_host,
 );
-
-async fn stored_ids(host: &Host) -> Vec<String> {
-    let page = ListFilter {
-        limit: Some(1000),
-        ..Default::default()
-    };
-    host.store()
-        .list(&page)
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.workflow_id.clone())
-        .collect()
-}
-
-/// Runs the store-ops guest with `script` as workflow `id`; returns the final
-/// state and, when it completed, the per-operation outcomes.
-async fn script(
-    host: &Host,
-    module: &Module,
-    id: &str,
-    script: Value,
-) -> (WorkflowState, Vec<Value>) {
-    let state = host
-        .run(module, id, &script.to_string())
-        .await
-        .expect("execute");
-    let outcomes = match state.status {
-        WorkflowStatus::Completed => serde_json::from_value(result_json(&state)).unwrap(),
-        _ => Vec::new(),
-    };
-    (state, outcomes)
-}
-
-fn wire_state(id: &str) -> Value {
-    json!({
-        "workflow_id": id,
-        "run_id": "r1",
-        "status": "completed",
-        "input": {"n": 1},
-        "result": [1, 2],
-        "error": "",
-        "history": [{
-            "id": 1, "kind": "activity_completed",
-            "timestamp": {"seconds": 1700000000, "nanoseconds": 5},
-            "activity_name": "charge", "input": null, "result": {"ok": true}, "error": "",
-            "signal_name": "", "signal_payload": null, "duration_ns": 42
-        }],
-        "created_at": {"seconds": 1700000000, "nanoseconds": 0},
-        "updated_at": {"seconds": 1700000001, "nanoseconds": 0}
-    })
-}
-
-fn err_kind(outcome: &Value) -> (&str, &str) {
-    let err = outcome
-        .get("err")
-        .unwrap_or_else(|| panic!("expected an error, got {outcome}"));
-    (
-        err["kind"].as_str().unwrap(),
-        err["message"].as_str().unwrap(),
-    )
-}
 
 async fn pipeline_example_completes_and_records_each_step(host: Host) {
     let module = host.load_module_file(guests::PIPELINE).unwrap();
@@ -286,63 +222,6 @@ async fn every_store_call_works_from_a_guest(host: Host) {
     assert_eq!(b.history[0].timestamp.nanoseconds, 5);
 }
 
-async fn every_store_error_case_is_reached_from_a_guest_and_writes_nothing(host: Host) {
-    let module = host.load_module_file(guests::STORE_OPS).unwrap();
-    let mut year_10000 = wire_state("t-1");
-    year_10000["created_at"] = json!({"seconds": 253402300800i64, "nanoseconds": 0});
-    let mut bad_nanos = wire_state("t-2");
-    bad_nanos["updated_at"] = json!({"seconds": 0, "nanoseconds": 1_000_000_000u32});
-    let (state, outcomes) = script(
-        &host,
-        &module,
-        "errors",
-        json!([
-            {"op": "save", "state": wire_state("")},
-            {"op": "save", "state": wire_state(&"x".repeat(1025))},
-            {"op": "save", "state": wire_state("nul\u{0}id")},
-            {"op": "save", "state": wire_state("new\nline")},
-            {"op": "save", "state": wire_state("j-1"), "input_raw": "{not json"},
-            {"op": "save", "state": wire_state("j-2"), "result_raw": "[1,"},
-            {"op": "save", "state": wire_state("big"), "input_bytes": 2 * 1024 * 1024},
-            {"op": "save", "state": year_10000},
-            {"op": "save", "state": bad_nanos},
-            {"op": "list", "limit": 0},
-            {"op": "load", "id": ""},
-            {"op": "delete", "id": "del\u{7f}"},
-        ]),
-    )
-    .await;
-    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
-    let expected = [
-        ("invalid-argument", "/save: workflow ID is required"),
-        ("invalid-argument", "1025 bytes"),
-        ("invalid-argument", "control character U+0000"),
-        ("invalid-argument", "control character U+000A"),
-        ("invalid-argument", "Input is not valid JSON"),
-        ("invalid-argument", "Result is not valid JSON"),
-        ("too-large", "over the 1048576-byte limit"),
-        ("invalid-argument", "CreatedAt"),
-        ("invalid-argument", "UpdatedAt"),
-        ("invalid-argument", "limit must be at least 1"),
-        ("invalid-argument", "workflow ID is required"),
-        ("invalid-argument", "control character U+007F"),
-    ];
-    assert_eq!(outcomes.len(), expected.len());
-    for (i, (kind, needle)) in expected.iter().enumerate() {
-        let (got_kind, message) = err_kind(&outcomes[i]);
-        assert_eq!(got_kind, *kind, "case {i}: {message}");
-        assert!(
-            message.contains(needle),
-            "case {i}: {message:?} should contain {needle:?}"
-        );
-    }
-    assert_eq!(
-        stored_ids(&host).await,
-        ["errors"],
-        "no rejected save wrote anything"
-    );
-}
-
 async fn a_trap_fails_that_workflow_and_the_host_serves_on(host: Host) {
     let module = host.load_module_file(guests::STORE_OPS).unwrap();
     let (trapped, _) = script(
@@ -484,18 +363,6 @@ async fn history_the_guest_saves_is_kept_in_the_final_state(host: Host) {
     assert_eq!(state.history[3].id, 4);
 }
 
-async fn bad_requests_are_refused_before_anything_is_written(host: Host) {
-    let module = host.load_module_file(guests::PIPELINE).unwrap();
-    for (id, input) in [("", "1"), ("ok", "{oops"), ("bad\nid", "1")] {
-        let result = host.run(&module, id, input).await;
-        assert!(
-            matches!(result, Err(ExecuteError::InvalidRequest(_))),
-            "{id:?} {input:?}: {result:?}"
-        );
-    }
-    assert!(stored_ids(&host).await.is_empty());
-}
-
 #[tokio::test]
 async fn a_module_that_is_not_a_workflow_component_is_refused_clearly() {
     let host = memory_host(HostConfig::default());
@@ -542,7 +409,7 @@ async fn a_result_over_the_value_limit_fails_the_workflow_cleanly(host: Host) {
     assert!(
         state
             .error
-            .contains("the store refused the workflow's result"),
+            .contains("the store refused the workflow's final state"),
         "{}",
         state.error
     );

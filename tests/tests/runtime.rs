@@ -291,7 +291,7 @@ async fn a_100_mib_result_is_refused_cleanly() {
     assert!(
         state
             .error
-            .contains("the store refused the workflow's result"),
+            .contains("the store refused the workflow's final state"),
         "{}",
         &state.error[..state.error.len().min(300)]
     );

@@ -12,11 +12,17 @@ struct Service {
 }
 
 impl Service {
+    /// On the zero-setup store (an in-process mock cluster).
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wf-embed"));
         for var in ["WF_KAFKA_BROKERS", "WF_KAFKA_TOPIC", "WF_CONFIG"] {
             command.env_remove(var);
         }
+        command.envs(env.iter().copied());
         let mut child = command
             .arg(wf_test_artifacts::PIPELINE)
             .env("WF_LISTEN", "127.0.0.1:0")
@@ -140,4 +146,133 @@ async fn the_service_runs_reads_lists_and_deletes_workflows_over_http() {
     assert!(stopped.success());
     let status = service.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_their_own_status_and_write_nothing() {
+    use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, WorkflowStore};
+    let cluster = DevCluster::start("wf-embed-hostile", 3).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let service = Service::start_with(&[
+        ("WF_KAFKA_BROKERS", &brokers),
+        ("WF_KAFKA_TOPIC", "wf-embed-hostile"),
+    ]);
+    let topic = KafkaStore::open(KafkaConfig::new(&brokers).topic("wf-embed-hostile"))
+        .await
+        .unwrap();
+    let before = topic.end_offsets().await.unwrap();
+    // A connection per request: the server answers an oversized body before
+    // reading it and closes the connection, which a pooled client would reuse.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("{}{path}", service.url);
+
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let long_id = "x".repeat(1025);
+    let posts: Vec<(String, Vec<u8>, u16, &str)> = vec![
+        (
+            "/workflows/p".into(),
+            vec![b'"', 0xff, b'"'],
+            400,
+            "not UTF-8",
+        ),
+        (
+            "/workflows/p".into(),
+            b"{oops".to_vec(),
+            400,
+            "input is not valid JSON",
+        ),
+        (
+            "/workflows/p".into(),
+            deep.into_bytes(),
+            400,
+            "nesting deeper than 127 levels",
+        ),
+        (
+            "/workflows/p".into(),
+            b"1e400".to_vec(),
+            400,
+            "number out of range",
+        ),
+        (
+            "/workflows/p".into(),
+            format!("\"{}\"", "x".repeat(1_500_000)).into_bytes(),
+            413,
+            "over the 1048576-byte limit",
+        ),
+        ("/workflows/p".into(), vec![b' '; 3 << 20], 413, ""),
+        (
+            format!("/workflows/{long_id}"),
+            b"1".to_vec(),
+            400,
+            "1025 bytes",
+        ),
+        (
+            "/workflows/a%0Ab".into(),
+            b"1".to_vec(),
+            400,
+            "control character U+000A",
+        ),
+        (
+            "/workflows/a%00b".into(),
+            b"1".to_vec(),
+            400,
+            "control character U+0000",
+        ),
+        ("/workflows/a%FFb".into(), b"1".to_vec(), 400, ""),
+        (
+            "/workflows/p?timeout=-1".into(),
+            b"1".to_vec(),
+            400,
+            "timeout must be a positive number",
+        ),
+        (
+            "/workflows/p?timeout=NaN".into(),
+            b"1".to_vec(),
+            400,
+            "timeout must be a positive number",
+        ),
+        ("/workflows/p?timeout=soon".into(), b"1".to_vec(), 400, ""),
+        ("/workflows/p?wait=maybe".into(), b"1".to_vec(), 400, ""),
+    ];
+    for (path, body, status, needle) in posts {
+        let response = http.post(url(&path)).body(body).send().await.unwrap();
+        let shown = path.get(..40).unwrap_or(&path);
+        assert_eq!(response.status().as_u16(), status, "POST {shown}");
+        let text = response.text().await.unwrap();
+        assert!(
+            text.contains(needle),
+            "POST {shown}: {text:?} should contain {needle:?}"
+        );
+    }
+    for (path, needle) in [
+        ("/workflows?limit=0", "limit must be at least 1"),
+        ("/workflows?limit=-1", ""),
+        ("/workflows?status=done", "unknown status"),
+        ("/workflows/a%0Ab", "control character U+000A"),
+    ] {
+        let response = http.get(url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "GET {path}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(needle), "GET {path}: {text:?}");
+    }
+    let response = http.delete(url("/workflows/%0A")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+
+    assert_eq!(
+        topic.end_offsets().await.unwrap(),
+        before,
+        "nothing written"
+    );
+    // And the service serves on.
+    let ok = http
+        .post(url("/workflows/fine"))
+        .body("\"x\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    topic.close().await.unwrap();
 }

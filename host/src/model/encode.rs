@@ -20,13 +20,32 @@ pub fn validate_json(field: &str, text: &str) -> Result<(), ModelError> {
 
 pub(super) fn check_json(text: &str) -> Result<(), String> {
     serde_json::from_str::<IgnoredAny>(text).map_err(|e| e.to_string())?;
-    // IgnoredAny skips values without a depth limit; enforce it here. Valid
-    // JSON needs 2 bytes per level, so short texts cannot be too deep.
-    if text.len() <= 2 * MAX_DEPTH {
-        return Ok(());
-    }
+    check_depth_and_numbers(text)
+}
+
+/// For text already known to be valid JSON: refuses nesting deeper than
+/// [`MAX_DEPTH`] (serde's `IgnoredAny` skips values without a depth limit)
+/// and numbers out of float64 range, like `1e400`: Go reads an `any` number
+/// as a float64 and refuses those, so a record holding one would fail the
+/// Go provider's decoder. (`IgnoredAny` skips numbers without reading them;
+/// parsing every string instead would also refuse lone surrogate escapes,
+/// which Go accepts.)
+fn check_depth_and_numbers(text: &str) -> Result<(), String> {
+    let bytes = text.as_bytes();
+    let at = |i: usize| {
+        let before = &bytes[..i];
+        let line = 1 + before.iter().filter(|&&c| c == b'\n').count();
+        let column = i - before
+            .iter()
+            .rposition(|&c| c == b'\n')
+            .map_or(0, |p| p + 1)
+            + 1;
+        format!("at line {line} column {column}")
+    };
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (i, &b) in text.as_bytes().iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
         if in_string {
             match b {
                 _ if escaped => escaped = false,
@@ -34,6 +53,7 @@ pub(super) fn check_json(text: &str) -> Result<(), String> {
                 b'"' => in_string = false,
                 _ => {}
             }
+            i += 1;
             continue;
         }
         match b {
@@ -41,21 +61,29 @@ pub(super) fn check_json(text: &str) -> Result<(), String> {
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    let before = &text.as_bytes()[..i];
-                    let line = 1 + before.iter().filter(|&&c| c == b'\n').count();
-                    let column = i - before
-                        .iter()
-                        .rposition(|&c| c == b'\n')
-                        .map_or(0, |p| p + 1)
-                        + 1;
-                    return Err(format!(
-                        "nesting deeper than {MAX_DEPTH} levels at line {line} column {column}"
-                    ));
+                    return Err(format!("nesting deeper than {MAX_DEPTH} levels {}", at(i)));
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let end = bytes[i..]
+                    .iter()
+                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .map_or(bytes.len(), |n| i + n);
+                let number = &text[i..end];
+                // Only an exponent or hundreds of digits leave float64's range.
+                if number.len() > 300 || number.contains(['e', 'E']) {
+                    let finite = number.parse::<f64>().is_ok_and(f64::is_finite);
+                    if !finite {
+                        return Err(format!("number out of range {}", at(i)));
+                    }
+                }
+                i = end;
+                continue;
+            }
             _ => {}
         }
+        i += 1;
     }
     Ok(())
 }

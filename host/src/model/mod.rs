@@ -262,6 +262,33 @@ impl WorkflowState {
             normalize_json(&mut event.signal_payload);
         }
     }
+
+    /// About how many bytes of memory this state holds (inline and on the
+    /// heap), for cache budgets: exact for the strings' buffers, not counting
+    /// allocator overhead.
+    pub fn approx_memory_bytes(&self) -> usize {
+        let json = |field: &Option<Json>| field.as_ref().map_or(0, String::capacity);
+        let events: usize = self
+            .history
+            .iter()
+            .map(|e| {
+                e.activity_name.capacity()
+                    + json(&e.input)
+                    + json(&e.result)
+                    + e.error.capacity()
+                    + e.signal_name.capacity()
+                    + json(&e.signal_payload)
+            })
+            .sum();
+        size_of::<Self>()
+            + self.workflow_id.capacity()
+            + self.run_id.capacity()
+            + json(&self.input)
+            + json(&self.result)
+            + self.error.capacity()
+            + self.history.capacity() * size_of::<HistoryEvent>()
+            + events
+    }
 }
 
 fn normalize_json(field: &mut Option<Json>) {

@@ -728,3 +728,35 @@ fn round_trips_a_variety_of_states() {
     let now = Timestamp::now();
     assert!(now.seconds > 1_700_000_000 && now.nanoseconds < NANOS_PER_SEC);
 }
+
+#[test]
+fn json_numbers_must_fit_a_float64_as_go_reads_them_and_lone_surrogates_pass() {
+    for ok in [
+        "1e308",
+        "-1.7976931348623157e308",
+        "1e-400",
+        "123456789012345678901234567890",
+        "[0, -0, 1.5E+3]",
+        "\"1e400 in a string\"",
+        "\"\\ud800\"",
+        "{\"\\udc00x\": 1}",
+    ] {
+        assert_eq!(validate_json("Input", ok), Ok(()), "{ok}");
+    }
+    for (bad, at) in [
+        ("1e400", "at line 1 column 1"),
+        ("[1, -1e999]", "at line 1 column 5"),
+        ("{\"a\":\n 2E309}", "at line 2 column 2"),
+    ] {
+        let err = validate_json("Input", bad).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("number out of range {at}")),
+            "{bad}: {err}"
+        );
+    }
+    let huge = "9".repeat(400);
+    assert!(
+        validate_json("Input", &huge).is_err(),
+        "400 digits overflow a float64"
+    );
+}

@@ -16,9 +16,16 @@ use crate::model::WorkflowState;
 /// Workflow states in process memory.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    states: RwLock<BTreeMap<String, Arc<WorkflowState>>>,
+    states: RwLock<States>,
     limits: StoreLimits,
     closed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct States {
+    by_id: BTreeMap<String, Arc<WorkflowState>>,
+    /// The sum of the states' [`validate::cache_cost`].
+    bytes: usize,
 }
 
 impl MemoryStore {
@@ -43,13 +50,13 @@ impl MemoryStore {
         Ok(())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<WorkflowState>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, States> {
         // A panic while holding the lock cannot leave the map half-updated
         // (every write is a single insert or remove), so poisoning is ignored.
         self.states.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<WorkflowState>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, States> {
         self.states.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -61,7 +68,24 @@ impl WorkflowStore for MemoryStore {
         self.check_open(OP)?;
         // Encoding enforces the same JSON, timestamp and size rules as Kafka.
         validate::encode_for_save(OP, &mut state, &self.limits)?;
-        self.write()
+        let cost = validate::cache_cost(&state.workflow_id, &state);
+        let mut states = self.write();
+        let replaced = match states.by_id.get(&state.workflow_id) {
+            Some(old) => validate::cache_cost(&old.workflow_id, old),
+            None => {
+                validate::check_cache_room(
+                    OP,
+                    states.bytes,
+                    states.by_id.len(),
+                    cost,
+                    &self.limits,
+                )?;
+                0
+            }
+        };
+        states.bytes = states.bytes - replaced + cost;
+        states
+            .by_id
             .insert(state.workflow_id.clone(), Arc::new(state));
         Ok(())
     }
@@ -70,7 +94,7 @@ impl WorkflowStore for MemoryStore {
         const OP: &str = "memory/load";
         self.check_open(OP)?;
         validate::check_id(OP, workflow_id)?;
-        Ok(self.read().get(workflow_id).cloned())
+        Ok(self.read().by_id.get(workflow_id).cloned())
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Arc<WorkflowState>>, StoreError> {
@@ -83,6 +107,7 @@ impl WorkflowStore for MemoryStore {
         };
         let states = self.read();
         Ok(states
+            .by_id
             .range::<str, _>((start, Bound::Unbounded))
             .map(|(_, state)| state)
             .filter(|state| filter.status.is_none_or(|s| state.status == s))
@@ -95,7 +120,10 @@ impl WorkflowStore for MemoryStore {
         const OP: &str = "memory/delete";
         self.check_open(OP)?;
         validate::check_id(OP, workflow_id)?;
-        self.write().remove(workflow_id);
+        let mut states = self.write();
+        if let Some(old) = states.by_id.remove(workflow_id) {
+            states.bytes -= validate::cache_cost(workflow_id, &old);
+        }
         Ok(())
     }
 

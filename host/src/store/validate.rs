@@ -16,6 +16,15 @@ pub struct StoreLimits {
     pub default_page_size: u32,
     /// The largest page `list` returns, whatever limit is asked for.
     pub max_page_size: u32,
+    /// The most history events one state may carry.
+    pub max_history_events: usize,
+    /// About how much memory the store's states may take (see
+    /// [`WorkflowState::approx_memory_bytes`]); past it, a save of an id not
+    /// yet stored is refused (`unavailable`) while saves of stored ids and
+    /// deletes go on. For Kafka, replay and tailing still apply every record
+    /// of the topic: the log is the truth, the bound only stops this host
+    /// from adding to it.
+    pub max_cache_bytes: usize,
 }
 
 impl Default for StoreLimits {
@@ -24,8 +33,37 @@ impl Default for StoreLimits {
             max_value_bytes: 1024 * 1024,
             default_page_size: 100,
             max_page_size: 1000,
+            max_history_events: 10_000,
+            max_cache_bytes: 1 << 30,
         }
     }
+}
+
+/// What one cached entry of `key` holding `state` costs against
+/// [`StoreLimits::max_cache_bytes`]: the state, its key and the map's node.
+pub fn cache_cost(key: &str, state: &WorkflowState) -> usize {
+    const ENTRY_OVERHEAD: usize = 64;
+    state.approx_memory_bytes() + key.len() + ENTRY_OVERHEAD
+}
+
+/// Refuses a save of a new id once the cache holds `cached_bytes`, at or
+/// over [`StoreLimits::max_cache_bytes`] with this state added.
+pub fn check_cache_room(
+    op: &str,
+    cached_bytes: usize,
+    cached_states: usize,
+    added_bytes: usize,
+    limits: &StoreLimits,
+) -> Result<(), StoreError> {
+    if cached_bytes.saturating_add(added_bytes) <= limits.max_cache_bytes {
+        return Ok(());
+    }
+    Err(StoreError::Unavailable(format!(
+        "{op}: the cache is full: {cached_states} states take about {cached_bytes} bytes and this one \
+         {added_bytes} more, over the {}-byte cache limit; new workflow ids are refused until \
+         states are deleted or the limit is raised (existing ids can still be saved)",
+        limits.max_cache_bytes
+    )))
 }
 
 /// Checks a workflow id: non-empty, at most [`MAX_ID_BYTES`], no control characters.
@@ -57,13 +95,22 @@ pub fn check_id(op: &str, workflow_id: &str) -> Result<(), StoreError> {
 /// Normalizes the JSON fields first ([`WorkflowState::normalize_json_fields`]),
 /// so what a backend keeps equals what a replay of the encoding gives back.
 /// Rejects a bad id, invalid JSON fields, out-of-range timestamps
-/// (`InvalidArgument`) and an encoding over `limits.max_value_bytes` (`TooLarge`).
+/// (`InvalidArgument`), and a history over `limits.max_history_events` or an
+/// encoding over `limits.max_value_bytes` (`TooLarge`).
 pub fn encode_for_save(
     op: &str,
     state: &mut WorkflowState,
     limits: &StoreLimits,
 ) -> Result<Vec<u8>, StoreError> {
     check_id(op, &state.workflow_id)?;
+    if state.history.len() > limits.max_history_events {
+        return Err(StoreError::TooLarge(format!(
+            "{op}: state of {:?} has {} history events, over the limit of {}",
+            state.workflow_id,
+            state.history.len(),
+            limits.max_history_events
+        )));
+    }
     state.normalize_json_fields();
     let value = model::encode_state(state)
         .map_err(|e| StoreError::InvalidArgument(format!("{op}: {e}")))?;

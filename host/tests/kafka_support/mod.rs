@@ -13,6 +13,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use wf_host::model::{Timestamp, WorkflowState, WorkflowStatus};
+use wf_host::store::KafkaStore;
 
 /// One record as it is in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,10 +24,15 @@ pub struct RawRecord {
     pub value: Option<Vec<u8>>,
 }
 
+/// A raw record to produce: key (None: no key) and value (None: tombstone).
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Produces `value` (None: tombstone) under `key` (None: no key), acknowledged.
 pub async fn produce_raw(brokers: &str, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        // Room for the oversized records the hostile-record tests write.
+        .set("message.max.bytes", "16000000")
         .create()
         .expect("raw producer");
     let mut record = FutureRecord::<[u8], [u8]>::to(topic);
@@ -40,6 +46,15 @@ pub async fn produce_raw(brokers: &str, topic: &str, key: Option<&[u8]>, value: 
         .send(record, Timeout::After(Duration::from_secs(10)))
         .await
         .expect("raw produce acknowledged");
+}
+
+/// Every live state of `store`, by id.
+pub fn snapshot(store: &KafkaStore) -> BTreeMap<String, WorkflowState> {
+    let mut states = BTreeMap::new();
+    store.for_each_state(|s| {
+        states.insert(s.workflow_id.clone(), s.clone());
+    });
+    states
 }
 
 /// Every record of `topic`, read from the beginning to the current end of each partition.

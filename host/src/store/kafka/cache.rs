@@ -12,6 +12,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::model::{self, WorkflowState, WorkflowStatus};
+use crate::store::validate;
 
 /// One decoded record of the topic.
 #[derive(Debug)]
@@ -34,6 +35,14 @@ pub(crate) enum SkipReason {
     /// The value does not decode as a workflow state.
     #[error("value is not a workflow state: {0}")]
     BadValue(String),
+    /// The value is over the store's value limit.
+    #[error("value is {bytes} bytes, over the {limit}-byte value limit")]
+    ValueTooLarge {
+        /// The value's size.
+        bytes: usize,
+        /// The store's `max_value_bytes`.
+        limit: usize,
+    },
     /// The value decodes but names another workflow.
     #[error("key {key:?} differs from the value's WorkflowID {workflow_id:?}")]
     KeyMismatch {
@@ -97,6 +106,8 @@ pub(crate) struct Cache {
     /// Per partition, the last offset the consumer applied (-1: none yet).
     consumed: Vec<i64>,
     live: usize,
+    /// The live states' [`validate::cache_cost`], summed.
+    bytes: usize,
 }
 
 impl Cache {
@@ -125,6 +136,11 @@ impl Cache {
     /// The number of live states.
     pub fn len(&self) -> usize {
         self.live
+    }
+
+    /// About how much memory the live states take (see [`validate::cache_cost`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Every live state, ascending by id.
@@ -213,12 +229,15 @@ impl Cache {
                     (false, true) => self.live += 1,
                     _ => {}
                 }
+                self.bytes -= cost(key, slot.state.as_deref());
+                self.bytes += cost(key, state.as_deref());
                 *slot = Slot { state, at };
             }
             None => {
                 if is_live {
                     self.live += 1;
                 }
+                self.bytes += cost(key, state.as_deref());
                 self.slots.insert(key.to_owned(), Slot { state, at });
             }
         }
@@ -227,13 +246,21 @@ impl Cache {
 
     fn remove(&mut self, key: &str) -> bool {
         match self.slots.remove(key) {
-            Some(Slot { state: Some(_), .. }) => {
+            Some(Slot {
+                state: Some(state), ..
+            }) => {
                 self.live -= 1;
+                self.bytes -= cost(key, Some(&state));
                 true
             }
             Some(Slot { state: None, .. }) | None => false,
         }
     }
+}
+
+/// What a slot's state costs against the cache bound; a tombstone's guard nothing.
+fn cost(key: &str, state: Option<&WorkflowState>) -> usize {
+    state.map_or(0, |state| validate::cache_cost(key, state))
 }
 
 #[cfg(test)]

@@ -211,6 +211,16 @@ impl KafkaConfig {
                 config.set(key, value);
             }
         }
+        // A partition fetch must hold the largest record this store writes
+        // (librdkafka's default, 1 MiB, is below it): librdkafka's mock
+        // cluster does not return a record larger than the fetch size, so
+        // the tail would stall at a state saved at the value limit.
+        if !self.properties.contains_key("fetch.message.max.bytes") {
+            config.set(
+                "fetch.message.max.bytes",
+                self.max_record_bytes().to_string(),
+            );
+        }
         config
     }
 

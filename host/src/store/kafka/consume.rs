@@ -17,7 +17,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use tokio::sync::oneshot;
 
-use super::cache::{Cache, Record, decode_record};
+use super::cache::{Cache, Record, SkipReason, decode_record};
 use super::context::LogContext;
 
 /// What a replay read from one partition.
@@ -82,6 +82,9 @@ pub(crate) struct Consumption {
     pub cache: Arc<RwLock<Cache>>,
     pub counters: Arc<Counters>,
     pub stop: Arc<AtomicBool>,
+    /// Values over this many bytes are skipped: a state this host would
+    /// refuse to write is not taken into its cache either.
+    pub max_value_bytes: usize,
 }
 
 /// A record as polled, copied out of librdkafka's buffer for a decoder.
@@ -373,7 +376,15 @@ impl Consumption {
                 state: None,
             }),
             // Decode outside the lock: readers are never blocked on JSON parsing.
-            None => decode_record(key, value),
+            None => match value {
+                Some(value) if value.len() > self.max_value_bytes => {
+                    Err(SkipReason::ValueTooLarge {
+                        bytes: value.len(),
+                        limit: self.max_value_bytes,
+                    })
+                }
+                _ => decode_record(key, value),
+            },
         };
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if offset <= cache.consumed(partition) {

@@ -6,7 +6,7 @@
 //! acknowledged them; the cache is then updated at the acknowledged offset.
 //! Reads never leave the process.
 
-mod cache;
+pub(crate) mod cache;
 mod config;
 mod consume;
 mod context;
@@ -172,6 +172,7 @@ impl KafkaStore {
             cache: cache.clone(),
             counters: counters.clone(),
             stop: stop.clone(),
+            max_value_bytes: config.limits.max_value_bytes,
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
@@ -221,15 +222,15 @@ impl KafkaStore {
         }
     }
 
-    /// How far the tail is behind the end of the topic, from the broker's
-    /// current high watermarks (one request per partition).
-    pub async fn tail_lag(&self) -> Result<TailLag, StoreError> {
-        self.check_open("kafka/lag")?;
+    /// The broker's current high watermark (the offset the next record will
+    /// get) of each partition, in partition order: one request per partition.
+    pub async fn end_offsets(&self) -> Result<Vec<(i32, i64)>, StoreError> {
+        self.check_open("kafka/end-offsets")?;
         let partitions: Vec<i32> = self.replay.partitions.iter().map(|p| p.partition).collect();
         let consumer = self.consumer.clone();
         let topic = self.config.topic.clone();
         let timeout = self.config.open_timeout;
-        let highs = blocking(move || {
+        blocking(move || {
             partitions
                 .into_iter()
                 .map(|p| {
@@ -240,7 +241,13 @@ impl KafkaStore {
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?
-        .map_err(|e| StoreError::Unavailable(format!("kafka/lag: {e}")))?;
+        .map_err(|e| StoreError::Unavailable(format!("kafka/end-offsets: {e}")))
+    }
+
+    /// How far the tail is behind the end of the topic, from the broker's
+    /// current high watermarks ([`KafkaStore::end_offsets`]).
+    pub async fn tail_lag(&self) -> Result<TailLag, StoreError> {
+        let highs = self.end_offsets().await?;
         let cache = self.read_cache();
         let partitions: Vec<(i32, u64)> = highs
             .into_iter()
@@ -250,6 +257,12 @@ impl KafkaStore {
             records: partitions.iter().map(|(_, lag)| lag).sum(),
             partitions,
         })
+    }
+
+    /// About how much memory the cached states take, in bytes (what
+    /// [`StoreLimits::max_cache_bytes`](super::StoreLimits::max_cache_bytes) bounds).
+    pub fn cache_bytes(&self) -> usize {
+        self.read_cache().bytes()
     }
 
     /// Calls `f` with every live state, ascending by id, under the cache's read lock.
@@ -286,11 +299,12 @@ impl KafkaStore {
         // librdkafka reports every message within message.timeout.ms; the
         // outer bound only guards against a lost delivery report.
         let send = self.producer.send(record, Timeout::After(timeout));
-        match tokio::time::timeout(timeout + Duration::from_secs(5), send).await {
+        let waited = timeout + Duration::from_secs(5);
+        match tokio::time::timeout(waited, send).await {
             Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
             Ok(Err((error, _))) => Err(write_error(prefix, &error)),
             Err(_) => Err(StoreError::Unavailable(format!(
-                "{prefix}: no acknowledgement within {timeout:?}"
+                "{prefix}: no acknowledgement within {waited:?} (the produce timeout, {timeout:?}, and 5 s for the delivery report); the record may still be written"
             ))),
         }
     }
@@ -302,6 +316,19 @@ impl WorkflowStore for KafkaStore {
         const OP: &str = "kafka/save";
         self.check_open(OP)?;
         let value = validate::encode_for_save(OP, &mut state, &self.config.limits)?;
+        {
+            let cache = self.read_cache();
+            if cache.get(&state.workflow_id).is_none() {
+                let cost = validate::cache_cost(&state.workflow_id, &state);
+                validate::check_cache_room(
+                    OP,
+                    cache.bytes(),
+                    cache.len(),
+                    cost,
+                    &self.config.limits,
+                )?;
+            }
+        }
         let (partition, offset) = self
             .write(&state.workflow_id, Some(&value), "kafka/save: write")
             .await?;

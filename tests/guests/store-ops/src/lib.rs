@@ -65,6 +65,13 @@ enum Op {
         state: WorkflowState,
         times: usize,
     },
+    /// Save a state of workflow `id` with this many history events.
+    SaveHistory {
+        id: String,
+        events: usize,
+    },
+    /// Save a state whose id is not UTF-8: the host must refuse to lift it.
+    SaveNonUtf8Id,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,10 +159,27 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
                     .try_for_each(|_| store.save(&state))
                     .map(|()| times),
             ),
+            Op::SaveHistory { id, events } => {
+                let mut state = WorkflowState::new(id);
+                for _ in 0..events {
+                    state.push_event(wf_guest::EventType::ActivityCompleted);
+                }
+                outcome(store.save(&state))
+            }
+            Op::SaveNonUtf8Id => outcome(store.save(&WorkflowState::new(non_utf8_id()))),
         };
         outcomes.push(done);
     }
     Ok(outcomes)
+}
+
+/// A `String` holding bytes that are not UTF-8, which safe Rust cannot make:
+/// other languages' guests can pass such bytes, and the host must refuse them.
+#[allow(unsafe_code)]
+fn non_utf8_id() -> String {
+    // SAFETY: not upheld on purpose. The string is only copied into the
+    // canonical ABI's string lowering (a byte copy) and never inspected.
+    unsafe { String::from_utf8_unchecked(vec![b'i', b'd', 0xff, 0xfe]) }
 }
 
 fn spin() -> ! {

@@ -101,75 +101,8 @@ async fn empty_the_store(host: &Host) {
     }
 }
 
-pub fn kinds(state: &WorkflowState) -> Vec<EventType> {
-    state.history.iter().map(|e| e.kind).collect()
-}
-
-pub fn result_json(state: &WorkflowState) -> Value {
-    serde_json::from_str(state.result.as_deref().expect("a result")).expect("result is JSON")
-}
-
-pub async fn stored_ids(host: &Host) -> Vec<String> {
-    let page = ListFilter {
-        limit: Some(1000),
-        ..Default::default()
-    };
-    host.store()
-        .list(&page)
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.workflow_id.clone())
-        .collect()
-}
-
-/// Runs the store-ops guest with `script` as workflow `id`; returns the final
-/// state and, when it completed, the per-operation outcomes.
-pub async fn script(
-    host: &Host,
-    module: &Module,
-    id: &str,
-    script: Value,
-) -> (WorkflowState, Vec<Value>) {
-    let state = host
-        .run(module, id, &script.to_string())
-        .await
-        .expect("execute");
-    let outcomes = match state.status {
-        WorkflowStatus::Completed => serde_json::from_value(result_json(&state)).unwrap(),
-        _ => Vec::new(),
-    };
-    (state, outcomes)
-}
-
-pub fn wire_state(id: &str) -> Value {
-    json!({
-        "workflow_id": id,
-        "run_id": "r1",
-        "status": "completed",
-        "input": {"n": 1},
-        "result": [1, 2],
-        "error": "",
-        "history": [{
-            "id": 1, "kind": "activity_completed",
-            "timestamp": {"seconds": 1700000000, "nanoseconds": 5},
-            "activity_name": "charge", "input": null, "result": {"ok": true}, "error": "",
-            "signal_name": "", "signal_payload": null, "duration_ns": 42
-        }],
-        "created_at": {"seconds": 1700000000, "nanoseconds": 0},
-        "updated_at": {"seconds": 1700000001, "nanoseconds": 0}
-    })
-}
-
-pub fn err_kind(outcome: &Value) -> (&str, &str) {
-    let err = outcome
-        .get("err")
-        .unwrap_or_else(|| panic!("expected an error, got {outcome}"));
-    (
-        err["kind"].as_str().unwrap(),
-        err["message"].as_str().unwrap(),
-    )
-}
+// The store-ops guests of every language take the same scripts as the Rust one.
+pub use wf_tests::{err_kind, kinds, result_json, script, stored_ids, wire_state};
 
 async fn pipeline_example_completes_and_records_each_step(host: &Arc<Host>, g: &Guests) {
     let state = host
@@ -528,7 +461,7 @@ async fn a_result_over_the_value_limit_fails_the_workflow_cleanly(host: &Arc<Hos
     assert!(
         state
             .error
-            .contains("the store refused the workflow's result"),
+            .contains("the store refused the workflow's final state"),
         "{}",
         state.error
     );
