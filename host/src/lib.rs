@@ -19,6 +19,9 @@
 mod bindings;
 pub mod config;
 mod executor;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod model;
 mod runtime;

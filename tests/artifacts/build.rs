@@ -13,6 +13,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("store-ops", "STORE_OPS"),
     ("sandbox-probe", "SANDBOX_PROBE"),
     ("durable", "DURABLE"),
+    ("soak", "SOAK"),
 ];
 
 fn main() {
