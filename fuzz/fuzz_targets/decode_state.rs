@@ -10,11 +10,9 @@
 //!   `json.Marshal` cannot write: a time whose UTC year leaves 0..=9999 after
 //!   its offset is applied (`0000-01-01T00:00:00+01:00`), a JSON-text field
 //!   nested deeper than the 127 levels the encoder allows (Go decodes up to
-//!   10000), or one holding what the encoder's check refuses and a raw skip
-//!   does not: a number out of the float64 range (`1e400`, which the Go
-//!   provider could not decode into an `any`) or a `\u` escape that is not a
-//!   valid code point (a lone surrogate such as `"\ud800"`, which Go reads as
-//!   U+FFFD);
+//!   10000), or one holding a number out of the float64 range (`1e400`,
+//!   which the Go provider could not decode into an `any`, so the encoder's
+//!   check refuses it while the decoder keeps raw text);
 //! * otherwise the encoding decodes to an equal state, and encoding that gives
 //!   the same bytes again (the encoding is canonical).
 #![no_main]
