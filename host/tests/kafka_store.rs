@@ -491,3 +491,25 @@ async fn a_write_the_broker_refuses_maps_to_its_store_error_and_changes_nothing(
     assert_eq!(store.load("kept").await.unwrap().unwrap().run_id, "after");
     store.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_of_predicts_where_the_producer_put_each_record() {
+    let cluster = DevCluster::start(TOPIC, 12).unwrap();
+    let store = open(&cluster).await;
+    for i in 0..200 {
+        let id = format!("wf-{i}/é");
+        store
+            .save(state(&id, "1", WorkflowStatus::Running))
+            .await
+            .unwrap();
+    }
+    let records = read_topic(&cluster.bootstrap_servers(), TOPIC);
+    assert_eq!(records.len(), 200);
+    let used: std::collections::BTreeSet<i32> = records.iter().map(|r| r.partition).collect();
+    assert!(used.len() > 6, "ids spread over the partitions: {used:?}");
+    for record in records {
+        let key = String::from_utf8(record.key.unwrap()).unwrap();
+        assert_eq!(record.partition, store.partition_of(&key), "{key}");
+    }
+    store.close().await.unwrap();
+}

@@ -11,6 +11,7 @@ mod config;
 mod consume;
 mod context;
 mod dev;
+mod partition;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -36,6 +37,7 @@ use context::LogContext;
 pub use config::{DEFAULT_TOPIC, KafkaConfig};
 pub use consume::{PartitionReport, ProgressObserver, ReplayProgress, ReplayReport};
 pub use dev::{DevCluster, MOCK_CLUSTER_BOUNDS};
+pub use partition::partition_for_key;
 
 /// Workflow states on a compacted Kafka topic.
 ///
@@ -257,6 +259,13 @@ impl KafkaStore {
             records: partitions.iter().map(|(_, lag)| lag).sum(),
             partitions,
         })
+    }
+
+    /// The partition `workflow_id`'s records are written to (the producer's
+    /// partitioner, [`partition_for_key`]), among the topic's partitions at open.
+    pub fn partition_of(&self, workflow_id: &str) -> i32 {
+        let partitions = i32::try_from(self.replay.partitions.len()).unwrap_or(i32::MAX);
+        partition_for_key(workflow_id.as_bytes(), partitions.max(1))
     }
 
     /// About how much memory the cached states take, in bytes (what
