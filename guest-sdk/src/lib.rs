@@ -100,7 +100,7 @@ mod store;
 mod types;
 
 pub use durable::ActivityError;
-pub use store::{Context, ListFilter, Store, StoreError};
+pub use store::{Context, ListFilter, Store, StoreError, Version, Versioned};
 pub use types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState, WorkflowStatus};
 
 // The generated code names this crate by its external path.

@@ -104,6 +104,20 @@ impl ListFilter {
     }
 }
 
+/// Which record of a workflow id a state was read from: versions of one id
+/// only grow, and 0 means no state is stored. Pass one to
+/// [`Store::save_versioned`] to write only if nobody wrote the id since.
+pub type Version = u64;
+
+/// A stored state and the version of its record ([`Store::load_versioned`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned {
+    /// The state.
+    pub state: WorkflowState,
+    /// Its version.
+    pub version: Version,
+}
+
 /// The host's workflow store. Every call is synchronous for the guest; a write
 /// returns once the host's backend acknowledged it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -113,13 +127,58 @@ pub struct Store {
 
 impl Store {
     /// Creates or replaces the state under `state.workflow_id`.
+    ///
+    /// Inside a run, a save of the workflow's own id is checked by the host
+    /// against the version the run last wrote: if another host took the
+    /// workflow over and wrote it, this fails with [`StoreError::Conflict`].
     pub fn save(&self, state: &WorkflowState) -> Result<(), StoreError> {
-        wit_store::save(&state.clone().into()).map_err(Into::into)
+        self.save_versioned(state, None).map(drop)
+    }
+
+    /// Saves `state` only if its id is still at version `expected` (0: no
+    /// state stored), else fails with [`StoreError::Conflict`] and writes
+    /// nothing; `None` saves as [`Store::save`] does. Returns the new version.
+    ///
+    /// ```no_run
+    /// # use wf_guest::{Json, Store, StoreError, WorkflowState};
+    /// # fn f(store: &Store) -> Result<(), StoreError> {
+    /// // Increment a counter kept in `result`, safely against other writers.
+    /// loop {
+    ///     let (mut state, version) = match store.load_versioned("counter")? {
+    ///         Some(found) => (found.state, found.version),
+    ///         None => (WorkflowState::new("counter"), 0),
+    ///     };
+    ///     let n: u64 = state.result.as_ref().and_then(|r| r.to_value().ok()).unwrap_or(0);
+    ///     state.result = Some(Json::from_value(&(n + 1)).expect("a number encodes"));
+    ///     match store.save_versioned(&state, Some(version)) {
+    ///         Ok(_) => return Ok(()),
+    ///         Err(StoreError::Conflict(_)) => continue,
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn save_versioned(
+        &self,
+        state: &WorkflowState,
+        expected: Option<Version>,
+    ) -> Result<Version, StoreError> {
+        wit_store::save(&state.clone().into(), expected).map_err(Into::into)
     }
 
     /// The state under `workflow_id`, if any.
     pub fn load(&self, workflow_id: &str) -> Result<Option<WorkflowState>, StoreError> {
         Ok(wit_store::load(workflow_id)?.map(Into::into))
+    }
+
+    /// The state under `workflow_id` with its version, if any.
+    pub fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError> {
+        Ok(
+            wit_store::load_versioned(workflow_id)?.map(|found| Versioned {
+                state: found.state.into(),
+                version: found.version,
+            }),
+        )
     }
 
     /// One page of states, ascending by id.

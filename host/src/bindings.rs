@@ -5,10 +5,11 @@
 //! [`to_wit_error`]); a trap is raised only for host bugs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model;
 use crate::runtime::AccessPolicy;
-use crate::store::{ListFilter, StoreError, StoreLimits, WorkflowStore};
+use crate::store::{ListFilter, StoreError, StoreLimits, Version, WorkflowStore};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -32,6 +33,41 @@ pub(crate) trait StoreView: Send {
     fn module_name(&self) -> &str;
     /// The ids the module may touch.
     fn access(&self) -> &AccessPolicy;
+    /// The running workflow's fence on its own id, if the guest runs one.
+    fn run_fence(&self) -> Option<&Arc<RunFence>>;
+}
+
+/// The version a run last wrote of its own workflow id. The host's
+/// lifecycle saves and the guest's saves of that id (when the guest names no
+/// expected version) are conditional on it, so a run whose workflow another
+/// host took over (and wrote) cannot write it again.
+#[derive(Debug)]
+pub(crate) struct RunFence {
+    workflow_id: String,
+    version: AtomicU64,
+}
+
+impl RunFence {
+    pub(crate) fn new(workflow_id: &str, version: Version) -> Self {
+        Self {
+            workflow_id: workflow_id.to_owned(),
+            version: AtomicU64::new(version),
+        }
+    }
+
+    /// The version the run last wrote.
+    pub(crate) fn version(&self) -> Version {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set(&self, version: Version) {
+        self.version.store(version, Ordering::Release);
+    }
+
+    /// This fence, if it guards `workflow_id`.
+    fn guarding(fence: Option<&Arc<Self>>, workflow_id: &str) -> Option<Arc<Self>> {
+        fence.filter(|f| f.workflow_id == workflow_id).cloned()
+    }
 }
 
 /// `denied` unless `module`'s policy `access` allows `workflow_id`; logs a
@@ -84,13 +120,40 @@ pub(crate) fn add_to_linker<T: StoreView + 'static>(
 impl wit::Host for &mut dyn StoreView {}
 
 impl generated::wf::workflow::store::Host for &mut dyn StoreView {
-    async fn save(&mut self, state: wit::WorkflowState) -> Result<(), wit::StoreError> {
+    async fn save(
+        &mut self,
+        state: wit::WorkflowState,
+        expected: Option<Version>,
+    ) -> Result<Version, wit::StoreError> {
         check_guest_access(&**self, "save", &state.workflow_id)?;
+        let fence = RunFence::guarding(self.run_fence(), &state.workflow_id);
+        let expected = expected.or_else(|| fence.as_ref().map(|f| f.version()));
         let state = model::WorkflowState::from(state);
-        self.workflow_store()
-            .save(state)
+        let version = self
+            .workflow_store()
+            .save_versioned(state, expected)
             .await
-            .map_err(to_wit_error)
+            .map_err(to_wit_error)?;
+        if let Some(fence) = fence {
+            fence.set(version);
+        }
+        Ok(version)
+    }
+
+    async fn load_versioned(
+        &mut self,
+        workflow_id: String,
+    ) -> Result<Option<wit::VersionedState>, wit::StoreError> {
+        check_guest_access(&**self, "load", &workflow_id)?;
+        let found = self
+            .workflow_store()
+            .load_versioned(&workflow_id)
+            .await
+            .map_err(to_wit_error)?;
+        Ok(found.map(|v| wit::VersionedState {
+            state: to_wit_state(&v.state),
+            version: v.version,
+        }))
     }
 
     async fn load(
@@ -126,7 +189,11 @@ impl generated::wf::workflow::store::Host for &mut dyn StoreView {
         self.workflow_store()
             .delete(&workflow_id)
             .await
-            .map_err(to_wit_error)
+            .map_err(to_wit_error)?;
+        if let Some(fence) = RunFence::guarding(self.run_fence(), &workflow_id) {
+            fence.set(0);
+        }
+        Ok(())
     }
 }
 

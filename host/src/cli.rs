@@ -99,6 +99,22 @@ struct StoreArgs {
     #[arg(long, global = true)]
     accept_uncompacted: bool,
 
+    /// Share the topic with the other hosts of this Kafka consumer group:
+    /// run and recover only the workflows of the partitions the group
+    /// assigns this host, and take up a departed host's running workflows.
+    #[arg(long, env = "WF_GROUP", global = true, value_name = "GROUP_ID")]
+    group: Option<String>,
+
+    /// The name this host announces to its group, given to clients sent
+    /// elsewhere (its URL, say) [default: $HOSTNAME-PID].
+    #[arg(long, global = true, value_name = "NAME")]
+    member_name: Option<String>,
+
+    /// Seconds before the group gives a silent (crashed) host's workflows to
+    /// others [default: 10].
+    #[arg(long, global = true, value_name = "SECONDS")]
+    session_timeout: Option<f64>,
+
     /// Largest encoded workflow state the store accepts, in bytes [default: 1048576].
     #[arg(long, global = true, value_name = "BYTES")]
     max_value_bytes: Option<usize>,
@@ -441,6 +457,15 @@ fn store_config(args: &StoreArgs, file: &ConfigFile) -> anyhow::Result<(StoreCon
         kafka.produce_timeout = config::seconds("--produce-timeout", secs)?;
     }
     kafka.accept_uncompacted |= args.accept_uncompacted;
+    if let Some(group) = &args.group {
+        kafka.group_id = Some(group.clone());
+    }
+    if let Some(name) = &args.member_name {
+        kafka.member_name = Some(name.clone());
+    }
+    if let Some(secs) = args.session_timeout {
+        kafka.session_timeout = config::seconds("--session-timeout", secs)?;
+    }
     kafka.properties.extend(args.kafka_props.iter().cloned());
     let brokers_given = !kafka.brokers.trim().is_empty();
     Ok((StoreConfig::Kafka(kafka), brokers_given))
@@ -499,7 +524,18 @@ async fn serve(
     listen: &str,
     recover: bool,
 ) -> anyhow::Result<ExitCode> {
-    if recover {
+    // In a group, ownership decides: the partitions this host is given
+    // (now and whenever a host leaves) have their running workflows taken up.
+    let follower = host.follow_ownership(&module);
+    if follower.is_some() {
+        eprintln!(
+            "wfhost serve: in group {}; taking up the running workflows of the partitions it assigns",
+            host.store_for(&module)
+                .ownership()
+                .map(|o| o.group().to_owned())
+                .unwrap_or_default()
+        );
+    } else if recover {
         let handles = host.recover(&module, RecoverOptions::default()).await?;
         eprintln!(
             "wfhost serve: recovering {} workflows left running",
@@ -522,6 +558,11 @@ async fn serve(
         })
         .await
         .context("serving HTTP")?;
+    if let Some(follower) = follower {
+        // Hand the running workflows over: their next owner resumes them.
+        follower.abort();
+        host.abandon_all().await;
+    }
     let running = host.running();
     if !running.is_empty() {
         // Their `running` states stay stored: `wfhost recover` (or
@@ -639,6 +680,7 @@ async fn command(
             let (host, module) = sandbox.host(store, module, file)?;
             let options = RecoverOptions {
                 id_prefix: prefix.clone(),
+                ..RecoverOptions::default()
             };
             let handles = host.recover(&module, options).await?;
             if handles.is_empty() {

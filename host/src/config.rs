@@ -133,6 +133,12 @@ pub struct KafkaSection {
     pub produce_timeout_secs: Option<f64>,
     /// Seconds opening may wait for metadata and watermarks.
     pub open_timeout_secs: Option<f64>,
+    /// The consumer group of the hosts sharing the topic (scale-out).
+    pub group_id: Option<String>,
+    /// The name this host announces to its group (its URL, say).
+    pub member_name: Option<String>,
+    /// Seconds the group waits for a silent (crashed) host.
+    pub session_timeout_secs: Option<f64>,
     /// librdkafka properties for every client (security settings, tuning).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -194,6 +200,11 @@ impl ConfigFile {
         if let Some(secs) = k.open_timeout_secs {
             config.open_timeout = seconds("open_timeout_secs", secs)?;
         }
+        if let Some(secs) = k.session_timeout_secs {
+            config.session_timeout = seconds("session_timeout_secs", secs)?;
+        }
+        config.group_id.clone_from(&k.group_id);
+        config.member_name.clone_from(&k.member_name);
         config.properties.extend(k.properties.clone());
         Ok(config)
     }

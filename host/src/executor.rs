@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 
+use crate::bindings::RunFence;
 use crate::model::{self, EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
 use crate::runtime::{
     GuestOutput, HostConfig, Module, ModuleOptions, RunLimits, Runtime, WhenFull,
 };
-use crate::store::{ListFilter, StoreError, WorkflowStore, validate};
+use crate::store::{ListFilter, NotOwner, Ownership, StoreError, Version, WorkflowStore, validate};
 
 /// Why the host could not start, record or cancel a workflow.
 ///
@@ -35,6 +36,16 @@ pub enum ExecuteError {
     /// refuse ([`WhenFull::Refuse`](crate::WhenFull::Refuse)); nothing was written.
     #[error("busy: {0}")]
     Busy(String),
+    /// Hosts share the store and another one owns the workflow (the error
+    /// names it when it announced itself); nothing was written. Send the
+    /// request there.
+    #[error("not the owner: {0}")]
+    NotOwner(#[from] NotOwner),
+    /// The run was stopped without recording its end, because this host gave
+    /// up the workflow (its partition went to another host, or
+    /// [`Host::abandon_all`]); it stays `running` for the next owner.
+    #[error("workflow {0} was handed over: its run here stopped without recording an end")]
+    Abandoned(String),
     /// The store refused or failed a lifecycle write.
     #[error("recording the workflow's state failed: {0}")]
     Store(#[from] StoreError),
@@ -82,6 +93,20 @@ impl ExecuteOptions {
 pub struct RecoverOptions {
     /// Only ids starting with this.
     pub id_prefix: Option<String>,
+    /// Only ids in these partitions (hosts sharing a store: the partitions
+    /// this host just gained). Ids this host does not own are always skipped.
+    pub partitions: Option<Vec<i32>>,
+}
+
+/// What a running workflow is asked to do, through its handle or the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Nothing: run on.
+    Run,
+    /// End `canceled`.
+    Cancel,
+    /// Stop without recording an end: another host takes the workflow over.
+    Abandon,
 }
 
 /// A workflow running on a host. Dropping the handle does not stop the
@@ -91,7 +116,7 @@ pub struct WorkflowHandle {
     id: String,
     run_id: String,
     status: watch::Receiver<WorkflowStatus>,
-    cancel: watch::Sender<bool>,
+    cancel: watch::Sender<Stop>,
     task: tokio::task::JoinHandle<Result<WorkflowState, ExecuteError>>,
 }
 
@@ -113,7 +138,7 @@ impl WorkflowHandle {
 
     /// Interrupts the guest; the workflow ends `canceled`. No effect once it ended.
     pub fn cancel(&self) {
-        self.cancel.send_replace(true);
+        request_stop(&self.cancel, Stop::Cancel);
     }
 
     /// Waits for the run to end and returns its final state, as saved.
@@ -173,7 +198,21 @@ struct HostInner {
 #[derive(Debug)]
 struct RunningWorkflow {
     run_id: String,
-    cancel: watch::Sender<bool>,
+    cancel: watch::Sender<Stop>,
+    /// With hosts sharing the store: who decides ownership, and the
+    /// workflow's partition.
+    owned_in: Option<(Arc<Ownership>, i32)>,
+}
+
+/// Asks a run to stop as `stop` says, unless it was already asked to.
+fn request_stop(sender: &watch::Sender<Stop>, stop: Stop) {
+    sender.send_if_modified(|current| {
+        let first = *current == Stop::Run;
+        if first {
+            *current = stop;
+        }
+        first
+    });
 }
 
 /// How a guest's run ended, before it is recorded.
@@ -275,7 +314,8 @@ impl Host {
         let timeout = options.timeout;
         let running = new_run(options)?;
         check_access(module, &running.workflow_id)?;
-        self.start(module, running, timeout, self.waits_when_full())
+        self.check_owner(module, &running.workflow_id).await?;
+        self.start(module, running, None, timeout, self.waits_when_full())
             .await
     }
 
@@ -296,7 +336,10 @@ impl Host {
         let timeout = options.timeout;
         let running = new_run(options)?;
         check_access(module, &running.workflow_id)?;
-        let admitted = self.admit(module, &running, self.waits_when_full()).await?;
+        self.check_owner(module, &running.workflow_id).await?;
+        let admitted = self
+            .admit(module, &running, None, self.waits_when_full())
+            .await?;
         let limits = self.inner.runtime.run_limits(module, timeout);
         self.inner.drive(module, running, &limits, admitted).await
     }
@@ -309,8 +352,95 @@ impl Host {
         let workflow = running
             .get(workflow_id)
             .ok_or_else(|| ExecuteError::NotRunning(workflow_id.to_owned()))?;
-        workflow.cancel.send_replace(true);
+        request_stop(&workflow.cancel, Stop::Cancel);
         Ok(())
+    }
+
+    /// Stops every workflow running on this host without recording an end:
+    /// they stay `running`, for the host that owns them next (or for
+    /// [`Host::recover`]). For a host leaving a group, before it closes its
+    /// store; their handles' results are [`ExecuteError::Abandoned`].
+    /// Returns once they stopped (within an epoch tick: a store call under
+    /// way is dropped, not awaited).
+    pub async fn abandon_all(&self) {
+        let stopping: Vec<(String, String)> = {
+            let running = self.inner.lock_running();
+            for workflow in running.values() {
+                request_stop(&workflow.cancel, Stop::Abandon);
+            }
+            running
+                .iter()
+                .map(|(id, w)| (id.clone(), w.run_id.clone()))
+                .collect()
+        };
+        while stopping.iter().any(|(id, run_id)| {
+            self.inner
+                .lock_running()
+                .get(id)
+                .is_some_and(|w| w.run_id == *run_id)
+        }) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Keeps `module`'s workflows where ownership says, when hosts share its
+    /// store ([`WorkflowStore::ownership`]): recovers the `running`
+    /// workflows of every partition this host gains (after its cache caught
+    /// up with the partition), and stops, without recording an end, its runs
+    /// of every partition it loses (the new owner resumes them). Runs until
+    /// the host's store closes; `None` when the store is not shared.
+    pub fn follow_ownership(&self, module: &Module) -> Option<tokio::task::JoinHandle<()>> {
+        let ownership = self.store_for(module).ownership()?;
+        let mut changes = ownership.subscribe();
+        let host = self.clone();
+        let module = module.clone();
+        Some(tokio::spawn(async move {
+            // Whatever was gained before this subscription is taken up here.
+            let mut gained = Some(changes.borrow_and_update().owned.clone());
+            loop {
+                if let Some(partitions) = gained.take().filter(|p| !p.is_empty()) {
+                    let options = RecoverOptions {
+                        partitions: Some(partitions),
+                        ..RecoverOptions::default()
+                    };
+                    if let Err(e) = host.recover(&module, options).await {
+                        tracing::warn!(
+                            module = module.name(),
+                            "recovering gained partitions failed: {e}"
+                        );
+                    }
+                }
+                if changes.changed().await.is_err() {
+                    return;
+                }
+                let change = changes.borrow_and_update().clone();
+                host.abandon_partitions(&ownership, &change.lost);
+                gained = Some(change.gained);
+            }
+        }))
+    }
+
+    /// Stops the runs of `lost` partitions without recording an end.
+    fn abandon_partitions(&self, ownership: &Arc<Ownership>, lost: &[i32]) {
+        if lost.is_empty() {
+            return;
+        }
+        for workflow in self.inner.lock_running().values() {
+            if let Some((owner, partition)) = &workflow.owned_in
+                && Arc::ptr_eq(owner, ownership)
+                && lost.contains(partition)
+            {
+                request_stop(&workflow.cancel, Stop::Abandon);
+            }
+        }
+    }
+
+    /// `NotOwner` unless this host owns `workflow_id` in `module`'s store.
+    async fn check_owner(&self, module: &Module, workflow_id: &str) -> Result<(), ExecuteError> {
+        match self.store_for(module).ownership() {
+            Some(ownership) => Ok(ownership.check(workflow_id).await?),
+            None => Ok(()),
+        }
     }
 
     /// The ids of the workflows running on this host, sorted.
@@ -368,21 +498,51 @@ impl Host {
             after: None,
         };
         let prefix = options.id_prefix.unwrap_or_default();
+        let store = self.inner.store_of(module).clone();
+        let ownership = store.ownership();
+        // Only the workflows this host owns (of the partitions asked for).
+        let owned = |id: &str| match &ownership {
+            None => true,
+            Some(ownership) => {
+                let partition = ownership.partition_of(id);
+                ownership.owns_partition(partition)
+                    && options
+                        .partitions
+                        .as_ref()
+                        .is_none_or(|wanted| wanted.contains(&partition))
+            }
+        };
         loop {
-            let page = self.inner.store_of(module).list(&filter).await?;
+            let page = store.list(&filter).await?;
             let Some(last) = page.last() else { break };
             filter.after = Some(last.workflow_id.clone());
             for state in page {
                 // Another module's workflows are not this module's to run.
                 if !state.workflow_id.starts_with(&prefix)
                     || !module.options().access.allows(&state.workflow_id)
+                    || !owned(&state.workflow_id)
                 {
                     continue;
                 }
-                match self.resume(module, Arc::unwrap_or_clone(state)).await {
+                // Re-read with its version: the resume is conditional on it.
+                let Some(current) = store.load_versioned(&state.workflow_id).await? else {
+                    continue;
+                };
+                if current.state.status != WorkflowStatus::Running {
+                    continue;
+                }
+                let version = current.version;
+                match self
+                    .resume(module, Arc::unwrap_or_clone(current.state), version)
+                    .await
+                {
                     Ok(handle) => handles.push(handle),
                     // Started here meanwhile (or already running here).
                     Err(ExecuteError::AlreadyRunning(_)) => {}
+                    // Written meanwhile, or no longer this host's: not ours to resume.
+                    Err(ExecuteError::Store(StoreError::Conflict(e))) => {
+                        tracing::info!(workflow_id = %state.workflow_id, "not resumed: {e}");
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -400,6 +560,7 @@ impl Host {
         &self,
         module: &Module,
         mut state: WorkflowState,
+        version: Version,
     ) -> Result<WorkflowHandle, ExecuteError> {
         let now = Timestamp::now();
         let next_id = state.history.iter().map(|e| e.id).max().unwrap_or(0) + 1;
@@ -410,19 +571,21 @@ impl Host {
         if state.input.is_none() {
             state.input = Some("null".to_owned());
         }
-        self.start(module, state, None, true).await
+        self.start(module, state, Some(version), None, true).await
     }
 
     /// Claims the id, takes a slot (waiting for one if `wait`), saves
-    /// `running` and spawns the guest.
+    /// `running` over version `over` (the stored one when `None`) and spawns
+    /// the guest.
     async fn start(
         &self,
         module: &Module,
         running: WorkflowState,
+        over: Option<Version>,
         timeout: Option<Duration>,
         wait: bool,
     ) -> Result<WorkflowHandle, ExecuteError> {
-        let admitted = self.admit(module, &running, wait).await?;
+        let admitted = self.admit(module, &running, over, wait).await?;
         let (status_tx, status) = watch::channel(WorkflowStatus::Running);
         let limits = self.inner.runtime.run_limits(module, timeout);
         let (id, run_id) = (running.workflow_id.clone(), running.run_id.clone());
@@ -451,19 +614,27 @@ impl Host {
 
     /// Claims the id (refusing one running here), takes a slot of the module
     /// and one of the host (waiting for them if `wait`, else refusing) and
-    /// saves `running`.
+    /// saves `running`, conditional on the id still being at version `over`
+    /// (when `None`, the version stored when the slot was taken).
     async fn admit(
         &self,
         module: &Module,
         running: &WorkflowState,
+        over: Option<Version>,
         wait: bool,
     ) -> Result<Admitted, ExecuteError> {
-        let (cancel, canceled) = watch::channel(false);
+        let (cancel, canceled) = watch::channel(Stop::Run);
+        let store = self.inner.store_of(module);
+        let owned_in = store.ownership().map(|ownership| {
+            let partition = ownership.partition_of(&running.workflow_id);
+            (ownership, partition)
+        });
         let claim = Claim::new(
             &self.inner,
             &running.workflow_id,
             &running.run_id,
             cancel.clone(),
+            owned_in,
         )?;
         // The module's own slot first, so that a module at its bound does
         // not hold host slots other modules could use.
@@ -487,7 +658,14 @@ impl Host {
             )
         })
         .await?;
-        self.inner.store_of(module).save(running.clone()).await?;
+        let over = match over {
+            Some(version) => version,
+            None => store
+                .load_versioned(&running.workflow_id)
+                .await?
+                .map_or(0, |stored| stored.version),
+        };
+        let version = store.save_versioned(running.clone(), Some(over)).await?;
         tracing::info!(workflow_id = %running.workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");
         Ok(Admitted {
             _claim: claim,
@@ -495,6 +673,7 @@ impl Host {
             _permit: permit,
             cancel,
             canceled,
+            fence: Arc::new(RunFence::new(&running.workflow_id, version)),
         })
     }
 }
@@ -505,8 +684,10 @@ struct Admitted {
     _claim: Claim,
     _module_permit: Option<OwnedSemaphorePermit>,
     _permit: OwnedSemaphorePermit,
-    cancel: watch::Sender<bool>,
-    canceled: watch::Receiver<bool>,
+    cancel: watch::Sender<Stop>,
+    canceled: watch::Receiver<Stop>,
+    /// The version of the run's own id it last wrote.
+    fence: Arc<RunFence>,
 }
 
 /// A permit of `slots`: waited for, or refused with `Busy` (`busy()` says why).
@@ -581,7 +762,8 @@ impl Claim {
         inner: &Arc<HostInner>,
         id: &str,
         run_id: &str,
-        cancel: watch::Sender<bool>,
+        cancel: watch::Sender<Stop>,
+        owned_in: Option<(Arc<Ownership>, i32)>,
     ) -> Result<Self, ExecuteError> {
         let mut running = inner.lock_running();
         if running.contains_key(id) {
@@ -592,6 +774,7 @@ impl Claim {
             RunningWorkflow {
                 run_id: run_id.to_owned(),
                 cancel,
+                owned_in,
             },
         );
         Ok(Self {
@@ -633,25 +816,39 @@ impl HostInner {
         admitted: Admitted,
     ) -> Result<WorkflowState, ExecuteError> {
         let mut canceled = admitted.canceled.clone();
+        let fence = admitted.fence.clone();
         let clock = Instant::now();
         let input = running.input.clone().unwrap_or_else(|| "null".to_owned());
         // The guest yields at every epoch tick, so these are noticed within
         // a tick; dropping the call future drops the guest's store with it.
         let outcome = tokio::select! {
-            outcome = self.call_guest(module, limits, &running.workflow_id, &input) => outcome,
+            outcome = self.call_guest(module, limits, &running.workflow_id, &input, &fence) => outcome,
             () = tokio::time::sleep(limits.timeout) => Outcome::Failed(format!(
                 "deadline exceeded: the workflow ran longer than {:?}",
                 limits.timeout
             )),
-            _ = canceled.wait_for(|canceled| *canceled) => Outcome::Canceled,
+            stop = canceled.wait_for(|stop| *stop != Stop::Run) => match stop.map(|stop| *stop) {
+                Ok(Stop::Abandon) => {
+                    tracing::info!(workflow_id = %running.workflow_id, "workflow handed over; its run here stopped");
+                    return Err(ExecuteError::Abandoned(running.workflow_id));
+                }
+                _ => Outcome::Canceled,
+            },
         };
         let elapsed = clock.elapsed();
 
         let store = self.store_of(module);
-        let last = self.current_state(store, running).await;
+        let last = self.current_state(store, running, &fence).await;
         let final_state = finish(&last, outcome, elapsed);
-        let refusal = match store.save(final_state.clone()).await {
-            Ok(()) => return Ok(log_end(final_state)),
+        let id = last.workflow_id.clone();
+        let save_final = |state: WorkflowState| async {
+            store
+                .save_versioned(state, Some(fence.version()))
+                .await
+                .map_err(|e| lost_to_another_writer(&id, e))
+        };
+        let refusal = match save_final(final_state.clone()).await {
+            Ok(_) => return Ok(log_end(final_state)),
             // The final state itself was refused (a result too large or not
             // JSON, a history at its bound): record that as the failure
             // rather than leave the run `running`.
@@ -661,7 +858,7 @@ impl HostInner {
         let why = format!("the store refused the workflow's final state: {refusal}");
         let mut refused = finish(&last, Outcome::Failed(why.clone()), elapsed);
         if let Err(StoreError::TooLarge(_) | StoreError::InvalidArgument(_)) =
-            store.save(refused.clone()).await
+            save_final(refused.clone()).await
         {
             // Still too large with the guest's history: keep the host's
             // own record of the run instead.
@@ -680,7 +877,7 @@ impl HostInner {
                 Outcome::Failed(format!("{why}; the history it recorded was dropped")),
                 elapsed,
             );
-            store.save(refused.clone()).await?;
+            save_final(refused.clone()).await?;
         }
         Ok(log_end(refused))
     }
@@ -692,15 +889,18 @@ impl HostInner {
         limits: &RunLimits,
         workflow_id: &str,
         input: &str,
+        fence: &Arc<RunFence>,
     ) -> Outcome {
-        let (mut wasm_store, stderr) =
-            match self
-                .runtime
-                .new_store(module, limits, workflow_id, self.store_of(module).clone())
-            {
-                Ok(created) => created,
-                Err(e) => return Outcome::Failed(format!("setting up the sandbox failed: {e:#}")),
-            };
+        let (mut wasm_store, stderr) = match self.runtime.new_store(
+            module,
+            limits,
+            workflow_id,
+            self.store_of(module).clone(),
+            Some(fence.clone()),
+        ) {
+            Ok(created) => created,
+            Err(e) => return Outcome::Failed(format!("setting up the sandbox failed: {e:#}")),
+        };
         // The generated export takes `&String`.
         let (workflow_id, input) = (workflow_id.to_owned(), input.to_owned());
         let instance = match module.pre().instantiate_async(&mut wasm_store).await {
@@ -736,17 +936,37 @@ impl HostInner {
         }
     }
 
-    /// The state to finish from: what is stored now if it is still this run
-    /// (so history the guest appended is kept), else the host's own copy.
+    /// The state to finish from: what is stored now if this run wrote it
+    /// last (so history the guest appended is kept), else the host's own copy
+    /// (whose save then fails on the fence, if another writer came between).
     async fn current_state(
         &self,
         store: &Arc<dyn WorkflowStore>,
         running: WorkflowState,
+        fence: &RunFence,
     ) -> WorkflowState {
-        match store.load(&running.workflow_id).await {
-            Ok(Some(stored)) if stored.run_id == running.run_id => Arc::unwrap_or_clone(stored),
+        match store.load_versioned(&running.workflow_id).await {
+            Ok(Some(stored))
+                if stored.version == fence.version() && stored.state.run_id == running.run_id =>
+            {
+                Arc::unwrap_or_clone(stored.state)
+            }
             _ => running,
         }
+    }
+}
+
+/// Explains a lifecycle save that lost to another writer: the run keeps
+/// going nowhere, and the other writer's state stands.
+fn lost_to_another_writer(workflow_id: &str, error: StoreError) -> StoreError {
+    match error {
+        StoreError::Conflict(e) => {
+            tracing::warn!(%workflow_id, "the run's end is not recorded: another writer (the workflow's new owner?) wrote it first: {e}");
+            StoreError::Conflict(format!(
+                "the run's end was not recorded, another writer came first: {e}"
+            ))
+        }
+        e => e,
     }
 }
 

@@ -13,6 +13,11 @@
 //! are `{"error": "..."}` with `400` (bad id, input or query), `403` (denied),
 //! `409` (already running, conflict), `413` (too large), `503` (store
 //! unavailable, or every slot taken on a host set to refuse) or `500`.
+//! When hosts share the store in a group, a start of a workflow another host
+//! owns gets `421` (Misdirected Request) with `"owner"` (its announced name,
+//! or null when not known yet) and `"partition"`: the request is refused, not
+//! forwarded, so the client (or a load balancer) retries at the owner; reads
+//! are served by every host.
 //! Ids outside the module's [`AccessPolicy`](crate::AccessPolicy) get `403`
 //! and are left out of lists, and the module's own store
 //! ([`ModuleOptions::store`](crate::ModuleOptions::store)) is the one served.
@@ -44,7 +49,7 @@ use serde::Deserialize;
 use crate::bindings::list_allowed;
 use crate::executor::check_module_access;
 use crate::model::{self, WorkflowState, WorkflowStatus};
-use crate::store::{ListFilter, StoreError};
+use crate::store::{ListFilter, NotOwner, StoreError};
 use crate::{ExecuteError, ExecuteOptions, Host, Module};
 
 /// The API for workflows of `module` on `host`. Merge it into a larger
@@ -73,6 +78,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A request for a workflow another host owns: `421` naming the owner.
+fn misdirected(e: &NotOwner) -> Response {
+    let body = serde_json::json!({
+        "error": format!("not the owner: {e}"),
+        "owner": e.owner,
+        "partition": e.partition,
+    });
+    (StatusCode::MISDIRECTED_REQUEST, axum::Json(body)).into_response()
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
@@ -95,6 +110,9 @@ impl From<ExecuteError> for ApiError {
             ExecuteError::AlreadyRunning(_) => StatusCode::CONFLICT,
             ExecuteError::NotRunning(_) => StatusCode::NOT_FOUND,
             ExecuteError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ExecuteError::NotOwner(_) => StatusCode::MISDIRECTED_REQUEST,
+            // Handed over while the caller waited: the new owner runs it.
+            ExecuteError::Abandoned(_) => StatusCode::SERVICE_UNAVAILABLE,
             ExecuteError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self(status, e.to_string())
@@ -151,7 +169,11 @@ async fn start(
             })?;
         options = options.timeout(timeout);
     }
-    let handle = api.host.execute(&api.module, options).await?;
+    let handle = match api.host.execute(&api.module, options).await {
+        Ok(handle) => handle,
+        Err(ExecuteError::NotOwner(e)) => return Ok(misdirected(&e)),
+        Err(e) => return Err(e.into()),
+    };
     if query.wait == Some(false) {
         let body = serde_json::json!({
             "workflow_id": handle.id(),

@@ -19,7 +19,7 @@ use wasmtime::{
 use wasmtime_wasi::filesystem::FsPerms;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bindings::{self, StoreView, WorkflowWorldPre};
+use crate::bindings::{self, RunFence, StoreView, WorkflowWorldPre};
 use crate::store::WorkflowStore;
 
 /// How often the engine's epoch ticks. A running guest yields to the async
@@ -419,6 +419,7 @@ impl Runtime {
         limits: &RunLimits,
         workflow_id: &str,
         store: Arc<dyn WorkflowStore>,
+        fence: Option<Arc<RunFence>>,
     ) -> anyhow::Result<(Store<GuestState>, GuestOutput)> {
         let stderr = GuestOutput::new(workflow_id, "stderr", self.config.stderr_tail_bytes);
         let stdout = GuestOutput::new(workflow_id, "stdout", 0);
@@ -444,6 +445,7 @@ impl Runtime {
             store,
             module: module.name.clone(),
             options: module.options.clone(),
+            fence,
             limiter: GuestLimiter::new(limits),
         };
         let mut wasm_store = Store::new(&self.engine, state);
@@ -519,6 +521,7 @@ pub(crate) struct GuestState {
     store: Arc<dyn WorkflowStore>,
     module: Arc<str>,
     options: Arc<ModuleOptions>,
+    fence: Option<Arc<RunFence>>,
     pub(crate) limiter: GuestLimiter,
 }
 
@@ -542,6 +545,10 @@ impl StoreView for GuestState {
 
     fn access(&self) -> &AccessPolicy {
         &self.options.access
+    }
+
+    fn run_fence(&self) -> Option<&Arc<RunFence>> {
+        self.fence.as_ref()
     }
 }
 

@@ -28,6 +28,7 @@
 import {
   save as witSave,
   load as witLoad,
+  loadVersioned as witLoadVersioned,
   list as witList,
   delete as witDelete,
 } from 'wf:workflow/store@0.1.0';
@@ -380,20 +381,85 @@ export class WorkflowState {
 
 // --- the store and the context ---------------------------------------------------
 
+// An expected version for the WIT `option<u64>`: `undefined` for none.
+function toVersion(v) {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'bigint') {
+    if (v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new RangeError(`${v} is not a version (a u64)`);
+    return v;
+  }
+  if (!Number.isSafeInteger(v) || v < 0) {
+    throw new TypeError(`${JSON.stringify(v)} is not a version (a bigint or a non-negative integer)`);
+  }
+  return BigInt(v);
+}
+
 /**
  * The host's workflow store. Calls are synchronous; a write returns once the
  * host's backend acknowledged it. Failures throw `StoreError`.
  */
 export class Store {
-  /** Creates or replaces the state under `state.workflowId`. */
+  /**
+   * Creates or replaces the state under `state.workflowId`.
+   *
+   * Inside a run, a save of the workflow's own id is checked by the host
+   * against the version the run last wrote: if another host took the
+   * workflow over and wrote it, this throws a `conflict` `StoreError`.
+   */
   save(state) {
-    call(witSave, state.toWit());
+    this.saveVersioned(state);
+  }
+
+  /**
+   * Saves `state` only if its id is still at version `expectedVersion` (0: no
+   * state stored), else throws a `StoreError` of kind `conflict` and writes
+   * nothing; `undefined`/`null` saves as `save` does. Returns the new version.
+   *
+   * Versions are `bigint`s (the WIT `u64`, exact): `expectedVersion` may be a
+   * `bigint` or a non-negative integer `number`; what this returns and
+   * `loadVersioned` gives is a `bigint`. Compare them with `===`; convert
+   * with `Number(v)` to put one into JSON.
+   *
+   *     // Increment a counter kept in `result`, safely against other writers.
+   *     for (;;) {
+   *       const found = ctx.store.loadVersioned('counter');
+   *       const state = found?.state ?? WorkflowState.create('counter', { result: 0 });
+   *       state.setResult(state.resultValue() + 1);
+   *       try {
+   *         ctx.store.saveVersioned(state, found?.version ?? 0n);
+   *         break;
+   *       } catch (e) {
+   *         if (!(e instanceof StoreError && e.kind === 'conflict')) throw e;
+   *       }
+   *     }
+   *
+   * @param {WorkflowState} state
+   * @param {bigint | number | null | undefined} [expectedVersion]
+   * @returns {bigint}
+   */
+  saveVersioned(state, expectedVersion) {
+    return BigInt(call(witSave, state.toWit(), toVersion(expectedVersion)));
   }
 
   /** The state under `workflowId`, or `null`. */
   load(workflowId) {
     const found = call(witLoad, workflowId);
     return found === undefined || found === null ? null : WorkflowState.fromWit(found);
+  }
+
+  /**
+   * The state under `workflowId` with its version (read in one step), as
+   * `{ state, version }` (a `WorkflowState` and a `bigint`), or `null`: for a
+   * later `saveVersioned`.
+   *
+   * @param {string} workflowId
+   * @returns {{ state: WorkflowState, version: bigint } | null}
+   */
+  loadVersioned(workflowId) {
+    const found = call(witLoadVersioned, workflowId);
+    return found === undefined || found === null
+      ? null
+      : { state: WorkflowState.fromWit(found.state), version: BigInt(found.version) };
   }
 
   /**

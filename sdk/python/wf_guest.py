@@ -50,6 +50,7 @@ __all__ = [
     "Store",
     "StoreError",
     "Timestamp",
+    "Versioned",
     "WorkflowError",
     "WorkflowState",
     "WorkflowStatus",
@@ -380,18 +381,69 @@ class WorkflowState:
 # --- the store and the context ----------------------------------------------
 
 
+@dataclass
+class Versioned:
+    """A stored state and the version of its record
+    (:meth:`Store.load_versioned`).
+
+    ``version`` is an ``int``: versions of one id only grow, and 0 means no
+    state is stored. Pass it to :meth:`Store.save_versioned` to write only if
+    nobody wrote the id since. Versions are compared, never computed with.
+    """
+
+    state: WorkflowState
+    version: int
+
+
 class Store:
     """The host's workflow store. Calls are synchronous; a write returns once
     the host's backend acknowledged it. Failures raise :class:`StoreError`."""
 
     def save(self, state: WorkflowState) -> None:
-        """Creates or replaces the state under ``state.workflow_id``."""
-        _call(_wit_store.save, state._to_wit())
+        """Creates or replaces the state under ``state.workflow_id``.
+
+        Inside a run, a save of the workflow's own id is checked by the host
+        against the version the run last wrote: if another host took the
+        workflow over and wrote it, this raises a ``conflict`` StoreError.
+        """
+        self.save_versioned(state, None)
+
+    def save_versioned(self, state: WorkflowState, expected_version: Optional[int] = None) -> int:
+        """Saves ``state`` only if its id is still at version
+        ``expected_version`` (0: no state stored), else raises a
+        :class:`StoreError` of kind ``conflict`` and writes nothing;
+        ``None`` saves as :meth:`save` does. Returns the new version (an
+        ``int``)::
+
+            # Increment a counter kept in `result`, safely against other writers.
+            while True:
+                found = store.load_versioned("counter")
+                state, version = (found.state, found.version) if found else \
+                    (WorkflowState.new("counter", result=0), 0)
+                state.set_result((state.result_value() or 0) + 1)
+                try:
+                    store.save_versioned(state, version)
+                    break
+                except StoreError as e:
+                    if e.kind != "conflict":
+                        raise
+        """
+        if expected_version is not None:
+            expected_version = int(expected_version)
+            if expected_version < 0:
+                raise ValueError(f"a version is at least 0, got {expected_version}")
+        return _call(_wit_store.save, state._to_wit(), expected_version)
 
     def load(self, workflow_id: str) -> Optional[WorkflowState]:
         """The state under ``workflow_id``, or ``None``."""
         found = _call(_wit_store.load, workflow_id)
         return None if found is None else WorkflowState._from_wit(found)
+
+    def load_versioned(self, workflow_id: str) -> Optional[Versioned]:
+        """The state under ``workflow_id`` with its version (read in one
+        step), or ``None``: for a later :meth:`save_versioned`."""
+        found = _call(_wit_store.load_versioned, workflow_id)
+        return None if found is None else Versioned(WorkflowState._from_wit(found.state), found.version)
 
     def list(self, status: Optional[WorkflowStatus] = None, limit: Optional[int] = None,
              after: Optional[str] = None) -> List[WorkflowState]:

@@ -14,6 +14,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("sandbox-probe", "SANDBOX_PROBE"),
     ("durable", "DURABLE"),
     ("soak", "SOAK"),
+    ("steps", "STEPS"),
 ];
 
 fn main() {

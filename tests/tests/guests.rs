@@ -451,16 +451,20 @@ impl FaultStore {
 
 #[wf_host::store::async_trait]
 impl wf_host::store::WorkflowStore for FaultStore {
-    async fn save(&self, state: WorkflowState) -> Result<(), wf_host::store::StoreError> {
+    async fn save_versioned(
+        &self,
+        state: WorkflowState,
+        expected: Option<wf_host::store::Version>,
+    ) -> Result<wf_host::store::Version, wf_host::store::StoreError> {
         Self::fault(&state.workflow_id)?;
-        self.0.save(state).await
+        self.0.save_versioned(state, expected).await
     }
-    async fn load(
+    async fn load_versioned(
         &self,
         id: &str,
-    ) -> Result<Option<std::sync::Arc<WorkflowState>>, wf_host::store::StoreError> {
+    ) -> Result<Option<wf_host::store::Versioned>, wf_host::store::StoreError> {
         Self::fault(id)?;
-        self.0.load(id).await
+        self.0.load_versioned(id).await
     }
     async fn list(
         &self,

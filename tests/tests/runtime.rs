@@ -566,6 +566,7 @@ async fn recover_reruns_left_running_workflows_without_repeating_completed_activ
             &module,
             RecoverOptions {
                 id_prefix: Some("order-".into()),
+                ..RecoverOptions::default()
             },
         )
         .await
@@ -610,7 +611,8 @@ async fn recover_reruns_left_running_workflows_without_repeating_completed_activ
         host.recover(
             &module,
             RecoverOptions {
-                id_prefix: Some("order-".into())
+                id_prefix: Some("order-".into()),
+                ..RecoverOptions::default()
             }
         )
         .await
@@ -903,4 +905,92 @@ async fn an_access_policy_limits_the_ids_a_module_runs_and_reaches(host: Host) {
     for handle in handles {
         handle.result().await.unwrap();
     }
+}
+
+/// A memory store in which another writer (the workflow's new owner, say)
+/// writes workflow `id` just before the run's first own save of it after
+/// the host's `running` save.
+#[derive(Debug)]
+struct Interloper {
+    inner: wf_host::store::MemoryStore,
+    id: String,
+    saves: AtomicUsize,
+}
+
+#[wf_host::store::async_trait]
+impl wf_host::store::WorkflowStore for Interloper {
+    async fn save_versioned(
+        &self,
+        state: WorkflowState,
+        expected: Option<wf_host::store::Version>,
+    ) -> Result<wf_host::store::Version, wf_host::store::StoreError> {
+        if state.workflow_id == self.id && self.saves.fetch_add(1, Ordering::SeqCst) == 1 {
+            let intruder = WorkflowState {
+                run_id: "intruder".into(),
+                ..state.clone()
+            };
+            self.inner.save(intruder).await?;
+        }
+        self.inner.save_versioned(state, expected).await
+    }
+    async fn load_versioned(
+        &self,
+        id: &str,
+    ) -> Result<Option<wf_host::store::Versioned>, wf_host::store::StoreError> {
+        self.inner.load_versioned(id).await
+    }
+    async fn list(
+        &self,
+        filter: &wf_host::store::ListFilter,
+    ) -> Result<Vec<std::sync::Arc<WorkflowState>>, wf_host::store::StoreError> {
+        self.inner.list(filter).await
+    }
+    async fn delete(&self, id: &str) -> Result<(), wf_host::store::StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn close(&self) -> Result<(), wf_host::store::StoreError> {
+        self.inner.close().await
+    }
+    fn describe(&self) -> String {
+        "memory store with an interloping writer".into()
+    }
+}
+
+#[tokio::test]
+async fn a_run_whose_workflow_another_writer_wrote_cannot_write_it_again() {
+    let store = std::sync::Arc::new(Interloper {
+        inner: wf_host::store::MemoryStore::new(),
+        id: "fenced".into(),
+        saves: AtomicUsize::new(0),
+    });
+    let host = Host::new(store.clone()).unwrap();
+    let module = host.load_module_file(guests::STEPS).unwrap();
+    // The guest's first activity save is conditional on the version the run
+    // wrote, fails, and fails the guest; the host's final save fails the same way.
+    let ended = host
+        .run(&module, "fenced", r#"{"steps":2,"step_ms":0}"#)
+        .await;
+    match ended {
+        Err(ExecuteError::Store(wf_host::store::StoreError::Conflict(message))) => {
+            assert!(message.contains("another writer came first"), "{message}");
+        }
+        other => panic!("the run's end must not be written over the other writer's: {other:?}"),
+    }
+    let stored = host.query("fenced").await.unwrap().unwrap();
+    assert_eq!(stored.run_id, "intruder", "the other writer's state stands");
+    assert_eq!(stored.status, WorkflowStatus::Running);
+    assert_eq!(
+        kinds(&stored),
+        [EventType::WorkflowStarted, EventType::ActivityStarted],
+        "what the other writer wrote, and nothing of this run after it"
+    );
+
+    // Without an interloper the same guest completes: the fence follows the
+    // run's own saves.
+    let state = host
+        .run(&module, "free", r#"{"steps":2,"step_ms":0}"#)
+        .await
+        .unwrap();
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    assert_eq!(state.result.as_deref(), Some("1"));
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use super::validate::{self, StoreLimits};
-use super::{ListFilter, StoreError, WorkflowStore};
+use super::{ListFilter, StoreError, Version, Versioned, WorkflowStore};
 use crate::model::WorkflowState;
 
 /// Workflow states in process memory.
@@ -23,9 +23,17 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct States {
-    by_id: BTreeMap<String, Arc<WorkflowState>>,
+    by_id: BTreeMap<String, Stored>,
     /// The sum of the states' [`validate::cache_cost`].
     bytes: usize,
+    /// The version the last write got; every write takes the next one.
+    last_version: Version,
+}
+
+#[derive(Debug)]
+struct Stored {
+    state: Arc<WorkflowState>,
+    version: Version,
 }
 
 impl MemoryStore {
@@ -63,15 +71,24 @@ impl MemoryStore {
 
 #[async_trait]
 impl WorkflowStore for MemoryStore {
-    async fn save(&self, mut state: WorkflowState) -> Result<(), StoreError> {
+    async fn save_versioned(
+        &self,
+        mut state: WorkflowState,
+        expected: Option<Version>,
+    ) -> Result<Version, StoreError> {
         const OP: &str = "memory/save";
         self.check_open(OP)?;
         // Encoding enforces the same JSON, timestamp and size rules as Kafka.
         validate::encode_for_save(OP, &mut state, &self.limits)?;
         let cost = validate::cache_cost(&state.workflow_id, &state);
         let mut states = self.write();
+        let current = states
+            .by_id
+            .get(&state.workflow_id)
+            .map_or(0, |s| s.version);
+        validate::check_version(OP, &state.workflow_id, current, expected)?;
         let replaced = match states.by_id.get(&state.workflow_id) {
-            Some(old) => validate::cache_cost(&old.workflow_id, old),
+            Some(old) => validate::cache_cost(&old.state.workflow_id, &old.state),
             None => {
                 validate::check_cache_room(
                     OP,
@@ -84,17 +101,26 @@ impl WorkflowStore for MemoryStore {
             }
         };
         states.bytes = states.bytes - replaced + cost;
-        states
-            .by_id
-            .insert(state.workflow_id.clone(), Arc::new(state));
-        Ok(())
+        states.last_version += 1;
+        let version = states.last_version;
+        states.by_id.insert(
+            state.workflow_id.clone(),
+            Stored {
+                state: Arc::new(state),
+                version,
+            },
+        );
+        Ok(version)
     }
 
-    async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError> {
+    async fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError> {
         const OP: &str = "memory/load";
         self.check_open(OP)?;
         validate::check_id(OP, workflow_id)?;
-        Ok(self.read().by_id.get(workflow_id).cloned())
+        Ok(self.read().by_id.get(workflow_id).map(|s| Versioned {
+            state: s.state.clone(),
+            version: s.version,
+        }))
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Arc<WorkflowState>>, StoreError> {
@@ -109,7 +135,7 @@ impl WorkflowStore for MemoryStore {
         Ok(states
             .by_id
             .range::<str, _>((start, Bound::Unbounded))
-            .map(|(_, state)| state)
+            .map(|(_, stored)| &stored.state)
             .filter(|state| filter.status.is_none_or(|s| state.status == s))
             .take(page)
             .cloned()
@@ -122,7 +148,7 @@ impl WorkflowStore for MemoryStore {
         validate::check_id(OP, workflow_id)?;
         let mut states = self.write();
         if let Some(old) = states.by_id.remove(workflow_id) {
-            states.bytes -= validate::cache_cost(workflow_id, &old);
+            states.bytes -= validate::cache_cost(workflow_id, &old.state);
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 
 pub mod kafka;
 mod memory;
+mod ownership;
 pub mod validate;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::model::{WorkflowState, WorkflowStatus};
 
 pub use kafka::{DevCluster, KafkaConfig, KafkaStore};
 pub use memory::MemoryStore;
+pub use ownership::{Assignment, NotOwner, Ownership};
 pub use validate::StoreLimits;
 
 /// Why a store call failed. Mirrors the WIT `store-error` variant.
@@ -57,19 +59,55 @@ pub struct ListFilter {
     pub after: Option<String>,
 }
 
+/// Which record of a workflow id a state was read from (WIT `version`):
+/// versions of one id only grow, and 0 means no state is stored. Kafka: the
+/// offset the record was written at, plus one.
+pub type Version = u64;
+
+/// A stored state and the version of its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned {
+    /// The state.
+    pub state: Arc<WorkflowState>,
+    /// Its version, for a conditional [`WorkflowStore::save_versioned`].
+    pub version: Version,
+}
+
 /// Durable workflow states keyed by workflow id.
 ///
 /// Semantics every backend keeps (see `wit/store.wit`): a save or delete returns
 /// only once durable and only then becomes visible; reads see this host's own
-/// acknowledged writes; `list` is ordered by ascending id and bounded; a failed
-/// call changes nothing.
+/// acknowledged writes; `list` is ordered by ascending id and bounded; a
+/// conditional save writes only over the version it expects; a failed call
+/// changes nothing.
 #[async_trait]
 pub trait WorkflowStore: Send + Sync + std::fmt::Debug {
-    /// Create or replace the state stored under `state.workflow_id`.
-    async fn save(&self, state: WorkflowState) -> Result<(), StoreError>;
+    /// Create or replace the state stored under `state.workflow_id`,
+    /// unconditionally.
+    async fn save(&self, state: WorkflowState) -> Result<(), StoreError> {
+        self.save_versioned(state, None).await.map(drop)
+    }
+
+    /// Create or replace the state stored under `state.workflow_id` and
+    /// return the new version. With `expected`, only if the id is at that
+    /// version on this host (0: no state stored), else [`StoreError::Conflict`];
+    /// writes of one id on one host are serialized, so two saves expecting
+    /// the same version never both succeed. A store with [`Ownership`] also
+    /// refuses a conditional save of an id whose partition this host does
+    /// not own.
+    async fn save_versioned(
+        &self,
+        state: WorkflowState,
+        expected: Option<Version>,
+    ) -> Result<Version, StoreError>;
 
     /// The state stored under `workflow_id`, if any.
-    async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError>;
+    async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError> {
+        Ok(self.load_versioned(workflow_id).await?.map(|v| v.state))
+    }
+
+    /// The state stored under `workflow_id` with its version, read in one step.
+    async fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError>;
 
     /// One page of states matching `filter`, ascending by id.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Arc<WorkflowState>>, StoreError>;
@@ -82,4 +120,10 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug {
 
     /// A short human description, e.g. `in-memory` or `kafka topic t on b:9092`.
     fn describe(&self) -> String;
+
+    /// Which workflows this host owns when it shares the store with other
+    /// hosts (a Kafka consumer group); `None`: it owns every workflow.
+    fn ownership(&self) -> Option<Arc<Ownership>> {
+        None
+    }
 }

@@ -1,7 +1,7 @@
 //! Input validation shared by every backend, so that each rejects the same
 //! input with the same `StoreError` before anything is written.
 
-use super::{ListFilter, StoreError};
+use super::{ListFilter, StoreError, Version};
 use crate::model::{self, WorkflowState};
 
 /// The longest workflow id accepted, in bytes (the WIT contract's limit).
@@ -123,6 +123,27 @@ pub fn encode_for_save(
         )));
     }
     Ok(value)
+}
+
+/// `conflict` unless a conditional save's `expected` version is the id's
+/// `current` one (0: no state stored). Every backend words it the same way.
+pub fn check_version(
+    op: &str,
+    workflow_id: &str,
+    current: Version,
+    expected: Option<Version>,
+) -> Result<(), StoreError> {
+    match expected {
+        Some(expected) if expected != current => Err(StoreError::Conflict(format!(
+            "{op}: workflow {workflow_id:?} is at version {current}, not the expected {expected}{}",
+            if current == 0 {
+                " (no state is stored)"
+            } else {
+                ""
+            }
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The number of states a `list` with `filter` may return.

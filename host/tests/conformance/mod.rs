@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
-use wf_host::store::{ListFilter, StoreError, WorkflowStore};
+use wf_host::store::{ListFilter, StoreError, Version, WorkflowStore};
 
 /// Generates one `#[tokio::test]` per case in a module named `$backend`,
 /// each on a store returned by the async expression `$open` as
@@ -37,6 +37,8 @@ macro_rules! conformance_suite {
                 json_fields_read_back_as_the_wire_gives_them,
                 concurrent_saves_of_distinct_ids_are_all_kept,
                 close_is_idempotent_and_refuses_later_calls,
+                conditional_saves_write_only_over_the_expected_version,
+                of_concurrent_saves_expecting_one_version_exactly_one_wins,
             );
         }
     };
@@ -464,4 +466,101 @@ pub async fn close_is_idempotent_and_refuses_later_calls(store: Store) {
         store.load("wf-1").await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+fn with_run(id: &str, run: &str) -> WorkflowState {
+    WorkflowState {
+        run_id: run.into(),
+        ..state(id, WorkflowStatus::Running)
+    }
+}
+
+async fn version_of(store: &Store, id: &str) -> Version {
+    store
+        .load_versioned(id)
+        .await
+        .unwrap()
+        .map_or(0, |v| v.version)
+}
+
+pub async fn conditional_saves_write_only_over_the_expected_version(store: Store) {
+    let conflict = |r: Result<Version, StoreError>| match r {
+        Err(StoreError::Conflict(m)) => m,
+        other => panic!("expected a conflict, got {other:?}"),
+    };
+    // Absent: version 0; only "expected 0" creates it.
+    assert_eq!(version_of(&store, "v").await, 0);
+    let m = conflict(store.save_versioned(with_run("v", "x"), Some(7)).await);
+    assert!(m.contains("version 0") && m.contains("expected 7"), "{m}");
+    assert!(
+        store.load("v").await.unwrap().is_none(),
+        "a conflict writes nothing"
+    );
+    let v1 = store
+        .save_versioned(with_run("v", "1"), Some(0))
+        .await
+        .unwrap();
+    assert!(v1 > 0);
+    conflict(store.save_versioned(with_run("v", "x"), Some(0)).await);
+    let found = store.load_versioned("v").await.unwrap().unwrap();
+    assert_eq!((found.version, found.state.run_id.as_str()), (v1, "1"));
+
+    // Over the current version: written, with a greater version.
+    let v2 = store
+        .save_versioned(with_run("v", "2"), Some(v1))
+        .await
+        .unwrap();
+    assert!(v2 > v1);
+    // A stale version loses and leaves the newer state alone.
+    let m = conflict(store.save_versioned(with_run("v", "stale"), Some(v1)).await);
+    assert!(m.contains(&format!("version {v2}")), "{m}");
+    assert_eq!(store.load("v").await.unwrap().unwrap().run_id, "2");
+    // A plain save is last-write-wins and moves the version too.
+    store.save(with_run("v", "3")).await.unwrap();
+    let v3 = version_of(&store, "v").await;
+    assert!(v3 > v2);
+    conflict(store.save_versioned(with_run("v", "x"), Some(v2)).await);
+
+    // A delete takes the id back to version 0.
+    store.delete("v").await.unwrap();
+    assert_eq!(version_of(&store, "v").await, 0);
+    conflict(store.save_versioned(with_run("v", "x"), Some(v3)).await);
+    let v4 = store
+        .save_versioned(with_run("v", "4"), Some(0))
+        .await
+        .unwrap();
+    assert!(v4 > v3, "versions of an id only grow, across a delete");
+    // Versions are per id: another id's writes do not move this one's.
+    store.save(with_run("other", "1")).await.unwrap();
+    assert_eq!(version_of(&store, "v").await, v4);
+}
+
+pub async fn of_concurrent_saves_expecting_one_version_exactly_one_wins(store: Store) {
+    let base = store
+        .save_versioned(with_run("race", "0"), None)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .save_versioned(with_run("race", &format!("writer-{i}")), Some(base))
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(version) => winners.push((i, version)),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("writer {i}: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer wins: {winners:?}");
+    let (winner, version) = winners[0];
+    let stored = store.load_versioned("race").await.unwrap().unwrap();
+    assert_eq!(stored.version, version);
+    assert_eq!(stored.state.run_id, format!("writer-{winner}"));
 }

@@ -116,6 +116,20 @@ impl Cache {
         self.slots.get(key).and_then(|slot| slot.state.clone())
     }
 
+    /// The state of `key` with its version, if live.
+    pub fn get_versioned(&self, key: &str) -> Option<(Arc<WorkflowState>, u64)> {
+        let slot = self.slots.get(key)?;
+        Some((slot.state.clone()?, version_at(slot.at.offset)))
+    }
+
+    /// The version of `key`: its record's offset plus one, 0 when not live.
+    pub fn version(&self, key: &str) -> u64 {
+        self.slots
+            .get(key)
+            .filter(|slot| slot.state.is_some())
+            .map_or(0, |slot| version_at(slot.at.offset))
+    }
+
     /// Up to `limit` live states with ids above `after`, ascending, matching `status`.
     pub fn page(
         &self,
@@ -256,6 +270,11 @@ impl Cache {
             Some(Slot { state: None, .. }) | None => false,
         }
     }
+}
+
+/// The version of the record at `offset` (offsets start at 0, versions at 1).
+pub(crate) fn version_at(offset: i64) -> u64 {
+    u64::try_from(offset).map_or(0, |o| o + 1)
 }
 
 /// What a slot's state costs against the cache bound; a tombstone's guard nothing.

@@ -61,6 +61,18 @@ pub struct KafkaConfig {
     /// librdkafka properties passed to every client (security settings, tuning).
     /// Cannot override `enable.idempotence`, `acks` or `partitioner`.
     pub properties: BTreeMap<String, String>,
+    /// The consumer group of the hosts sharing this topic. With a group,
+    /// the host owns only the workflows of the partitions the group assigns
+    /// it (see [`Ownership`](crate::store::Ownership)); without one, it owns all.
+    pub group_id: Option<String>,
+    /// The name this host announces to the group, and that other hosts name
+    /// when they refuse a workflow it owns: its address, say
+    /// (`http://10.0.0.7:8080`). Default: `$HOSTNAME-PID`.
+    pub member_name: Option<String>,
+    /// How long the group waits for a host that stopped heartbeating (a
+    /// crashed host) before handing its partitions to others. A host that
+    /// shuts down leaves at once.
+    pub session_timeout: Duration,
 }
 
 impl KafkaConfig {
@@ -79,7 +91,31 @@ impl KafkaConfig {
             open_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(10),
             properties: BTreeMap::new(),
+            group_id: None,
+            member_name: None,
+            session_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Joins consumer group `group_id` (see [`KafkaConfig::group_id`]).
+    pub fn group(mut self, group_id: impl Into<String>) -> Self {
+        self.group_id = Some(group_id.into());
+        self
+    }
+
+    /// Sets the name this host announces to its group.
+    pub fn member_name(mut self, name: impl Into<String>) -> Self {
+        self.member_name = Some(name.into());
+        self
+    }
+
+    /// The name this host announces to its group: [`KafkaConfig::member_name`],
+    /// or `$HOSTNAME-PID`.
+    pub fn announced_name(&self) -> String {
+        self.member_name.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "wfhost".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
     }
 
     /// Sets the topic.
@@ -143,6 +179,17 @@ impl KafkaConfig {
             if timeout.is_zero() || timeout > Duration::from_secs(i32::MAX as u64 / 1000) {
                 return Err(format!("{name} must be between 1 ms and 24 days"));
             }
+        }
+        if let Some(group) = &self.group_id
+            && (group.is_empty() || group.len() > 255)
+        {
+            return Err(format!("group id must be 1 to 255 bytes, not {group:?}"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.session_timeout) {
+            return Err(format!(
+                "session timeout must be between 1 s and 1 h, not {:?}",
+                self.session_timeout
+            ));
         }
         for (key, _) in FIXED_PRODUCER_PROPERTIES {
             if let Some(value) = self.properties.get(key) {
@@ -221,6 +268,32 @@ impl KafkaConfig {
                 self.max_record_bytes().to_string(),
             );
         }
+        config
+    }
+
+    /// The group member's configuration: subscribes, reads nothing (its
+    /// partitions are paused), commits only to announce its ownership.
+    pub(crate) fn group_consumer(&self, group: &str) -> ClientConfig {
+        let mut config = self.base();
+        let session_ms = self.session_timeout.as_millis();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "latest")
+            .set("allow.auto.create.topics", "false")
+            // Incremental: a partition moves by a revocation in one
+            // rebalance and an assignment in the next, so two hosts never
+            // own it at once, and partitions that stay are not revoked.
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("session.timeout.ms", session_ms.to_string())
+            // Members learn of a rebalance from a heartbeat's answer: at
+            // most a second's wait when a host leaves.
+            .set(
+                "heartbeat.interval.ms",
+                (session_ms / 3).clamp(100, 1000).to_string(),
+            );
         config
     }
 

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::cache::{Cache, Record, SkipReason, decode_record};
 use super::context::LogContext;
+use super::group::EndPositions;
 
 /// What a replay read from one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,8 @@ pub(crate) struct Consumption {
     /// Values over this many bytes are skipped: a state this host would
     /// refuse to write is not taken into its cache either.
     pub max_value_bytes: usize,
+    /// Where the tail stood each time it reached a partition's end.
+    pub ends: Arc<EndPositions>,
 }
 
 /// A record as polled, copied out of librdkafka's buffer for a decoder.
@@ -101,6 +104,9 @@ enum Work {
     Records(Vec<Fetched>),
     /// Reply once everything sent before has been applied.
     Flush(std::sync::mpsc::SyncSender<()>),
+    /// The tail reached the end of a partition at this position: record it
+    /// once everything sent before is applied.
+    End(i32, i64),
 }
 
 /// Records per batch handed to a decoder: amortizes the channel, keeps tail latency low
@@ -145,6 +151,9 @@ impl Decoders {
                             Work::Flush(done) => {
                                 let _ = done.send(());
                             }
+                            Work::End(partition, position) => {
+                                consumption.ends.set(partition, position);
+                            }
                         }
                     }
                 });
@@ -175,6 +184,15 @@ impl Decoders {
         if self.batches[shard].len() >= BATCH {
             self.send(shard);
         }
+    }
+
+    /// Records `partition`'s end at `position` after its records so far.
+    fn end(&mut self, partition: i32, position: i64) {
+        let shard = partition.unsigned_abs() as usize % self.senders.len();
+        if !self.batches[shard].is_empty() {
+            self.send(shard);
+        }
+        let _ = self.senders[shard].send(Work::End(partition, position));
     }
 
     fn send(&mut self, shard: usize) {
@@ -303,6 +321,9 @@ impl Consumption {
                     if let Some(index) = index_of(&partitions, partition) {
                         pending[index] = false;
                     }
+                    if let Some(position) = self.position(partition) {
+                        decoders.end(partition, position);
+                    }
                 }
                 Some(Err(error)) => {
                     // librdkafka retries by itself; say so once in a while, not per poll.
@@ -359,6 +380,16 @@ impl Consumption {
                     observer(&progress);
                 }
             }
+        }
+    }
+
+    /// The read position of `partition` (the offset of the next record).
+    fn position(&self, partition: i32) -> Option<i64> {
+        use rdkafka::consumer::Consumer as _;
+        let positions = self.consumer.position().ok()?;
+        match positions.find_partition(&self.topic, partition)?.offset() {
+            rdkafka::Offset::Offset(position) => Some(position),
+            _ => None,
         }
     }
 

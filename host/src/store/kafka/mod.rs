@@ -11,6 +11,8 @@ mod config;
 mod consume;
 mod context;
 mod dev;
+mod group;
+mod key_locks;
 mod partition;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,12 +29,15 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::ownership::Ownership;
 use super::validate;
-use super::{ListFilter, StoreError, WorkflowStore};
+use super::{ListFilter, StoreError, Version, Versioned, WorkflowStore};
 use crate::model::WorkflowState;
-use cache::Cache;
+use cache::{Cache, version_at};
 use consume::{Consumption, Counters};
 use context::LogContext;
+use group::EndPositions;
+use key_locks::KeyLocks;
 
 pub use config::{DEFAULT_TOPIC, KafkaConfig};
 pub use consume::{PartitionReport, ProgressObserver, ReplayProgress, ReplayReport};
@@ -60,6 +65,13 @@ pub struct KafkaStore {
     stop: Arc<AtomicBool>,
     consumer_thread: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
+    /// Writes of one id are serialized, so a conditional save compares
+    /// against the version every earlier write left.
+    key_locks: KeyLocks,
+    /// With a group: this host's partitions, its member thread and its stop flag.
+    ownership: Option<Arc<Ownership>>,
+    member_thread: Mutex<Option<JoinHandle<()>>>,
+    member_stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for KafkaStore {
@@ -168,6 +180,7 @@ impl KafkaStore {
         let cache = Arc::new(RwLock::new(Cache::default()));
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let ends = Arc::new(EndPositions::new(usize::try_from(partitions).unwrap_or(0)));
         let consumption = Consumption {
             topic: config.topic.clone(),
             consumer: consumer.clone(),
@@ -175,6 +188,7 @@ impl KafkaStore {
             counters: counters.clone(),
             stop: stop.clone(),
             max_value_bytes: config.limits.max_value_bytes,
+            ends: ends.clone(),
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
@@ -191,6 +205,44 @@ impl KafkaStore {
                 ));
             }
         };
+        let member_stop = Arc::new(AtomicBool::new(false));
+        let (ownership, member_thread) = match &config.group_id {
+            Some(group) => {
+                let joined = group::join(
+                    &config,
+                    group,
+                    partitions,
+                    cache.clone(),
+                    ends,
+                    member_stop.clone(),
+                );
+                let joined = match joined {
+                    Ok(membership) => {
+                        let first =
+                            first_assignment(&membership.ownership, group, config.open_timeout)
+                                .await;
+                        match first {
+                            Ok(()) => Ok(membership),
+                            Err(e) => {
+                                member_stop.store(true, Ordering::Release);
+                                let _ = blocking(move || membership.thread.join()).await;
+                                Err(e)
+                            }
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                match joined {
+                    Ok(membership) => (Some(membership.ownership), Some(membership.thread)),
+                    Err(e) => {
+                        stop.store(true, Ordering::Release);
+                        let _ = thread.join();
+                        return Err(e);
+                    }
+                }
+            }
+            None => (None, None),
+        };
         Ok(Self {
             config,
             producer,
@@ -201,6 +253,10 @@ impl KafkaStore {
             stop,
             consumer_thread: Mutex::new(Some(thread)),
             closed: AtomicBool::new(false),
+            key_locks: KeyLocks::default(),
+            ownership,
+            member_thread: Mutex::new(member_thread),
+            member_stop,
         })
     }
 
@@ -286,6 +342,24 @@ impl KafkaStore {
         self.cache.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// With a group: registers a write to `workflow_id`'s partition (so
+    /// giving the partition up waits for it), refusing a conditional one
+    /// (`fenced`) when this host does not own the partition.
+    fn begin_write(
+        &self,
+        op: &str,
+        workflow_id: &str,
+        fenced: bool,
+    ) -> Result<Option<super::ownership::WriteGuard>, StoreError> {
+        let Some(ownership) = &self.ownership else {
+            return Ok(None);
+        };
+        ownership
+            .begin_write(workflow_id, self.partition_of(workflow_id), fenced)
+            .map(Some)
+            .map_err(|e| StoreError::Conflict(format!("{op}: {e}")))
+    }
+
     fn check_open(&self, op: &str) -> Result<(), StoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable(format!("{op}: store is closed")));
@@ -321,13 +395,21 @@ impl KafkaStore {
 
 #[async_trait]
 impl WorkflowStore for KafkaStore {
-    async fn save(&self, mut state: WorkflowState) -> Result<(), StoreError> {
+    async fn save_versioned(
+        &self,
+        mut state: WorkflowState,
+        expected: Option<Version>,
+    ) -> Result<Version, StoreError> {
         const OP: &str = "kafka/save";
         self.check_open(OP)?;
         let value = validate::encode_for_save(OP, &mut state, &self.config.limits)?;
+        let _serial = self.key_locks.lock(&state.workflow_id).await;
+        let _write = self.begin_write(OP, &state.workflow_id, expected.is_some())?;
         {
             let cache = self.read_cache();
-            if cache.get(&state.workflow_id).is_none() {
+            let current = cache.version(&state.workflow_id);
+            validate::check_version(OP, &state.workflow_id, current, expected)?;
+            if current == 0 {
                 let cost = validate::cache_cost(&state.workflow_id, &state);
                 validate::check_cache_room(
                     OP,
@@ -346,7 +428,7 @@ impl WorkflowStore for KafkaStore {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .apply_ack(&id, Some(Arc::new(state)), partition, offset);
-        Ok(())
+        Ok(version_at(offset))
     }
 
     async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError> {
@@ -354,6 +436,16 @@ impl WorkflowStore for KafkaStore {
         self.check_open(OP)?;
         validate::check_id(OP, workflow_id)?;
         Ok(self.read_cache().get(workflow_id))
+    }
+
+    async fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError> {
+        const OP: &str = "kafka/load";
+        self.check_open(OP)?;
+        validate::check_id(OP, workflow_id)?;
+        Ok(self
+            .read_cache()
+            .get_versioned(workflow_id)
+            .map(|(state, version)| Versioned { state, version }))
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Arc<WorkflowState>>, StoreError> {
@@ -369,6 +461,8 @@ impl WorkflowStore for KafkaStore {
         const OP: &str = "kafka/delete";
         self.check_open(OP)?;
         validate::check_id(OP, workflow_id)?;
+        let _serial = self.key_locks.lock(workflow_id).await;
+        let _write = self.begin_write(OP, workflow_id, false)?;
         let (partition, offset) = self
             .write(workflow_id, None, "kafka/delete: write tombstone")
             .await?;
@@ -382,6 +476,17 @@ impl WorkflowStore for KafkaStore {
     async fn close(&self) -> Result<(), StoreError> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        // Leave the group first: its partitions go to other hosts, after
+        // the writes under way here are acknowledged.
+        self.member_stop.store(true, Ordering::Release);
+        let member = self
+            .member_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(member) = member {
+            let _ = blocking(move || member.join()).await;
         }
         let flushed = self
             .producer
@@ -405,17 +510,49 @@ impl WorkflowStore for KafkaStore {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "kafka topic {} on {}",
-            self.config.topic, self.config.brokers
-        )
+        match &self.ownership {
+            Some(ownership) => format!(
+                "kafka topic {} on {}, group {} as {}",
+                self.config.topic,
+                self.config.brokers,
+                ownership.group(),
+                ownership.member()
+            ),
+            None => format!(
+                "kafka topic {} on {}",
+                self.config.topic, self.config.brokers
+            ),
+        }
+    }
+
+    fn ownership(&self) -> Option<Arc<Ownership>> {
+        self.ownership.clone()
     }
 }
 
 impl Drop for KafkaStore {
     fn drop(&mut self) {
-        // Without close(): stop the consumer thread so it does not outlive the store.
+        // Without close(): stop the consumer and member threads so they do
+        // not outlive the store.
         self.stop.store(true, Ordering::Release);
+        self.member_stop.store(true, Ordering::Release);
+    }
+}
+
+/// Waits until the group gave this host its first partitions (possibly
+/// none, in a group with more hosts than partitions) and the host caught up
+/// with them.
+async fn first_assignment(
+    ownership: &Ownership,
+    group: &str,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    let mut changes = ownership.subscribe();
+    match tokio::time::timeout(timeout, changes.wait_for(|a| a.generation > 0)).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(open_error(format!(
+            "joined consumer group {group}, but was assigned no partitions within {timeout:?}"
+        ))),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use wf_guest::{Context, Json, ListFilter, StoreError, WorkflowState, WorkflowStatus};
+use wf_guest::{Context, Json, ListFilter, StoreError, Version, WorkflowState, WorkflowStatus};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -20,7 +20,24 @@ enum Op {
         #[serde(default)]
         input_bytes: Option<usize>,
     },
+    /// As `Save`, only if the id is at `expected_version` (absent or null:
+    /// unconditionally); the outcome is the new version.
+    SaveVersioned {
+        state: WorkflowState,
+        #[serde(default)]
+        expected_version: Option<Version>,
+        #[serde(default)]
+        input_raw: Option<String>,
+        #[serde(default)]
+        result_raw: Option<String>,
+        #[serde(default)]
+        input_bytes: Option<usize>,
+    },
     Load {
+        id: String,
+    },
+    /// The state under `id` and its version: `{"state": ..., "version": n}`.
+    LoadVersioned {
         id: String,
     },
     List {
@@ -97,26 +114,25 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
     for op in script {
         let done = match op {
             Op::Save {
-                mut state,
+                state,
                 input_raw,
                 result_raw,
                 input_bytes,
-            } => {
-                if let Some(raw) = input_raw {
-                    state.input = Some(Json::from_raw(raw));
-                }
-                if let Some(raw) = result_raw {
-                    state.result = Some(Json::from_raw(raw));
-                }
-                if let Some(n) = input_bytes {
-                    state.input = Some(Json::from_raw(format!(
-                        "\"{}\"",
-                        "x".repeat(n.saturating_sub(2))
-                    )));
-                }
-                outcome(store.save(&state))
-            }
+            } => outcome(store.save(&with_raw(state, input_raw, result_raw, input_bytes))),
+            Op::SaveVersioned {
+                state,
+                expected_version,
+                input_raw,
+                result_raw,
+                input_bytes,
+            } => outcome(store.save_versioned(
+                &with_raw(state, input_raw, result_raw, input_bytes),
+                expected_version,
+            )),
             Op::Load { id } => outcome(store.load(&id)),
+            Op::LoadVersioned { id } => outcome(store.load_versioned(&id).map(|found| {
+                found.map(|found| json!({"state": found.state, "version": found.version}))
+            })),
             Op::List {
                 status,
                 limit,
@@ -171,6 +187,29 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
         outcomes.push(done);
     }
     Ok(outcomes)
+}
+
+/// `state` with `input_raw`/`result_raw` as its json fields' unchecked text,
+/// and with `input_bytes`, an input that is a JSON string that long.
+fn with_raw(
+    mut state: WorkflowState,
+    input_raw: Option<String>,
+    result_raw: Option<String>,
+    input_bytes: Option<usize>,
+) -> WorkflowState {
+    if let Some(raw) = input_raw {
+        state.input = Some(Json::from_raw(raw));
+    }
+    if let Some(raw) = result_raw {
+        state.result = Some(Json::from_raw(raw));
+    }
+    if let Some(n) = input_bytes {
+        state.input = Some(Json::from_raw(format!(
+            "\"{}\"",
+            "x".repeat(n.saturating_sub(2))
+        )));
+    }
+    state
 }
 
 /// A `String` holding bytes that are not UTF-8, which safe Rust cannot make:

@@ -15,16 +15,35 @@ function outcome(call) {
   }
 }
 
+// The op's `state`; `input_raw`/`result_raw` replace its json fields with
+// unchecked text; `input_bytes` makes the input a JSON string that long.
+function stateOf(op) {
+  const state = WorkflowState.fromJSON(op.state);
+  if (op.input_raw != null) state.input = op.input_raw;
+  if (op.result_raw != null) state.result = op.result_raw;
+  if (op.input_bytes != null) state.input = `"${'x'.repeat(Math.max(op.input_bytes - 2, 0))}"`;
+  return state;
+}
+
 const OPS = {
   save(ctx, op) {
-    const state = WorkflowState.fromJSON(op.state);
-    if (op.input_raw != null) state.input = op.input_raw;
-    if (op.result_raw != null) state.result = op.result_raw;
-    if (op.input_bytes != null) state.input = `"${'x'.repeat(Math.max(op.input_bytes - 2, 0))}"`;
+    const state = stateOf(op);
     return outcome(() => ctx.store.save(state));
+  },
+  // As `save`, only if the id is at `expected_version` (absent or null:
+  // unconditionally); the outcome is the new version (a bigint, as a number).
+  save_versioned(ctx, op) {
+    const state = stateOf(op);
+    return outcome(() => Number(ctx.store.saveVersioned(state, op.expected_version)));
   },
   load(ctx, op) {
     return outcome(() => ctx.store.load(op.id)?.toJSON() ?? null);
+  },
+  load_versioned(ctx, op) {
+    return outcome(() => {
+      const found = ctx.store.loadVersioned(op.id);
+      return found === null ? null : { state: found.state.toJSON(), version: Number(found.version) };
+    });
   },
   list(ctx, op) {
     return outcome(() =>

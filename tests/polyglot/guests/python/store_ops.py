@@ -16,7 +16,10 @@ def outcome(call):
         return {"err": {"kind": e.kind, "message": e.message}}
 
 
-def save(ctx, op):
+def state_of(op):
+    """The op's ``state``; ``input_raw``/``result_raw`` replace its json
+    fields with unchecked text; ``input_bytes`` makes the input a JSON string
+    that long."""
     state = WorkflowState.from_dict(op["state"])
     if op.get("input_raw") is not None:
         state.input = op["input_raw"]
@@ -24,13 +27,33 @@ def save(ctx, op):
         state.result = op["result_raw"]
     if op.get("input_bytes") is not None:
         state.input = '"' + "x" * max(op["input_bytes"] - 2, 0) + '"'
+    return state
+
+
+def save(ctx, op):
+    state = state_of(op)
     return outcome(lambda: ctx.store.save(state))
+
+
+def save_versioned(ctx, op):
+    """As ``save``, only if the id is at ``expected_version`` (absent or
+    null: unconditionally); the outcome is the new version."""
+    state = state_of(op)
+    return outcome(lambda: ctx.store.save_versioned(state, op.get("expected_version")))
 
 
 def load(ctx, op):
     def call():
         found = ctx.store.load(op["id"])
         return None if found is None else found.to_dict()
+
+    return outcome(call)
+
+
+def load_versioned(ctx, op):
+    def call():
+        found = ctx.store.load_versioned(op["id"])
+        return None if found is None else {"state": found.state.to_dict(), "version": found.version}
 
     return outcome(call)
 
@@ -75,7 +98,8 @@ def echo(ctx, op):
 
 
 OPS = {
-    "save": save, "load": load, "list": list_ids, "delete":
+    "save": save, "save_versioned": save_versioned, "load": load,
+    "load_versioned": load_versioned, "list": list_ids, "delete":
     lambda ctx, op: outcome(lambda: ctx.store.delete(op["id"])),
     "record": record, "fail": fail, "trap": throw, "abort": abort, "spin": spin,
     "allocate": allocate, "echo": echo,

@@ -55,6 +55,7 @@ cases!(
     pipeline_example_completes_and_records_each_step,
     ledger_loads_updates_and_deletes_entries,
     every_store_call_works_from_a_guest,
+    conditional_saves_write_only_over_the_expected_version,
     every_store_error_case_is_reached_from_a_guest_and_writes_nothing,
     a_thrown_exception_fails_that_workflow_and_the_host_serves_on,
     a_returned_error_fails_the_workflow_with_that_error,
@@ -260,6 +261,105 @@ async fn every_store_call_works_from_a_guest(host: &Arc<Host>, g: &Guests) {
     assert_eq!(b.input.as_deref(), Some(r#"{"n":1}"#));
     assert_eq!(b.history[0].duration_ns, 42);
     assert_eq!(b.history[0].timestamp.nanoseconds, 5);
+}
+
+/// `save_versioned` and `load_versioned` from a guest: a save expecting the
+/// version it loaded succeeds once and returns a greater version, a second
+/// save expecting the same (now stale) version fails with `conflict` and
+/// writes nothing; expecting 0 creates a new id once, then conflicts.
+///
+/// Two runs: a script is fixed before its run, and a version is not known
+/// before the backend assigned it, so the first run saves the id and reads
+/// its version, and the second run's script expects that version.
+async fn conditional_saves_write_only_over_the_expected_version(host: &Arc<Host>, g: &Guests) {
+    let (first, outcomes) = script(
+        host,
+        &g.store_ops,
+        "cas-1",
+        json!([
+            {"op": "save", "state": wire_state("cas/a")},
+            {"op": "load_versioned", "id": "cas/a"},
+            {"op": "load_versioned", "id": "cas/absent"},
+        ]),
+    )
+    .await;
+    assert_eq!(first.status, WorkflowStatus::Completed, "{}", first.error);
+    let ok = |outcomes: &[Value], i: usize| {
+        outcomes[i]
+            .get("ok")
+            .unwrap_or_else(|| panic!("op {i}: {}", outcomes[i]))
+            .clone()
+    };
+    assert_eq!(ok(&outcomes, 0), Value::Null, "save still returns nothing");
+    let loaded = ok(&outcomes, 1);
+    assert_eq!(loaded["state"], wire_state("cas/a"));
+    let v = loaded["version"].as_u64().expect("a version is a number");
+    assert!(v > 0, "a stored state has a version above 0: {loaded}");
+    assert_eq!(ok(&outcomes, 2), Value::Null);
+
+    let mut winner = wire_state("cas/a");
+    winner["run_id"] = json!("winner");
+    let mut loser = wire_state("cas/a");
+    loser["run_id"] = json!("loser");
+    let mut created = wire_state("cas/b");
+    created["run_id"] = json!("created");
+    let mut late = wire_state("cas/b");
+    late["run_id"] = json!("late");
+    let (second, outcomes) = script(
+        host,
+        &g.store_ops,
+        "cas-2",
+        json!([
+            {"op": "load_versioned", "id": "cas/a"},
+            {"op": "save_versioned", "state": winner, "expected_version": v},
+            {"op": "save_versioned", "state": loser, "expected_version": v},
+            {"op": "load_versioned", "id": "cas/a"},
+            {"op": "save_versioned", "state": created, "expected_version": 0},
+            {"op": "save_versioned", "state": late, "expected_version": 0},
+            {"op": "load_versioned", "id": "cas/b"},
+            {"op": "save_versioned", "state": wire_state("cas/c")},
+            {"op": "save_versioned", "state": wire_state("cas/c"), "expected_version": null},
+        ]),
+    )
+    .await;
+    assert_eq!(second.status, WorkflowStatus::Completed, "{}", second.error);
+    assert_eq!(
+        ok(&outcomes, 0)["version"],
+        v,
+        "the version is the same until the next write"
+    );
+    let v2 = ok(&outcomes, 1)
+        .as_u64()
+        .expect("save_versioned returns the version");
+    assert!(v2 > v, "a write's version is greater: {v2} after {v}");
+    let (kind, message) = err_kind(&outcomes[2]);
+    assert_eq!(kind, "conflict", "{message}");
+    assert!(message.contains("not the expected"), "{message}");
+    assert_eq!(
+        ok(&outcomes, 3),
+        json!({"state": winner, "version": v2}),
+        "the stale save wrote nothing"
+    );
+    let w = ok(&outcomes, 4)
+        .as_u64()
+        .expect("save_versioned returns the version");
+    assert!(w > 0, "{w}");
+    let (kind, message) = err_kind(&outcomes[5]);
+    assert_eq!(kind, "conflict", "expecting 0 for a stored id: {message}");
+    assert_eq!(ok(&outcomes, 6), json!({"state": created, "version": w}));
+    let c1 = ok(&outcomes, 7)
+        .as_u64()
+        .expect("an unconditional save_versioned");
+    let c2 = ok(&outcomes, 8)
+        .as_u64()
+        .expect("an unconditional save_versioned");
+    assert!(c1 > 0 && c2 > c1, "{c1} then {c2}");
+
+    // The host's store agrees with what the guest saw.
+    let a = host.store().load_versioned("cas/a").await.unwrap().unwrap();
+    assert_eq!((a.state.run_id.as_str(), a.version), ("winner", v2));
+    let b = host.store().load_versioned("cas/b").await.unwrap().unwrap();
+    assert_eq!((b.state.run_id.as_str(), b.version), ("created", w));
 }
 
 async fn every_store_error_case_is_reached_from_a_guest_and_writes_nothing(
@@ -620,16 +720,20 @@ impl FaultStore {
 
 #[wf_host::store::async_trait]
 impl wf_host::store::WorkflowStore for FaultStore {
-    async fn save(&self, state: WorkflowState) -> Result<(), wf_host::store::StoreError> {
+    async fn save_versioned(
+        &self,
+        state: WorkflowState,
+        expected: Option<wf_host::store::Version>,
+    ) -> Result<wf_host::store::Version, wf_host::store::StoreError> {
         Self::fault(&state.workflow_id)?;
-        self.0.save(state).await
+        self.0.save_versioned(state, expected).await
     }
-    async fn load(
+    async fn load_versioned(
         &self,
         id: &str,
-    ) -> Result<Option<Arc<WorkflowState>>, wf_host::store::StoreError> {
+    ) -> Result<Option<wf_host::store::Versioned>, wf_host::store::StoreError> {
         Self::fault(id)?;
-        self.0.load(id).await
+        self.0.load_versioned(id).await
     }
     async fn list(
         &self,
