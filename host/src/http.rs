@@ -8,6 +8,7 @@
 //! | `GET /workflows?status=&after=&limit=` | `200` `{"workflows":[...],"next_after":ID or null}`, ascending by id |
 //! | `DELETE /workflows/{id}` | `204`; `409` while it runs on this host |
 //! | `POST /workflows/{id}/cancel` | `202` once the guest is interrupted; `404` when it is not running here |
+//! | `GET /status` | `200` `{"store","running","group","member","owned_partitions","lag"}`: this host's share of the workflows (group fields null when not in a group) and how many records of other hosts' writes its cache has not applied yet (`{"records","partitions":[[p,n],...]}`, null for a store no other host writes) |
 //!
 //! States are the store's wire JSON (the Go provider's `WorkflowState`). Errors
 //! are `{"error": "..."}` with `400` (bad id, input or query), `403` (denied),
@@ -59,6 +60,7 @@ pub fn router(host: Host, module: Module) -> Router {
         .route("/workflows", get(list))
         .route("/workflows/{id}", post(start).get(show).delete(remove))
         .route("/workflows/{id}/cancel", post(cancel))
+        .route("/status", get(status))
         .with_state(Arc::new(Api { host, module }))
 }
 
@@ -269,4 +271,22 @@ async fn cancel(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<R
     api.host.cancel(&id)?;
     let body = serde_json::json!({ "workflow_id": id, "canceled": true });
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let store = api.host.store_for(&api.module);
+    let ownership = store.ownership();
+    let lag = store
+        .tail_lag()
+        .await?
+        .map(|lag| serde_json::json!({ "records": lag.records, "partitions": lag.partitions }));
+    let body = serde_json::json!({
+        "store": store.describe(),
+        "running": api.host.running().len(),
+        "group": ownership.as_ref().map(|o| o.group().to_owned()),
+        "member": ownership.as_ref().map(|o| o.member().to_owned()),
+        "owned_partitions": ownership.as_ref().map(|o| o.owned_partitions()),
+        "lag": lag,
+    });
+    Ok(axum::Json(body).into_response())
 }

@@ -938,3 +938,132 @@ fn hostile_arguments_get_their_own_error_and_write_nothing() {
         "no refused command wrote to the topic"
     );
 }
+
+/// `GET {url}{path}` as JSON.
+async fn get_json(url: &str, path: &str) -> Value {
+    reqwest::get(format!("{url}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_serve_processes_share_a_group_and_the_one_stopped_hands_over() {
+    let broker = DevBroker::start(&["--partitions", "4"]);
+    let group = |name: &'static str| {
+        [
+            "--group",
+            "wf-cli-hosts",
+            "--member-name",
+            name,
+            "--session-timeout",
+            "3",
+        ]
+    };
+    let mut a = Server::start(&broker, wf_test_artifacts::STEPS, &group("host-a"));
+    let b = Server::start(&broker, wf_test_artifacts::STEPS, &group("host-b"));
+    let owned = |status: &Value| status["owned_partitions"].as_array().map_or(0, Vec::len);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (sa, sb) = (
+            get_json(&a.url, "/status").await,
+            get_json(&b.url, "/status").await,
+        );
+        if owned(&sa) > 0 && owned(&sb) > 0 && owned(&sa) + owned(&sb) == 4 {
+            assert_eq!(
+                (sa["member"].as_str(), sb["member"].as_str()),
+                (Some("host-a"), Some("host-b"))
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no settled group: {sa} {sb}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // An id host a owns: host b refuses it with 421, naming host a.
+    let http = reqwest::Client::new();
+    let input = r#"{"steps":3,"step_ms":1000}"#;
+    let mut id = None;
+    for i in 0..100 {
+        let candidate = format!("handover-{i}");
+        let answer = http
+            .post(format!("{}/workflows/{candidate}?wait=false", b.url))
+            .body(input)
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == 421 {
+            let body: Value = answer.json().await.unwrap();
+            if body["owner"] == "host-a" {
+                id = Some(candidate);
+                break;
+            }
+        }
+    }
+    let id = id.expect("an id host a owns, refused by host b naming host a");
+    let started = http
+        .post(format!("{}/workflows/{id}?wait=false", a.url))
+        .body(input)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    // Stop host a mid-run (its first activity done): it leaves the group and
+    // hands the run over; host b resumes it.
+    loop {
+        let state = get_json(&b.url, &format!("/workflows/{id}")).await;
+        if state["History"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|e| e["Type"] == "activity_completed"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress: {state}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pid = a.child.id().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(term.success());
+    let exited = a.child.wait().unwrap();
+    assert!(
+        exited.success(),
+        "wfhost serve exits cleanly on SIGTERM: {exited}"
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let state = loop {
+        let state = get_json(&b.url, &format!("/workflows/{id}")).await;
+        if state["Status"] == "completed" {
+            break state;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not taken over: {state}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(state["Result"], 5, "0 + 1 + 4");
+    let types: Vec<&str> = state["History"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "workflow_started").count(),
+        2,
+        "started on a, resumed on b: {types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| **t == "activity_completed").count(),
+        3,
+        "each activity completed once: {types:?}"
+    );
+    let status = get_json(&b.url, "/status").await;
+    assert_eq!(owned(&status), 4, "b owns everything now: {status}");
+}

@@ -172,7 +172,7 @@ async fn two_stores_on_one_topic_see_each_other_through_tailing() {
     assert_eq!(completed[0].workflow_id, "from-b");
 
     eventually("the tail catches up", async || {
-        a.tail_lag().await.unwrap().records == 0
+        a.lag().await.unwrap().records == 0
     })
     .await;
     assert_eq!(b.consumed().skipped, 0);
@@ -208,7 +208,7 @@ async fn concurrent_saves_of_the_same_ids_leave_the_last_record_in_the_log() {
     // The writer's own cache converges on the log (its tail may still be
     // applying records it already has from acks; nothing older may win).
     eventually("the writer's tail catches up", async || {
-        writer.tail_lag().await.unwrap().records == 0
+        writer.lag().await.unwrap().records == 0
     })
     .await;
     assert_eq!(snapshot(&writer), in_log);

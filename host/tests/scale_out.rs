@@ -125,6 +125,15 @@ async fn settled(nodes: &[&Node], partitions: i32) {
     }
 }
 
+/// Serves `node`'s HTTP API on a free port; returns its base URL.
+async fn serve(node: &Node) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = wf_host::http::router(node.host.clone(), node.module.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
 /// The node owning `id`, waiting while its partition moves between nodes
 /// (a client retries a refused request the same way).
 async fn owner_of(nodes: &[Node], id: &str) -> usize {
@@ -235,6 +244,37 @@ async fn three_hosts_share_300_workflows_and_survive_one_leaving(
             other => panic!("a non-owner must refuse: {other:?}"),
         }
     }
+    // Over HTTP: 421 with the partition (and the owner when named), and the
+    // host's share in /status.
+    let api = serve(other).await;
+    let client = reqwest::Client::new();
+    let refused = client
+        .post(format!("{api}/workflows/{id}"))
+        .body(input(0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 421);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["partition"], nodes[owner].store.partition_of(id));
+    if names_owners {
+        assert_eq!(body["owner"], nodes[owner].name.as_str(), "{body}");
+    }
+    let status: serde_json::Value = client
+        .get(format!("{api}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["member"], other.name.as_str(), "{status}");
+    assert_eq!(
+        status["owned_partitions"],
+        serde_json::json!(other.owned()),
+        "{status}"
+    );
+    assert!(status["lag"]["records"].is_u64(), "{status}");
     assert!(
         other.store.load(id).await.unwrap().is_none(),
         "a refusal writes nothing"

@@ -16,7 +16,7 @@ pub use async_trait::async_trait;
 
 use crate::model::{WorkflowState, WorkflowStatus};
 
-pub use kafka::{DevCluster, KafkaConfig, KafkaStore};
+pub use kafka::{DevCluster, KafkaConfig, KafkaStore, TailLag};
 pub use memory::MemoryStore;
 pub use ownership::{Assignment, NotOwner, Ownership};
 pub use validate::StoreLimits;
@@ -125,5 +125,12 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug {
     /// hosts (a Kafka consumer group); `None`: it owns every workflow.
     fn ownership(&self) -> Option<Arc<Ownership>> {
         None
+    }
+
+    /// How far this host's cache is behind writes other hosts made (Kafka:
+    /// records of the topic its tail has not applied yet); `None` for a
+    /// store no other host writes.
+    async fn tail_lag(&self) -> Result<Option<TailLag>, StoreError> {
+        Ok(None)
     }
 }

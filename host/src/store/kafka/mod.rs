@@ -304,7 +304,7 @@ impl KafkaStore {
 
     /// How far the tail is behind the end of the topic, from the broker's
     /// current high watermarks ([`KafkaStore::end_offsets`]).
-    pub async fn tail_lag(&self) -> Result<TailLag, StoreError> {
+    pub async fn lag(&self) -> Result<TailLag, StoreError> {
         let highs = self.end_offsets().await?;
         let cache = self.read_cache();
         let partitions: Vec<(i32, u64)> = highs
@@ -527,6 +527,10 @@ impl WorkflowStore for KafkaStore {
 
     fn ownership(&self) -> Option<Arc<Ownership>> {
         self.ownership.clone()
+    }
+
+    async fn tail_lag(&self) -> Result<Option<TailLag>, StoreError> {
+        self.lag().await.map(Some)
     }
 }
 
