@@ -485,7 +485,10 @@ impl Host {
     /// writes, computation) is repeated.
     ///
     /// The candidates come from the store's `list` (for Kafka, the replayed
-    /// cache: a scan in memory, not a broker query).
+    /// cache: a scan in memory, not a broker query). When hosts share the
+    /// store in a group, only the workflows this host owns are taken up,
+    /// each with a save conditional on the version read, so a workflow
+    /// another host resumed meanwhile is left to it.
     pub async fn recover(
         &self,
         module: &Module,

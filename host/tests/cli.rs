@@ -951,6 +951,18 @@ async fn get_json(url: &str, path: &str) -> Value {
 
 #[tokio::test]
 async fn two_serve_processes_share_a_group_and_the_one_stopped_hands_over() {
+    two_serve_processes_in_a_group(false).await;
+}
+
+#[tokio::test]
+async fn two_serve_processes_share_a_group_and_a_killed_ones_work_is_taken_over() {
+    two_serve_processes_in_a_group(true).await;
+}
+
+/// Two `wfhost serve` processes in one group; host a is stopped mid-run
+/// (SIGTERM: it leaves and hands over; SIGKILL: the group notices after the
+/// session timeout) and host b completes its workflow.
+async fn two_serve_processes_in_a_group(kill: bool) {
     let broker = DevBroker::start(&["--partitions", "4"]);
     let group = |name: &'static str| {
         [
