@@ -1038,14 +1038,19 @@ async fn two_serve_processes_in_a_group(kill: bool) {
         assert!(std::time::Instant::now() < deadline, "no progress: {state}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let pid = a.child.id().to_string();
-    let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(term.success());
-    let exited = a.child.wait().unwrap();
-    assert!(
-        exited.success(),
-        "wfhost serve exits cleanly on SIGTERM: {exited}"
-    );
+    if kill {
+        a.child.kill().expect("SIGKILL");
+        a.child.wait().unwrap();
+    } else {
+        let pid = a.child.id().to_string();
+        let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(term.success());
+        let exited = a.child.wait().unwrap();
+        assert!(
+            exited.success(),
+            "wfhost serve exits cleanly on SIGTERM: {exited}"
+        );
+    }
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let state = loop {

@@ -9,6 +9,7 @@
 //! second case keeps saves in flight through a rebalance and finds every
 //! acknowledged one on the topic and in every host's cache.
 
+mod group_support;
 mod kafka_support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,9 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wf_host::model::{EventType, WorkflowState, WorkflowStatus, decode_state};
-use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, StoreError, WorkflowStore};
-use wf_host::{ExecuteError, ExecuteOptions, Host, HostConfig, Module, WorkflowHandle};
+use wf_host::store::{DevCluster, KafkaConfig, StoreError, WorkflowStore};
+use wf_host::{ExecuteError, ExecuteOptions, WorkflowHandle};
 
+use group_support::{Node, owner_of, settled};
 use kafka_support::read_topic;
 
 const WORKFLOWS: usize = 300;
@@ -26,70 +28,18 @@ const STEPS: u64 = 4;
 /// sum of n² for n < STEPS: what every workflow returns.
 const RESULT: u64 = 14;
 
-/// One host of the group: its store, the host, the module and the task
-/// following its ownership.
-struct Node {
-    name: String,
-    store: Arc<KafkaStore>,
-    host: Host,
-    module: Module,
-    follower: tokio::task::JoinHandle<()>,
-}
-
-impl Node {
-    async fn join(brokers: &str, topic: &str, partitions: i32, name: &str) -> Self {
-        let mut config = KafkaConfig::new(brokers)
-            .topic(topic)
-            .group(format!("{topic}-hosts"))
-            .member_name(name);
-        config.partitions = partitions;
-        config.session_timeout = session_timeout(brokers);
-        let store = Arc::new(
-            KafkaStore::open(config)
-                .await
-                .expect("opening a group store"),
-        );
-        let host = Host::with_config(
-            store.clone(),
-            HostConfig {
-                max_running: 400,
-                ..HostConfig::default()
-            },
-        )
-        .expect("host");
-        let module = host
-            .load_module_file(wf_test_artifacts::STEPS)
-            .expect("steps guest");
-        let follower = host
-            .follow_ownership(&module)
-            .expect("a group store has ownership");
-        Self {
-            name: name.to_owned(),
-            store,
-            host,
-            module,
-            follower,
-        }
-    }
-
-    fn owned(&self) -> Vec<i32> {
-        self.store.ownership().unwrap().owned_partitions()
-    }
-
-    fn owns(&self, id: &str) -> bool {
-        self.store.ownership().unwrap().owns(id)
-    }
-
-    /// Leaves the group as a stopping host does: its runs stop without
-    /// recording an end, its partitions go to the others.
-    async fn leave(self) {
-        self.follower.abort();
-        self.host.abandon_all().await;
-        self.store
-            .close()
-            .await
-            .expect("closing the leaving host's store");
-    }
+/// Joins the group of `topic` as `name`.
+async fn join(brokers: &str, topic: &str, partitions: i32, name: &str) -> Node {
+    let group = format!("{topic}-hosts");
+    Node::join(
+        brokers,
+        topic,
+        partitions,
+        Some(&group),
+        session_timeout(brokers),
+        name,
+    )
+    .await
 }
 
 /// The group's session timeout: short on the mock cluster, whose rebalances
@@ -103,28 +53,6 @@ fn session_timeout(brokers: &str) -> Duration {
     }
 }
 
-/// Waits until the nodes own disjoint sets of partitions that cover all
-/// `partitions`, each at least one.
-async fn settled(nodes: &[&Node], partitions: i32) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let owned: Vec<Vec<i32>> = nodes.iter().map(|n| n.owned()).collect();
-        let all: BTreeSet<i32> = owned.iter().flatten().copied().collect();
-        let total: usize = owned.iter().map(Vec::len).sum();
-        if owned.iter().all(|o| !o.is_empty())
-            && total == partitions as usize
-            && all.len() == partitions as usize
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the group did not settle within 60 s: {owned:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Serves `node`'s HTTP API on a free port; returns its base URL.
 async fn serve(node: &Node) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -132,19 +60,6 @@ async fn serve(node: &Node) -> String {
     let app = wf_host::http::router(node.host.clone(), node.module.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{address}")
-}
-
-/// The node owning `id`, waiting while its partition moves between nodes
-/// (a client retries a refused request the same way).
-async fn owner_of(nodes: &[Node], id: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(at) = nodes.iter().position(|n| n.owns(id)) {
-            return at;
-        }
-        assert!(Instant::now() < deadline, "nobody owns {id} for 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn input(step_ms: u64) -> String {
@@ -197,11 +112,11 @@ async fn three_hosts_share_300_workflows_and_survive_one_leaving(
 ) {
     const PARTITIONS: i32 = 6;
     let nodes = [
-        Node::join(brokers, topic, PARTITIONS, "host-a").await,
-        Node::join(brokers, topic, PARTITIONS, "host-b").await,
-        Node::join(brokers, topic, PARTITIONS, "host-c").await,
+        join(brokers, topic, PARTITIONS, "host-a").await,
+        join(brokers, topic, PARTITIONS, "host-b").await,
+        join(brokers, topic, PARTITIONS, "host-c").await,
     ];
-    settled(&nodes.iter().collect::<Vec<_>>(), PARTITIONS).await;
+    settled(&nodes.iter().collect::<Vec<_>>()).await;
     eprintln!(
         "settled: {:?}",
         nodes
@@ -214,7 +129,7 @@ async fn three_hosts_share_300_workflows_and_survive_one_leaving(
     // owner's announcement (commit metadata) is readable. tansu 0.6 keeps a
     // committed offset but drops its metadata: there the owner stays unnamed.
     let id = "wf-000";
-    let owner = owner_of(&nodes, id).await;
+    let owner = owner_of(&nodes.iter().collect::<Vec<_>>(), id).await;
     let other = &nodes[(owner + 1) % 3];
     let deadline = Instant::now() + Duration::from_secs(if names_owners { 20 } else { 2 });
     loop {
@@ -284,7 +199,7 @@ async fn three_hosts_share_300_workflows_and_survive_one_leaving(
     let mut handles: Vec<(usize, WorkflowHandle)> = Vec::new();
     for i in 0..WORKFLOWS {
         let id = format!("wf-{i:03}");
-        let at = owner_of(&nodes, &id).await;
+        let at = owner_of(&nodes.iter().collect::<Vec<_>>(), &id).await;
         let handle = nodes[at]
             .host
             .execute(&nodes[at].module, ExecuteOptions::new(input(150)).id(id))
@@ -305,7 +220,7 @@ async fn three_hosts_share_300_workflows_and_survive_one_leaving(
     assert!(running_on_b > 0, "host b must leave mid-run");
     let left = Instant::now();
     b.leave().await;
-    settled(&[&a, &c], PARTITIONS).await;
+    settled(&[&a, &c]).await;
     eprintln!(
         "a and c own every partition {:?} after b left",
         left.elapsed()
@@ -391,7 +306,7 @@ async fn three_hosts_share_300_workflows_and_survive_one_leaving(
 
 async fn no_acknowledged_save_is_lost_across_a_rebalance(brokers: &str, topic: &str) {
     const PARTITIONS: i32 = 6;
-    let a = Node::join(brokers, topic, PARTITIONS, "host-a").await;
+    let a = join(brokers, topic, PARTITIONS, "host-a").await;
     assert_eq!(
         a.owned().len(),
         PARTITIONS as usize,
@@ -430,8 +345,8 @@ async fn no_acknowledged_save_is_lost_across_a_rebalance(brokers: &str, topic: &
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let b = Node::join(brokers, topic, PARTITIONS, "host-b").await;
-    settled(&[&a, &b], PARTITIONS).await;
+    let b = join(brokers, topic, PARTITIONS, "host-b").await;
+    settled(&[&a, &b]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut acked = Vec::new();

@@ -488,9 +488,10 @@ impl WorkflowStore for KafkaStore {
         if let Some(member) = member {
             let _ = blocking(move || member.join()).await;
         }
-        let flushed = self
-            .producer
-            .flush(Timeout::After(self.config.close_timeout));
+        // Off the async runtime: the flush may wait up to the close timeout.
+        let producer = self.producer.clone();
+        let close_timeout = self.config.close_timeout;
+        let flushed = blocking(move || producer.flush(Timeout::After(close_timeout))).await?;
         self.stop.store(true, Ordering::Release);
         let thread = self
             .consumer_thread
