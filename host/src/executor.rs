@@ -403,12 +403,19 @@ impl Host {
                         partitions: Some(partitions),
                         ..RecoverOptions::default()
                     };
-                    if let Err(e) = host.recover(&module, options).await {
-                        tracing::warn!(
-                            module = module.name(),
-                            "recovering gained partitions failed: {e}"
-                        );
-                    }
+                    // On a task of its own: recovery waits for slots, and
+                    // this loop must go on noticing lost partitions. Each
+                    // resume is conditional, so a partition lost meanwhile
+                    // is not resumed here.
+                    let (host, module) = (host.clone(), module.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = host.recover(&module, options).await {
+                            tracing::warn!(
+                                module = module.name(),
+                                "recovering gained partitions failed: {e}"
+                            );
+                        }
+                    });
                 }
                 if changes.changed().await.is_err() {
                     return;

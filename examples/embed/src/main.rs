@@ -14,8 +14,11 @@
 //! `WF_KAFKA_TOPIC`; without brokers it starts librdkafka's in-process mock
 //! cluster. `WF_LISTEN` sets the address (default `127.0.0.1:8080`; port 0
 //! picks one, printed as `listening: URL`). On start it recovers the
-//! module's workflows left `running`; on SIGTERM or Ctrl-C it stops taking
-//! requests, finishes the ones in flight and closes the store.
+//! module's workflows left `running`; with `group_id` set in the config
+//! file, it shares the topic with the group's other hosts and follows its
+//! partitions instead (see the README, "Several hosts on one topic"). On
+//! SIGTERM or Ctrl-C it stops taking requests, finishes the ones in flight
+//! (in a group, hands its running workflows over) and closes the store.
 
 use std::sync::Arc;
 
@@ -61,8 +64,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let host = Host::with_config(store.clone(), config)?;
     let module = host.load_module_file(&module_path)?;
-    let recovered = host.recover(&module, RecoverOptions::default()).await?;
-    tracing::info!(count = recovered.len(), "recovered workflows left running");
+    // In a group (`group_id` in the config file), ownership decides what
+    // this service runs: it follows its partitions, taking up the running
+    // workflows of those it gains. Alone, it recovers everything left running.
+    let follower = host.follow_ownership(&module);
+    if follower.is_none() {
+        let recovered = host.recover(&module, RecoverOptions::default()).await?;
+        tracing::info!(count = recovered.len(), "recovered workflows left running");
+    }
 
     let app = wf_host::http::router(host.clone(), module).route(
         "/healthz",
@@ -78,9 +87,14 @@ async fn main() -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    if let Some(follower) = follower {
+        // Hand the running workflows over to the group's other hosts.
+        follower.abort();
+        host.abandon_all().await;
+    }
     tracing::info!(
         running = host.running().len(),
-        "stopped; workflows still running stay `running` for the next start to recover"
+        "stopped; workflows still running stay `running` for the next start (or owner) to recover"
     );
     store.close().await?;
     Ok(())
