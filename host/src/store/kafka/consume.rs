@@ -86,8 +86,11 @@ pub(crate) struct Consumption {
     /// Values over this many bytes are skipped: a state this host would
     /// refuse to write is not taken into its cache either.
     pub max_value_bytes: usize,
-    /// Where the tail stood each time it reached a partition's end.
-    pub ends: Arc<EndPositions>,
+    /// Where the tail stood each time it reached a partition's end; kept
+    /// only for a store in a group (a new owner waits on it), since asking
+    /// librdkafka for the position at every end of a partition costs the
+    /// tail time a lone host does not need to spend.
+    pub ends: Option<Arc<EndPositions>>,
 }
 
 /// A record as polled, copied out of librdkafka's buffer for a decoder.
@@ -152,7 +155,9 @@ impl Decoders {
                                 let _ = done.send(());
                             }
                             Work::End(partition, position) => {
-                                consumption.ends.set(partition, position);
+                                if let Some(ends) = &consumption.ends {
+                                    ends.set(partition, position);
+                                }
                             }
                         }
                     }
@@ -321,7 +326,9 @@ impl Consumption {
                     if let Some(index) = index_of(&partitions, partition) {
                         pending[index] = false;
                     }
-                    if let Some(position) = self.position(partition) {
+                    if self.ends.is_some()
+                        && let Some(position) = self.position(partition)
+                    {
                         decoders.end(partition, position);
                     }
                 }

@@ -188,7 +188,7 @@ impl KafkaStore {
             counters: counters.clone(),
             stop: stop.clone(),
             max_value_bytes: config.limits.max_value_bytes,
-            ends: ends.clone(),
+            ends: config.group_id.is_some().then(|| ends.clone()),
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
