@@ -901,6 +901,33 @@ fn hostile_arguments_get_their_own_error_and_write_nothing() {
             2,
             "expected KEY=VALUE",
         ),
+        (
+            vec!["--group".into(), "".into(), "list".into()],
+            1,
+            "group id must be 1 to 255 bytes",
+        ),
+        (
+            vec![
+                "--group".into(),
+                "g".into(),
+                "--session-timeout".into(),
+                "0".into(),
+                "list".into(),
+            ],
+            1,
+            "--session-timeout must be a positive number of seconds",
+        ),
+        (
+            vec![
+                "--group".into(),
+                "g".into(),
+                "--session-timeout".into(),
+                "0.5".into(),
+                "list".into(),
+            ],
+            1,
+            "session timeout must be between 1 s and 1 h",
+        ),
     ];
     for (args, code, needle) in &cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

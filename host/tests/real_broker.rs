@@ -21,29 +21,7 @@ use serde_json::Value;
 use wf_host::model::{WorkflowState, WorkflowStatus};
 use wf_host::store::{KafkaConfig, KafkaStore, StoreError, WorkflowStore};
 
-use kafka_support::{last_per_key, read_topic, state};
-
-fn brokers() -> Option<String> {
-    match std::env::var("WF_KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.trim().is_empty() => Some(brokers),
-        _ if std::env::var_os("WF_E2E_REQUIRED").is_some() => {
-            panic!("WF_E2E_REQUIRED is set but WF_KAFKA_BROKERS is not: no real broker to test")
-        }
-        _ => {
-            eprintln!("skipped: WF_KAFKA_BROKERS unset");
-            None
-        }
-    }
-}
-
-/// A topic name no other test (or earlier run on the same broker) uses.
-fn fresh_topic(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("wf-e2e-{name}-{}-{nanos}", std::process::id())
-}
+use kafka_support::{fresh_topic, last_per_key, read_topic, real_broker as brokers, state};
 
 fn wfhost(brokers: &str, topic: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wfhost"))

@@ -21,7 +21,7 @@ use wf_host::store::{DevCluster, KafkaConfig, StoreError, WorkflowStore};
 use wf_host::{ExecuteError, ExecuteOptions, WorkflowHandle};
 
 use group_support::{Node, owner_of, settled};
-use kafka_support::read_topic;
+use kafka_support::{fresh_topic, read_topic, real_broker};
 
 const WORKFLOWS: usize = 300;
 const STEPS: u64 = 4;
@@ -413,28 +413,6 @@ async fn mock_no_acknowledged_save_is_lost_across_a_rebalance() {
     let cluster = DevCluster::start("wf-rebalance", 6).expect("mock cluster");
     no_acknowledged_save_is_lost_across_a_rebalance(&cluster.bootstrap_servers(), "wf-rebalance")
         .await;
-}
-
-/// The real broker from `WF_KAFKA_BROKERS` (see `real_broker.rs`), if any.
-fn real_broker() -> Option<String> {
-    match std::env::var("WF_KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.trim().is_empty() => Some(brokers),
-        _ if std::env::var_os("WF_E2E_REQUIRED").is_some() => {
-            panic!("WF_E2E_REQUIRED is set but WF_KAFKA_BROKERS is not: no real broker to test")
-        }
-        _ => {
-            eprintln!("skipped: WF_KAFKA_BROKERS unset");
-            None
-        }
-    }
-}
-
-fn fresh_topic(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("wf-e2e-{name}-{}-{nanos}", std::process::id())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

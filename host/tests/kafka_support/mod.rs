@@ -156,3 +156,28 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The real broker's address from `WF_KAFKA_BROKERS` (`.ci/run` starts tansu
+/// and sets it); without it `None`, after printing that the test is skipped,
+/// unless `WF_E2E_REQUIRED` says a skip is a failure.
+pub fn real_broker() -> Option<String> {
+    match std::env::var("WF_KAFKA_BROKERS") {
+        Ok(brokers) if !brokers.trim().is_empty() => Some(brokers),
+        _ if std::env::var_os("WF_E2E_REQUIRED").is_some() => {
+            panic!("WF_E2E_REQUIRED is set but WF_KAFKA_BROKERS is not: no real broker to test")
+        }
+        _ => {
+            eprintln!("skipped: WF_KAFKA_BROKERS unset");
+            None
+        }
+    }
+}
+
+/// A topic name no other test (or earlier run on the same broker) uses.
+pub fn fresh_topic(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("wf-e2e-{name}-{}-{nanos}", std::process::id())
+}
