@@ -33,10 +33,10 @@ mod group_support;
 
 use common::{median, runtime, selected, timed};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use group_support::{Node, settled};
+use group_support::{Node, ended_or_handed_over, settled};
 use wf_host::model::{EventType, WorkflowState, WorkflowStatus};
-use wf_host::store::{DevCluster, StoreError, WorkflowStore};
-use wf_host::{ExecuteError, ExecuteOptions, WorkflowHandle};
+use wf_host::store::{DevCluster, WorkflowStore};
+use wf_host::{ExecuteOptions, WorkflowHandle};
 
 const PARTITIONS: i32 = 6;
 /// The group's session timeout: short, because the mock cluster's rebalances
@@ -319,12 +319,7 @@ async fn failover_sample(sample: usize) -> Failover {
     // final state or as handed over.
     let mut own_resumed = 0;
     for (at, handle) in handles {
-        let id = handle.id().to_owned();
-        match handle.result().await {
-            Ok(state) => assert_eq!(state.status, WorkflowStatus::Completed, "{id}"),
-            Err(ExecuteError::Abandoned(_) | ExecuteError::Store(StoreError::Conflict(_))) => {}
-            Err(e) => panic!("{id} on host {at}: {e}"),
-        }
+        let id = ended_or_handed_over(at, handle).await;
         let state = a.store.load(&id).await.unwrap().expect("stored");
         assert_eq!(state.status, WorkflowStatus::Completed, "{id}");
         assert_eq!(state.result.as_deref(), Some(FAILOVER_RESULT), "{id}");

@@ -20,7 +20,7 @@ use wf_host::model::{EventType, WorkflowState, WorkflowStatus, decode_state};
 use wf_host::store::{DevCluster, KafkaConfig, StoreError, WorkflowStore};
 use wf_host::{ExecuteError, ExecuteOptions, WorkflowHandle};
 
-use group_support::{Node, owner_of, settled};
+use group_support::{Node, ended_or_handed_over, owner_of, settled};
 use kafka_support::{fresh_topic, read_topic, real_broker};
 
 const WORKFLOWS: usize = 300;
@@ -252,12 +252,7 @@ async fn three_hosts_share_300_workflows_and_survive_one_leaving(
     // A handle ends with the final state, or as handed over (its partition
     // moved: b left, and a and c were rebalanced too).
     for (at, handle) in handles {
-        let id = handle.id().to_owned();
-        match handle.result().await {
-            Ok(state) => assert_eq!(state.status, WorkflowStatus::Completed, "{id}"),
-            Err(ExecuteError::Abandoned(_) | ExecuteError::Store(StoreError::Conflict(_))) => {}
-            Err(e) => panic!("{id} on host {at}: {e}"),
-        }
+        ended_or_handed_over(at, handle).await;
     }
 
     // The log: every workflow completed exactly once with the right result,

@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wf_host::store::{KafkaConfig, KafkaStore, WorkflowStore};
-use wf_host::{Host, HostConfig, Module};
+use wf_host::model::WorkflowStatus;
+use wf_host::store::{KafkaConfig, KafkaStore, StoreError, WorkflowStore};
+use wf_host::{ExecuteError, Host, HostConfig, Module, WorkflowHandle};
 
 /// One host: its store, the host, the `steps` module and, in a group, the
 /// task following its ownership.
@@ -119,4 +120,17 @@ pub async fn owner_of(nodes: &[&Node], id: &str) -> usize {
         assert!(Instant::now() < deadline, "nobody owns {id} for 30 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits for the run of `handle` (started on node `at`): it ends completed,
+/// or as handed over (abandoned, or fenced by the new owner's write).
+/// Returns the workflow id.
+pub async fn ended_or_handed_over(at: usize, handle: WorkflowHandle) -> String {
+    let id = handle.id().to_owned();
+    match handle.result().await {
+        Ok(state) => assert_eq!(state.status, WorkflowStatus::Completed, "{id}"),
+        Err(ExecuteError::Abandoned(_) | ExecuteError::Store(StoreError::Conflict(_))) => {}
+        Err(e) => panic!("{id} on host {at}: {e}"),
+    }
+    id
 }
