@@ -9,10 +9,10 @@ cargo build --quiet --release --target wasm32-wasip2 -p pipeline -p order-pipeli
 guests="${CARGO_TARGET_DIR:-target}/wasm32-wasip2/release"
 
 echo "== wfhost run pipeline.wasm --id pipeline-001 --input '\"start processing\"'"
-cargo run --quiet -p wf-host --bin wfhost -- \
+cargo run --quiet -p wfhost -- \
   run "$guests/pipeline.wasm" --id pipeline-001 --input '"start processing"'
 
 echo
 echo "== the same run, printed as the stored JSON (the wire format a Go service reads)"
-cargo run --quiet -p wf-host --bin wfhost -- --output json \
+cargo run --quiet -p wfhost -- --output json \
   run "$guests/pipeline.wasm" --id pipeline-001 --input '"start processing"'

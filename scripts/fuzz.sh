@@ -27,7 +27,7 @@ else
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-# No sanitizer: wf-host and its code under test deny unsafe code, so
+# No sanitizer: wf-host, wf-store-kafka and their code under test deny unsafe code, so
 # AddressSanitizer would look for memory errors only in dependencies (serde_json,
 # std) that are fuzzed elsewhere, at about twice the run time and a second
 # instrumented build of wasmtime and librdkafka. Panics, failed assertions and

@@ -18,7 +18,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wf_host::fuzzing::{KafkaRecord, Skip, kafka_record};
+use wf_store_kafka::fuzzing::{KafkaRecord, Skip, kafka_record};
 use wf_host::model::decode_state;
 
 fuzz_target!(|data: &[u8]| {

@@ -31,7 +31,8 @@ fn main() {
     // dir watches its own files, not the ones of the checkout built first.
     for path in [
         "wit",
-        "guest-sdk",
+        "crates/guest",
+        "crates/bindgen-util",
         "examples/rust",
         "tests/guests",
         "Cargo.lock",
@@ -95,6 +96,16 @@ fn main() {
             path.display().to_string()
         ));
     }
+    // `foreach_guest!(m)` calls `m!(name)` for every guest, so a test file
+    // can check that each has a test named after it.
+    constants.push_str(
+        "/// Calls `$mac!(guest)` for every guest built (its package name in snake case).\n\
+         #[macro_export]\nmacro_rules! foreach_guest {\n    ($mac:ident) => {\n",
+    );
+    for (package, _) in GUESTS {
+        constants.push_str(&format!("        $mac!({});\n", package.replace('-', "_")));
+    }
+    constants.push_str("    };\n}\n");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     std::fs::write(out.join("guests.rs"), constants).expect("writing guests.rs");
 }

@@ -113,6 +113,17 @@ fn main() {
             path.display().to_string()
         ));
     }
+    let all: Vec<&str> = GUESTS.iter().map(|(_, constant, _)| *constant).collect();
+    constants.push_str(&format!(
+        "/// Every guest built.\npub const ALL: &[&str] = &[{}];\n",
+        all.join(", ")
+    ));
+    // Every test has a host of its own, and these components take seconds
+    // to compile: the hosts share wasmtime's on-disk cache of compiled code.
+    constants.push_str(&format!(
+        "/// Where the tests' hosts cache compiled modules.\npub const MODULE_CACHE: &str = {:?};\n",
+        out_dir.join("module-cache").display().to_string()
+    ));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     std::fs::write(out.join("guests.rs"), constants).expect("writing guests.rs");
 }

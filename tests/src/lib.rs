@@ -1,20 +1,33 @@
-//! Shared helpers for the workspace integration tests.
+//! Everything the workspace's tests and benchmarks share, in one place: hosts
+//! on each backend ([`Backend`], [`on_every_backend!`]), the guest suite run
+//! for every language ([`suite`], [`guest_suite!`]), raw Kafka access
+//! ([`kafka`]), hosts of one consumer group ([`group`]) and the benchmarks'
+//! timing helpers ([`bench`]).
 #![deny(missing_docs)]
 
+pub mod bench;
+pub mod group;
+pub mod kafka;
+pub mod probe;
+pub mod suite;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 pub use wf_host::HostConfig;
 use wf_host::model::WorkflowStatus;
-use wf_host::store::ListFilter;
-use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, MemoryStore, WorkflowStore};
+use wf_host::store::{ListFilter, MemoryStore, WorkflowStore};
 use wf_host::{Host, Module};
+use wf_store_kafka::{DevCluster, KafkaConfig, KafkaStore};
 
 #[doc(hidden)]
 pub use tokio as __tokio;
 pub use wf_test_artifacts as guests;
 
-use wf_host::model::{EventType, WorkflowState};
+use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState};
 
 /// The kinds of a state's history events, in order.
 pub fn kinds(state: &WorkflowState) -> Vec<EventType> {
@@ -136,10 +149,7 @@ pub async fn kafka_store_host(config: HostConfig) -> (Host, Arc<KafkaStore>, Dev
 
 /// The ids of up to 1000 stored states, ascending.
 pub async fn stored_ids(host: &Host) -> Vec<String> {
-    let page = ListFilter {
-        limit: Some(1000),
-        ..Default::default()
-    };
+    let page = ListFilter::default().limit(1000);
     host.store()
         .list(&page)
         .await
@@ -212,4 +222,54 @@ pub fn err_kind(outcome: &Value) -> (&str, &str) {
         err["kind"].as_str().unwrap(),
         err["message"].as_str().unwrap(),
     )
+}
+
+/// A fresh empty directory for one test (both backends run at once).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wf-runtime-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits (bounded) until `path` exists.
+pub async fn wait_for_file(path: &Path) {
+    for _ in 0..1000 {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} did not appear", path.display());
+}
+
+/// Stores `id` as a workflow a crashed host left `running` with `history`
+/// (after its `workflow_started`).
+pub async fn left_running(
+    host: &Host,
+    id: &str,
+    input: &Value,
+    history: Vec<HistoryEvent>,
+) -> WorkflowState {
+    let now = Timestamp::now();
+    let mut events = vec![HistoryEvent::new(1, EventType::WorkflowStarted, now)];
+    for (i, mut event) in history.into_iter().enumerate() {
+        event.id = i as u64 + 2;
+        events.push(event);
+    }
+    let state = WorkflowState {
+        workflow_id: id.to_owned(),
+        run_id: format!("run-of-{id}"),
+        status: WorkflowStatus::Running,
+        input: Some(input.to_string()),
+        result: None,
+        error: String::new(),
+        history: events,
+        created_at: now,
+        updated_at: now,
+    };
+    host.store().save(state.clone()).await.unwrap();
+    state
 }

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
-use wf_host::store::{
-    DevCluster, KafkaConfig, KafkaStore, MemoryStore, StoreError, StoreLimits, WorkflowStore,
-};
+use wf_host::store::{MemoryStore, StoreError, StoreLimits, WorkflowStore};
 use wf_host::{
     ExecuteError, ExecuteOptions, Host, HostConfig, ModuleLimits, ModuleOptions, RecoverOptions,
     WhenFull,
 };
+use wf_store_kafka::{DevCluster, KafkaConfig, KafkaStore};
 use wf_tests::{Backend, err_kind, guests, script, stored_ids, wire_state};
 
 wf_tests::on_every_backend_with_topic!(
@@ -280,10 +279,7 @@ fn small(id: &str) -> WorkflowState {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_cache_bound_new_ids_are_refused_and_existing_ones_go_on() {
-    let limits = StoreLimits {
-        max_cache_bytes: 20 * 1024,
-        ..StoreLimits::default()
-    };
+    let limits = StoreLimits::default().max_cache_bytes(20 * 1024);
     for (store, _cluster) in stores_with(limits).await {
         let mut kept = 0;
         let refusal = loop {
@@ -330,12 +326,10 @@ async fn a_replay_over_the_cache_bound_opens_and_refuses_new_ids() {
         writer.save(small(&format!("r-{i:03}"))).await.unwrap();
     }
     writer.close().await.unwrap();
-    let bounded = KafkaStore::open(config.limits(StoreLimits {
-        max_cache_bytes: 10 * 1024,
-        ..StoreLimits::default()
-    }))
-    .await
-    .expect("the log is the truth: a replay past the bound still opens");
+    let bounded =
+        KafkaStore::open(config.limits(StoreLimits::default().max_cache_bytes(10 * 1024)))
+            .await
+            .expect("the log is the truth: a replay past the bound still opens");
     assert_eq!(bounded.replay_report().live, 100);
     assert!(bounded.cache_bytes() > 10 * 1024);
     let ends = bounded.end_offsets().await.unwrap();
@@ -358,10 +352,9 @@ async fn a_replay_over_the_cache_bound_opens_and_refuses_new_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_at_its_cache_bound_refuses_new_workflows_clearly() {
-    let store = Arc::new(MemoryStore::with_limits(StoreLimits {
-        max_cache_bytes: 8 * 1024,
-        ..StoreLimits::default()
-    }));
+    let store = Arc::new(MemoryStore::with_limits(
+        StoreLimits::default().max_cache_bytes(8 * 1024),
+    ));
     let host = Host::new(store).unwrap();
     let module = host.load_module_file(guests::PIPELINE).unwrap();
     let mut ran = 0;
@@ -391,13 +384,9 @@ async fn with_one_spinning(
     module_limit: Option<usize>,
 ) -> (Host, wf_host::Module, wf_host::WorkflowHandle) {
     let host = wf_tests::memory_host(config);
-    let options = ModuleOptions {
-        limits: ModuleLimits {
-            max_running: module_limit,
-            ..ModuleLimits::default()
-        },
-        ..ModuleOptions::default()
-    };
+    let mut limits = ModuleLimits::default();
+    limits.max_running = module_limit;
+    let options = ModuleOptions::default().limits(limits);
     let module = host
         .load_module_file_with(guests::STORE_OPS, options)
         .unwrap();
@@ -416,19 +405,9 @@ async fn with_one_spinning(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_host_or_module_bound_a_run_is_refused_or_waits_as_configured() {
     let echo = json!([{"op": "echo", "bytes": 1}]).to_string();
-    let refuse = HostConfig {
-        when_full: WhenFull::Refuse,
-        ..HostConfig::default()
-    };
+    let refuse = HostConfig::default().when_full(WhenFull::Refuse);
     // The host's bound, refusing.
-    let (host, module, spinning) = with_one_spinning(
-        HostConfig {
-            max_running: 1,
-            ..refuse.clone()
-        },
-        None,
-    )
-    .await;
+    let (host, module, spinning) = with_one_spinning(refuse.clone().max_running(1), None).await;
     let busy = host.run(&module, "second", &echo).await.unwrap_err();
     assert!(
         matches!(&busy, ExecuteError::Busy(m) if m.contains("the host is running its limit of 1 workflows")),
@@ -495,11 +474,9 @@ async fn recovery_waits_for_slots_even_on_a_host_that_refuses() {
     }
     let host = Host::with_config(
         store,
-        HostConfig {
-            max_running: 2,
-            when_full: WhenFull::Refuse,
-            ..HostConfig::default()
-        },
+        HostConfig::default()
+            .max_running(2)
+            .when_full(WhenFull::Refuse),
     )
     .unwrap();
     let module = host.load_module_file(guests::PIPELINE).unwrap();
@@ -518,10 +495,9 @@ async fn recovery_waits_for_slots_even_on_a_host_that_refuses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_final_state_over_the_history_bound_still_ends_the_run() {
-    let store = Arc::new(MemoryStore::with_limits(StoreLimits {
-        max_history_events: 5,
-        ..StoreLimits::default()
-    }));
+    let store = Arc::new(MemoryStore::with_limits(
+        StoreLimits::default().max_history_events(5),
+    ));
     let host = Host::new(store).unwrap();
     let module = host.load_module_file(guests::STORE_OPS).unwrap();
     // The guest records 4 events on its own state (5 with the start): the
@@ -561,10 +537,7 @@ async fn a_module_bound_to_its_own_store_sees_and_writes_only_that_store() {
     let bound = host
         .load_module_file_with(
             guests::STORE_OPS,
-            ModuleOptions {
-                store: Some(tenant.clone()),
-                ..ModuleOptions::default()
-            },
+            ModuleOptions::default().store(tenant.clone()),
         )
         .unwrap();
     let shared = host.load_module_file(guests::STORE_OPS).unwrap();

@@ -10,9 +10,10 @@
 //! curl -X DELETE localhost:8080/workflows/p-1
 //! ```
 //!
-//! Configuration, as for `wfhost`: `WF_CONFIG` (a TOML file), `WF_KAFKA_BROKERS`,
-//! `WF_KAFKA_TOPIC`; without brokers it starts librdkafka's in-process mock
-//! cluster. `WF_LISTEN` sets the address (default `127.0.0.1:8080`; port 0
+//! Configuration, resolved as `wfhost` resolves it (the same code,
+//! `wf_store_kafka::backends()`): `WF_CONFIG` (a TOML file), then
+//! `WF_KAFKA_BROKERS`, `WF_KAFKA_TOPIC` and `WF_GROUP` over it; without
+//! brokers the store starts librdkafka's in-process mock cluster. `WF_LISTEN` sets the address (default `127.0.0.1:8080`; port 0
 //! picks one, printed as `listening: URL`). On start it recovers the
 //! module's workflows left `running`; with `group_id` set in the config
 //! file, it shares the topic with the group's other hosts and follows its
@@ -26,8 +27,8 @@ use anyhow::Context as _;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
-use wf_host::config::StoreConfig;
-use wf_host::store::{DevCluster, WorkflowStore};
+use wf_host::config::OpenReport;
+use wf_host::store::WorkflowStore;
 use wf_host::{Host, HostConfig, RecoverOptions};
 
 #[tokio::main]
@@ -44,24 +45,12 @@ async fn main() -> anyhow::Result<()> {
         .context("usage: wf-embed MODULE.wasm (a workflow component)")?;
     let listen = std::env::var("WF_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
 
-    let mut store_config = StoreConfig::from_env()?;
-    // Kept alive (on this thread: it is not Send) for as long as the store.
-    let mut _dev_cluster = None;
-    let needs_dev_cluster = store_config.needs_dev_cluster();
-    if let StoreConfig::Kafka(kafka) = &mut store_config
-        && needs_dev_cluster
-    {
-        let cluster = DevCluster::start(&kafka.topic, kafka.partitions)?;
-        kafka.brokers = cluster.bootstrap_servers();
-        tracing::warn!(brokers = %kafka.brokers, "no brokers configured: using an in-process mock Kafka cluster that keeps nothing");
-        _dev_cluster = Some(cluster);
-    }
-    let store = store_config.open().await?;
+    let backends = wf_store_kafka::backends();
+    let settings = backends.load(None)?;
+    // Notices (no brokers configured: a mock cluster) go to the log.
+    let store = backends.open(&settings, &OpenReport::default()).await?;
 
-    let config = HostConfig {
-        cache_dir: HostConfig::default_cache_dir(),
-        ..HostConfig::default()
-    };
+    let config = HostConfig::default().cache_dir(HostConfig::default_cache_dir());
     let host = Host::with_config(store.clone(), config)?;
     let module = host.load_module_file(&module_path)?;
     // In a group (`group_id` in the config file), ownership decides what
@@ -73,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(count = recovered.len(), "recovered workflows left running");
     }
 
-    let app = wf_host::http::router(host.clone(), module).route(
+    let app = wf_http::router(host.clone(), module).route(
         "/healthz",
         get(healthz).with_state(Health {
             host: host.clone(),

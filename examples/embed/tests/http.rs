@@ -19,7 +19,12 @@ impl Service {
 
     fn start_with(env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wf-embed"));
-        for var in ["WF_KAFKA_BROKERS", "WF_KAFKA_TOPIC", "WF_CONFIG"] {
+        for var in [
+            "WF_KAFKA_BROKERS",
+            "WF_KAFKA_TOPIC",
+            "WF_CONFIG",
+            "WF_GROUP",
+        ] {
             command.env_remove(var);
         }
         command.envs(env.iter().copied());
@@ -50,6 +55,29 @@ impl Drop for Service {
 /// GET `url` and decode its JSON body.
 async fn get_json(http: &reqwest::Client, url: &str) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The service resolves its configuration as `wfhost` does: the
+/// environment over the file, `WF_GROUP` too.
+#[tokio::test]
+async fn the_environment_configures_the_service_as_it_does_wfhost() {
+    let dir = std::env::temp_dir().join(format!("wf-embed-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("wf.toml");
+    std::fs::write(&config, "[kafka]\ntopic = \"from-file\"\npartitions = 2\n").unwrap();
+    let service = Service::start_with(&[
+        ("WF_CONFIG", config.to_str().unwrap()),
+        ("WF_GROUP", "embed-group"),
+    ]);
+    let http = reqwest::Client::new();
+    let health = get_json(&http, &format!("{}/healthz", service.url)).await;
+    let store = health["store"].as_str().unwrap();
+    assert!(store.contains("kafka topic from-file"), "{health}");
+    assert!(store.contains("group embed-group"), "{health}");
+    let status = get_json(&http, &format!("{}/status", service.url)).await;
+    assert_eq!(status["group"], "embed-group", "{status}");
+    drop(service);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -150,7 +178,8 @@ async fn the_service_runs_reads_lists_and_deletes_workflows_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_their_own_status_and_write_nothing() {
-    use wf_host::store::{DevCluster, KafkaConfig, KafkaStore, WorkflowStore};
+    use wf_host::store::WorkflowStore;
+    use wf_store_kafka::{DevCluster, KafkaConfig, KafkaStore};
     let cluster = DevCluster::start("wf-embed-hostile", 3).unwrap();
     let brokers = cluster.bootstrap_servers();
     let service = Service::start_with(&[

@@ -29,8 +29,8 @@ struct Guest {
 const GUESTS: [Guest; 3] = [
     Guest {
         name: "rust",
-        store_ops: wf_test_artifacts::STORE_OPS,
-        pipeline: wf_test_artifacts::PIPELINE,
+        store_ops: wf_tests::guests::STORE_OPS,
+        pipeline: wf_tests::guests::PIPELINE,
     },
     Guest {
         name: "python",
@@ -59,10 +59,7 @@ struct Figures {
 fn host() -> Host {
     // The JavaScript guests need more than the default 64 MiB for long JSON
     // texts; the limit does not change the speed of the ones measured here.
-    let config = HostConfig {
-        memory_limit_bytes: 256 * 1024 * 1024,
-        ..HostConfig::default()
-    };
+    let config = HostConfig::default().memory_limit_bytes(256 * 1024 * 1024);
     Host::with_config(Arc::new(MemoryStore::new()), config).expect("host")
 }
 

@@ -1,34 +1,13 @@
 //! Paths of the Python and JavaScript guest components that the build script
 //! builds from this workspace with componentize-py and componentize-js, and
-//! what the tests need to know about each language.
+//! what the guest suite needs to know about each language.
 #![deny(missing_docs)]
 
-include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+use std::time::Duration;
 
-/// One guest language: its components and how its failures read.
-#[derive(Debug, Clone, Copy)]
-pub struct Language {
-    /// `python` or `js`.
-    pub name: &'static str,
-    /// The store-ops test guest (the Rust `tests/guests/store-ops`, ported).
-    pub store_ops: &'static str,
-    /// The `pipeline` example.
-    pub pipeline: &'static str,
-    /// The `ledger` example.
-    pub ledger: &'static str,
-    /// How the SDK reports the store-ops guest's uncaught exception (its
-    /// `trap` op): the start of the workflow's error.
-    pub uncaught: &'static str,
-    /// What the workflow's error says when the guest runs out of memory
-    /// (a Python `MemoryError`, a JavaScript "out of memory" exception).
-    pub out_of_memory: &'static str,
-    /// The memory limit its hosts get in the tests, in MiB. 64 is the
-    /// host's default; a JavaScript guest needs more to `JSON.stringify` a
-    /// long text: measured here, a 700 KB string needs 80 MiB and a 2 MiB one
-    /// (the value-limit case's result) 160 MiB, where concatenating the same
-    /// text fits in 64 MiB.
-    pub memory_limit_mib: usize,
-}
+use wf_tests::suite::Language;
+
+include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 /// Python guests (componentize-py).
 pub const PYTHON: Language = Language {
@@ -36,9 +15,13 @@ pub const PYTHON: Language = Language {
     store_ops: PYTHON_STORE_OPS,
     pipeline: PYTHON_PIPELINE,
     ledger: PYTHON_LEDGER,
-    uncaught: "uncaught RuntimeError: store-ops: trap requested",
-    out_of_memory: "uncaught MemoryError",
+    thrown_starts_with: "uncaught RuntimeError: store-ops: trap requested",
+    thrown_contains: "store_ops.py:",
     memory_limit_mib: 64,
+    small_memory_mib: 32,
+    out_of_memory: &["uncaught MemoryError"],
+    deadline: Duration::from_millis(1000),
+    module_cache: Some(MODULE_CACHE),
 };
 
 /// JavaScript guests (componentize-js).
@@ -47,7 +30,30 @@ pub const JS: Language = Language {
     store_ops: JS_STORE_OPS,
     pipeline: JS_PIPELINE,
     ledger: JS_LEDGER,
-    uncaught: "uncaught Error: store-ops: trap requested",
-    out_of_memory: "uncaught exception: out of memory",
+    thrown_starts_with: "uncaught Error: store-ops: trap requested",
+    thrown_contains: "store-ops.js:",
     memory_limit_mib: 256,
+    small_memory_mib: 32,
+    out_of_memory: &["uncaught exception: out of memory"],
+    deadline: Duration::from_millis(1000),
+    module_cache: Some(MODULE_CACHE),
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A guest the build script builds but no language names would never
+    /// run: every built guest is one the suite runs.
+    #[test]
+    fn every_built_guest_is_run_by_the_suite() {
+        for guest in ALL {
+            assert!(
+                [PYTHON, JS]
+                    .iter()
+                    .any(|lang| lang.guests().contains(guest)),
+                "{guest} is built but no language's suite runs it"
+            );
+        }
+    }
+}

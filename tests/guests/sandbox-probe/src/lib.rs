@@ -95,7 +95,10 @@ fn append(path: &str, line: &str) -> std::io::Result<()> {
 
 /// Small frames, so that wasm's own call stack overflows (a trap wasmtime
 /// names) before Rust's shadow stack in linear memory does.
-#[allow(unconditional_recursion)] // the point: only the stack limit ends it
+#[expect(
+    unconditional_recursion,
+    reason = "the point: only the stack limit ends it"
+)]
 fn recurse(depth: u64) -> u64 {
     recurse(std::hint::black_box(depth + 1)).wrapping_mul(3) ^ depth
 }

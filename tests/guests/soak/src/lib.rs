@@ -1,4 +1,4 @@
-//! Test guest for the soak test under faults (`host/tests/soak.rs`).
+//! Test guest for the soak test under faults (`crates/wfhost/tests/soak.rs`).
 //!
 //! Loops over `keys` workflow ids `{prefix}k{NN}`: op `i` writes key
 //! `i % keys`, a save of a state carrying the sequence number

@@ -1,4 +1,4 @@
-//! Test guest for the scale-out tests (`host/tests/scale_out.rs`) and the
+//! Test guest for the scale-out tests (`tests/tests/scale_out.rs`) and the
 //! scale-out benchmark: a chain of `steps` durable activities, each taking
 //! about `step_ms` milliseconds, the n-th returning `n * n`. The result is
 //! the sum of the activities' results.

@@ -214,7 +214,7 @@ fn with_raw(
 
 /// A `String` holding bytes that are not UTF-8, which safe Rust cannot make:
 /// other languages' guests can pass such bytes, and the host must refuse them.
-#[allow(unsafe_code)]
+#[allow(unsafe_code, reason = "building the invalid String is the point")]
 fn non_utf8_id() -> String {
     // SAFETY: not upheld on purpose. The string is only copied into the
     // canonical ABI's string lowering (a byte copy) and never inspected.

@@ -1,0 +1,305 @@
+//! The one `bindgen!` of the host: the WIT `store` import implemented over
+//! [`WorkflowStore`] for a [`WfStoreCtx`], and the conversions between WIT
+//! and model types.
+//!
+//! Store failures are returned to the guest as `store-error` (mapped in
+//! [`to_wit_error`]); a trap is raised only for host bugs.
+
+use std::sync::Arc;
+
+use crate::access::AccessPolicy;
+use crate::fence::RunFence;
+use crate::model;
+use crate::store::{ListFilter, StoreError, Version, WorkflowStore};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "workflow",
+        // Store calls await the backend (a Kafka acknowledgement) without
+        // blocking the executor thread.
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
+pub(crate) use generated::WorkflowPre as WorkflowWorldPre;
+pub(crate) use generated::wf::workflow::types as wit;
+
+/// What a guest's `wf:workflow/store` import reaches: the store it is bound
+/// to, the ids its module may touch there, and the module's name for the
+/// log of refused calls. Keep one in a wasmtime store's data and hand it to
+/// [`add_to_linker`].
+#[derive(Debug, Clone)]
+pub struct WfStoreCtx {
+    store: Arc<dyn WorkflowStore>,
+    module: Arc<str>,
+    access: Arc<AccessPolicy>,
+    /// The running workflow's fence on its own id, when the host runs one.
+    fence: Option<Arc<RunFence>>,
+}
+
+impl WfStoreCtx {
+    /// The import of a guest of module `module` on `store`, limited by `access`.
+    pub fn new(
+        store: Arc<dyn WorkflowStore>,
+        module: impl Into<Arc<str>>,
+        access: impl Into<Arc<AccessPolicy>>,
+    ) -> Self {
+        Self {
+            store,
+            module: module.into(),
+            access: access.into(),
+            fence: None,
+        }
+    }
+
+    /// The same context, fencing the run's saves of its own id.
+    pub(crate) fn fenced(mut self, fence: Arc<RunFence>) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// `denied` unless the module may do `op` on `workflow_id`.
+    fn check(&self, op: &str, workflow_id: &str) -> Result<(), wit::StoreError> {
+        self.access
+            .check(&self.module, op, workflow_id)
+            .map_err(to_wit_error)
+    }
+
+    /// The run's fence, if it guards `workflow_id`.
+    fn fence_of(&self, workflow_id: &str) -> Option<&Arc<RunFence>> {
+        self.fence.as_ref().filter(|f| f.guards(workflow_id))
+    }
+}
+
+/// Marker for `HasData`: the import borrows the [`WfStoreCtx`] of the
+/// wasmtime store's data.
+struct HasWfStore;
+
+impl wasmtime::component::HasData for HasWfStore {
+    type Data<'a> = &'a mut WfStoreCtx;
+}
+
+/// Adds the `wf:workflow/types` and `wf:workflow/store` imports to
+/// `linker`, served by the [`WfStoreCtx`] that `ctx` finds in the store's
+/// data: beside WASI or other imports of an embedder's own linker, without
+/// wf's executor. The linker must be async (store calls await the backend).
+///
+/// ```
+/// use std::sync::Arc;
+/// use wasmtime::component::{Component, Linker, ResourceTable};
+/// use wasmtime::{Engine, Store};
+/// use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+/// use wf_host::store::{MemoryStore, WorkflowStore};
+/// use wf_host::{AccessPolicy, WfStoreCtx};
+///
+/// struct State { wasi: WasiCtx, table: ResourceTable, wf: WfStoreCtx }
+/// impl WasiView for State {
+///     fn ctx(&mut self) -> WasiCtxView<'_> {
+///         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() -> anyhow::Result<()> {
+/// # let pipeline_wasm = wf_test_artifacts::PIPELINE;
+/// let engine = Engine::default();
+/// let mut linker = Linker::<State>::new(&engine);
+/// wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+/// wf_host::add_to_linker(&mut linker, |state| &mut state.wf)?;
+///
+/// let store: Arc<dyn WorkflowStore> = Arc::new(MemoryStore::new());
+/// let state = State {
+///     wasi: WasiCtx::builder().build(),
+///     table: ResourceTable::new(),
+///     wf: WfStoreCtx::new(store.clone(), "pipeline", AccessPolicy::all()),
+/// };
+/// let mut wasm = Store::new(&engine, state);
+/// let component = Component::from_file(&engine, pipeline_wasm)?;
+/// let instance = linker.instantiate_async(&mut wasm, &component).await?;
+/// let run = instance.get_typed_func::<(&str, &str), (Result<String, String>,)>(&mut wasm, "run")?;
+/// let (result,) = run.call_async(&mut wasm, ("p-1", r#""x""#)).await?;
+/// assert_eq!(result.as_deref(), Ok(r#""completed: x""#));
+/// // The guest saved its own state through the store import.
+/// assert!(store.load("p-1").await?.is_some());
+/// # Ok(()) }
+/// ```
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    ctx: fn(&mut T) -> &mut WfStoreCtx,
+) -> wasmtime::Result<()> {
+    generated::wf::workflow::types::add_to_linker::<T, HasWfStore>(linker, ctx)?;
+    generated::wf::workflow::store::add_to_linker::<T, HasWfStore>(linker, ctx)
+}
+
+impl wit::Host for WfStoreCtx {}
+
+impl generated::wf::workflow::store::Host for WfStoreCtx {
+    async fn save(
+        &mut self,
+        state: wit::WorkflowState,
+        expected: Option<Version>,
+    ) -> Result<Version, wit::StoreError> {
+        self.check("save", &state.workflow_id)?;
+        let fence = self.fence_of(&state.workflow_id).cloned();
+        let expected = expected.or_else(|| fence.as_ref().map(|f| f.version()));
+        let version = self
+            .store
+            .save_versioned(model::WorkflowState::from(state), expected)
+            .await
+            .map_err(to_wit_error)?;
+        if let Some(fence) = fence {
+            fence.set(version);
+        }
+        Ok(version)
+    }
+
+    async fn load_versioned(
+        &mut self,
+        workflow_id: String,
+    ) -> Result<Option<wit::VersionedState>, wit::StoreError> {
+        self.check("load", &workflow_id)?;
+        let found = self
+            .store
+            .load_versioned(&workflow_id)
+            .await
+            .map_err(to_wit_error)?;
+        Ok(found.map(|v| wit::VersionedState {
+            state: to_wit_state(&v.state),
+            version: v.version,
+        }))
+    }
+
+    async fn load(
+        &mut self,
+        workflow_id: String,
+    ) -> Result<Option<wit::WorkflowState>, wit::StoreError> {
+        self.check("load", &workflow_id)?;
+        let state = self.store.load(&workflow_id).await.map_err(to_wit_error)?;
+        Ok(state.map(|s| to_wit_state(&s)))
+    }
+
+    async fn list(
+        &mut self,
+        filter: wit::WorkflowFilter,
+    ) -> Result<Vec<wit::WorkflowState>, wit::StoreError> {
+        let filter = ListFilter {
+            status: filter.status.map(model::WorkflowStatus::from),
+            limit: filter.limit,
+            after: filter.after,
+        };
+        let states = self
+            .access
+            .list(&*self.store, filter)
+            .await
+            .map_err(to_wit_error)?;
+        Ok(states.iter().map(|s| to_wit_state(s)).collect())
+    }
+
+    async fn delete(&mut self, workflow_id: String) -> Result<(), wit::StoreError> {
+        self.check("delete", &workflow_id)?;
+        self.store
+            .delete(&workflow_id)
+            .await
+            .map_err(to_wit_error)?;
+        if let Some(fence) = self.fence_of(&workflow_id) {
+            fence.set(0);
+        }
+        Ok(())
+    }
+}
+
+/// The one place store errors become WIT errors.
+fn to_wit_error(error: StoreError) -> wit::StoreError {
+    match error {
+        StoreError::InvalidArgument(m) => wit::StoreError::InvalidArgument(m),
+        StoreError::TooLarge(m) => wit::StoreError::TooLarge(m),
+        StoreError::Denied(m) => wit::StoreError::Denied(m),
+        StoreError::Unavailable(m) => wit::StoreError::Unavailable(m),
+        StoreError::Conflict(m) => wit::StoreError::Conflict(m),
+        StoreError::Internal(m) => wit::StoreError::Internal(m),
+    }
+}
+
+wf_bindgen_util::workflow_enums!(wit, model);
+
+impl From<wit::Timestamp> for model::Timestamp {
+    fn from(t: wit::Timestamp) -> Self {
+        Self {
+            seconds: t.seconds,
+            nanoseconds: t.nanoseconds,
+        }
+    }
+}
+
+impl From<model::Timestamp> for wit::Timestamp {
+    fn from(t: model::Timestamp) -> Self {
+        Self {
+            seconds: t.seconds,
+            nanoseconds: t.nanoseconds,
+        }
+    }
+}
+
+impl From<wit::HistoryEvent> for model::HistoryEvent {
+    fn from(e: wit::HistoryEvent) -> Self {
+        Self {
+            id: e.id,
+            kind: e.kind.into(),
+            timestamp: e.timestamp.into(),
+            activity_name: e.activity_name,
+            input: e.input,
+            result: e.result,
+            error: e.error,
+            signal_name: e.signal_name,
+            signal_payload: e.signal_payload,
+            duration_ns: e.duration_ns,
+        }
+    }
+}
+
+impl From<wit::WorkflowState> for model::WorkflowState {
+    fn from(s: wit::WorkflowState) -> Self {
+        Self {
+            workflow_id: s.workflow_id,
+            run_id: s.run_id,
+            status: s.status.into(),
+            input: s.input,
+            result: s.result,
+            error: s.error,
+            history: s.history.into_iter().map(Into::into).collect(),
+            created_at: s.created_at.into(),
+            updated_at: s.updated_at.into(),
+        }
+    }
+}
+
+fn to_wit_event(e: &model::HistoryEvent) -> wit::HistoryEvent {
+    wit::HistoryEvent {
+        id: e.id,
+        kind: e.kind.into(),
+        timestamp: e.timestamp.into(),
+        activity_name: e.activity_name.clone(),
+        input: e.input.clone(),
+        result: e.result.clone(),
+        error: e.error.clone(),
+        signal_name: e.signal_name.clone(),
+        signal_payload: e.signal_payload.clone(),
+        duration_ns: e.duration_ns,
+    }
+}
+
+/// Copies a cached state into the WIT type the guest receives.
+pub(crate) fn to_wit_state(s: &model::WorkflowState) -> wit::WorkflowState {
+    wit::WorkflowState {
+        workflow_id: s.workflow_id.clone(),
+        run_id: s.run_id.clone(),
+        status: s.status.into(),
+        input: s.input.clone(),
+        result: s.result.clone(),
+        error: s.error.clone(),
+        history: s.history.iter().map(to_wit_event).collect(),
+        created_at: s.created_at.into(),
+        updated_at: s.updated_at.into(),
+    }
+}

@@ -1,0 +1,301 @@
+//! wf-http: the host's HTTP API (axum) for workflows of one module: run,
+//! inspect, list, cancel and delete. `wfhost serve` and `examples/embed`
+//! serve it; merge it into a larger router to serve it beside your own.
+//!
+//! | Request | Response |
+//! |---|---|
+//! | `POST /workflows/{id}` body = input JSON (empty = `null`) | `200` the final state; with `?wait=false`, `202` `{"workflow_id","run_id","status"}` once `running` is saved |
+//! | `GET /workflows/{id}` | `200` the stored state, `404` when there is none |
+//! | `GET /workflows?status=&after=&limit=` | `200` `{"workflows":[...],"next_after":ID or null}`, ascending by id |
+//! | `DELETE /workflows/{id}` | `204`; `409` while it runs on this host |
+//! | `POST /workflows/{id}/cancel` | `202` once the guest is interrupted; `404` when it is not running here |
+//! | `GET /status` | `200` `{"store","running","group","member","owned_partitions","lag"}`: this host's share of the workflows (group fields null when not in a group) and how many records of other hosts' writes its cache has not applied yet (`{"records","partitions":[[p,n],...]}`, null for a store no other host writes) |
+//!
+//! States are the store's wire JSON (the Go provider's `WorkflowState`). Errors
+//! are `{"error": "..."}` with `400` (bad id, input or query), `403` (denied),
+//! `409` (already running, conflict), `413` (too large), `503` (store
+//! unavailable, or every slot taken on a host set to refuse) or `500`.
+//! When hosts share the store in a group, a start of a workflow another host
+//! owns gets `421` (Misdirected Request) with `"owner"` (its announced name,
+//! or null when not known yet) and `"partition"`: the request is refused, not
+//! forwarded, so the client (or a load balancer) retries at the owner; reads
+//! are served by every host.
+//! Ids outside the module's [`AccessPolicy`](wf_host::AccessPolicy) get `403`
+//! and are left out of lists, and the module's own store
+//! ([`ModuleOptions::store`](wf_host::ModuleOptions::store)) is the one served.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wf_host::{Host, store::MemoryStore};
+//!
+//! # #[tokio::main] async fn main() -> anyhow::Result<()> {
+//! let host = Host::new(Arc::new(MemoryStore::new()))?;
+//! let module = host.load_module_file("pipeline.wasm")?;
+//! let app = wf_http::router(host, module)
+//!     .route("/healthz", axum::routing::get(|| async { "ok" }));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use wf_host::model::{self, WorkflowState, WorkflowStatus};
+use wf_host::store::{ListFilter, NotOwner, StoreError};
+use wf_host::{ExecuteError, ExecuteOptions, Host, Module};
+
+/// The API for workflows of `module` on `host`. Merge it into a larger
+/// router, or serve it with `axum::serve`.
+pub fn router(host: Host, module: Module) -> Router {
+    Router::new()
+        .route("/workflows", get(list))
+        .route("/workflows/{id}", post(start).get(show).delete(remove))
+        .route("/workflows/{id}/cancel", post(cancel))
+        .route("/status", get(status))
+        .with_state(Arc::new(Api { host, module }))
+}
+
+struct Api {
+    host: Host,
+    module: Module,
+}
+
+impl Api {
+    /// `denied` unless the module may do `op` on `id`.
+    fn check(&self, op: &str, id: &str) -> Result<(), StoreError> {
+        self.module
+            .options()
+            .access
+            .check(self.module.name(), op, id)
+    }
+}
+
+/// An error response: a status and a message, as `{"error": message}`.
+#[derive(Debug)]
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.1 });
+        (self.0, axum::Json(body)).into_response()
+    }
+}
+
+/// A request for a workflow another host owns: `421` naming the owner.
+fn misdirected(e: &NotOwner) -> Response {
+    let body = serde_json::json!({
+        "error": format!("not the owner: {e}"),
+        "owner": e.owner,
+        "partition": e.partition,
+    });
+    (StatusCode::MISDIRECTED_REQUEST, axum::Json(body)).into_response()
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            StoreError::Denied(_) => StatusCode::FORBIDDEN,
+            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Conflict(_) => StatusCode::CONFLICT,
+            StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self(status, e.to_string())
+    }
+}
+
+impl From<ExecuteError> for ApiError {
+    fn from(e: ExecuteError) -> Self {
+        let status = match &e {
+            ExecuteError::Store(store) => return store.clone().into(),
+            ExecuteError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ExecuteError::AlreadyRunning(_) => StatusCode::CONFLICT,
+            ExecuteError::NotRunning(_) => StatusCode::NOT_FOUND,
+            ExecuteError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ExecuteError::NotOwner(_) => StatusCode::MISDIRECTED_REQUEST,
+            // Handed over while the caller waited: the new owner runs it.
+            ExecuteError::Abandoned(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self(status, e.to_string())
+    }
+}
+
+/// A state in the store's wire JSON.
+fn state_response(status: StatusCode, state: &WorkflowState) -> Result<Response, ApiError> {
+    let body = model::encode_state(state).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the state: {e}"),
+        )
+    })?;
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct StartQuery {
+    /// Wait for the end (default) or return once `running` is saved.
+    #[serde(default)]
+    wait: Option<bool>,
+    /// Deadline in seconds.
+    #[serde(default)]
+    timeout: Option<f64>,
+}
+
+async fn start(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    Query(query): Query<StartQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let input = match std::str::from_utf8(&body) {
+        Ok(text) if text.trim().is_empty() => "null".to_owned(),
+        Ok(text) => text.to_owned(),
+        Err(e) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("the request body (the workflow input) is not UTF-8: {e}"),
+            ));
+        }
+    };
+    let mut options = ExecuteOptions::new(input).id(id);
+    if let Some(secs) = query.timeout {
+        let timeout = std::time::Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("timeout must be a positive number of seconds, got {secs}"),
+                )
+            })?;
+        options = options.timeout(timeout);
+    }
+    let handle = match api.host.execute(&api.module, options).await {
+        Ok(handle) => handle,
+        Err(ExecuteError::NotOwner(e)) => return Ok(misdirected(&e)),
+        Err(e) => return Err(e.into()),
+    };
+    if query.wait == Some(false) {
+        let body = serde_json::json!({
+            "workflow_id": handle.id(),
+            "run_id": handle.run_id(),
+            "status": WorkflowStatus::Running.as_str(),
+        });
+        return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
+    }
+    let state = handle.result().await?;
+    state_response(StatusCode::OK, &state)
+}
+
+async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    api.check("load", &id)?;
+    match api.host.store_for(&api.module).load(&id).await? {
+        Some(state) => state_response(StatusCode::OK, &state),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no workflow {id:?}"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let status = query
+        .status
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<WorkflowStatus>().map_err(|_| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown status {s:?}; expected one of: running, completed, failed, canceled"
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let mut filter = ListFilter::default();
+    filter.status = status;
+    filter.limit = query.limit;
+    filter.after = query.after;
+    let store = api.host.store_for(&api.module);
+    let states = api.module.options().access.list(&**store, filter).await?;
+    let mut body = String::from("{\"workflows\":[");
+    for (i, state) in states.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        let encoded = model::encode_state(state).map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("encoding the state: {e}"),
+            )
+        })?;
+        body.push_str(&String::from_utf8_lossy(&encoded));
+    }
+    body.push_str("],\"next_after\":");
+    body.push_str(
+        &serde_json::to_string(&states.last().map(|s| &s.workflow_id)).unwrap_or_default(),
+    );
+    body.push('}');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn remove(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if api.host.is_running(&id) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("workflow {id:?} is running on this host; cancel it first"),
+        ));
+    }
+    api.check("delete", &id)?;
+    api.host.store_for(&api.module).delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn cancel(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    api.host.cancel(&id)?;
+    let body = serde_json::json!({ "workflow_id": id, "canceled": true });
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let store = api.host.store_for(&api.module);
+    let ownership = store.ownership();
+    let lag = store
+        .tail_lag()
+        .await?
+        .map(|lag| serde_json::json!({ "records": lag.records, "partitions": lag.partitions }));
+    let body = serde_json::json!({
+        "store": store.describe(),
+        "running": api.host.running().len(),
+        "group": ownership.as_ref().map(|o| o.group().to_owned()),
+        "member": ownership.as_ref().map(|o| o.member().to_owned()),
+        "owned_partitions": ownership.as_ref().map(|o| o.owned_partitions()),
+        "lag": lag,
+    });
+    Ok(axum::Json(body).into_response())
+}

@@ -1,0 +1,370 @@
+//! Settings of the Kafka backend and the librdkafka client configurations built from them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Deserializer};
+use wf_host::store::StoreLimits;
+
+/// The topic the Go provider uses by default, so that both meet on one topic
+/// out of the box.
+pub const DEFAULT_TOPIC: &str = "beluga-workflows";
+
+/// Properties wf sets itself; a pass-through property may not override them,
+/// because the store's guarantees depend on them.
+const FIXED_PRODUCER_PROPERTIES: [(&str, &str); 3] = [
+    // A save is acknowledged once, in order, and only when every in-sync replica has it.
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    // The Java client's placement: one id lands on one partition whoever writes it.
+    ("partitioner", "murmur2_random"),
+];
+
+/// How to reach the broker and which topic to keep workflow states in.
+///
+/// In code:
+///
+/// ```
+/// use std::time::Duration;
+/// use wf_store_kafka::KafkaConfig;
+///
+/// let config = KafkaConfig::new("127.0.0.1:9092")
+///     .topic("orders-workflows")
+///     .produce_timeout(Duration::from_secs(5))
+///     .property("security.protocol", "sasl_ssl");
+/// assert_eq!(config.topic, "orders-workflows");
+/// ```
+///
+/// Or from the `[kafka]` table of a configuration (keys as the fields, the
+/// timeouts in seconds as `produce_timeout_secs`, `open_timeout_secs` and
+/// `session_timeout_secs`; [`KafkaConfig::limits`] come from the
+/// document's top level):
+///
+/// ```
+/// use wf_host::config::Settings;
+/// use wf_store_kafka::KafkaConfig;
+///
+/// let settings = Settings::parse(r#"
+///     [kafka]
+///     brokers = "10.0.0.1:9092,10.0.0.2:9092"
+///     topic = "orders-workflows"
+///     produce_timeout_secs = 5
+///     [kafka.properties]
+///     "sasl.mechanisms" = "SCRAM-SHA-512"
+/// "#)?;
+/// let kafka: KafkaConfig = settings.section("kafka")?;
+/// assert_eq!(kafka.produce_timeout.as_secs(), 5);
+/// assert_eq!(kafka.partitions, KafkaConfig::default().partitions);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated (`host:port,host:port`).
+    pub brokers: String,
+    /// The compacted topic holding the states.
+    pub topic: String,
+    /// Partitions of the topic when wf creates it.
+    pub partitions: i32,
+    /// Replication factor of the topic when wf creates it; `-1` is the broker's default.
+    pub replication: i32,
+    /// Whether to create the topic when it is missing.
+    pub create_topic: bool,
+    /// Serve a topic whose `cleanup.policy` is not `compact` (with a warning)
+    /// instead of refusing it. Without compaction the topic grows forever and
+    /// every start replays all of it.
+    pub accept_uncompacted: bool,
+    /// Value-size and page-size bounds (a configuration's top-level bounds).
+    #[serde(skip)]
+    pub limits: StoreLimits,
+    /// How long a save or delete may wait for the broker's acknowledgement
+    /// before failing (librdkafka's `message.timeout.ms`).
+    #[serde(
+        rename = "produce_timeout_secs",
+        deserialize_with = "produce_timeout_secs"
+    )]
+    pub produce_timeout: Duration,
+    /// How long opening may wait for the broker's metadata and watermarks.
+    #[serde(rename = "open_timeout_secs", deserialize_with = "open_timeout_secs")]
+    pub open_timeout: Duration,
+    /// How long `close` waits for pending writes to be acknowledged.
+    #[serde(skip)]
+    pub close_timeout: Duration,
+    /// librdkafka properties passed to every client (security settings, tuning).
+    /// Cannot override `enable.idempotence`, `acks` or `partitioner`.
+    pub properties: BTreeMap<String, String>,
+    /// The consumer group of the hosts sharing this topic. With a group,
+    /// the host owns only the workflows of the partitions the group assigns
+    /// it (see [`Ownership`](crate::store::Ownership)); without one, it owns all.
+    pub group_id: Option<String>,
+    /// The name this host announces to the group, and that other hosts name
+    /// when they refuse a workflow it owns: its address, say
+    /// (`http://10.0.0.7:8080`). Default: `$HOSTNAME-PID`.
+    pub member_name: Option<String>,
+    /// How long the group waits for a host that stopped heartbeating (a
+    /// crashed host) before handing its partitions to others. A host that
+    /// shuts down leaves at once.
+    #[serde(
+        rename = "session_timeout_secs",
+        deserialize_with = "session_timeout_secs"
+    )]
+    pub session_timeout: Duration,
+}
+
+/// Deserializers of the `*_secs` keys: a positive number of seconds, the
+/// key named in the error.
+macro_rules! seconds_key {
+    ($($key:ident),+) => {$(
+        fn $key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+            let secs = f64::deserialize(deserializer)?;
+            wf_host::config::seconds(stringify!($key), secs).map_err(serde::de::Error::custom)
+        }
+    )+};
+}
+seconds_key!(
+    produce_timeout_secs,
+    open_timeout_secs,
+    session_timeout_secs
+);
+
+impl Default for KafkaConfig {
+    /// No brokers (see [`KafkaBackend`](crate::KafkaBackend): a program
+    /// configured without any starts a mock cluster), topic
+    /// [`DEFAULT_TOPIC`], 12 partitions, the broker's replication factor,
+    /// 30 s produce and open timeouts, no group.
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            topic: DEFAULT_TOPIC.to_string(),
+            partitions: 12,
+            replication: -1,
+            create_topic: true,
+            accept_uncompacted: false,
+            limits: StoreLimits::default(),
+            produce_timeout: Duration::from_secs(30),
+            open_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(10),
+            properties: BTreeMap::new(),
+            group_id: None,
+            member_name: None,
+            session_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The [defaults](KafkaConfig::default) for the given bootstrap servers.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Joins consumer group `group_id` (see [`KafkaConfig::group_id`]).
+    pub fn group(mut self, group_id: impl Into<String>) -> Self {
+        self.group_id = Some(group_id.into());
+        self
+    }
+
+    /// Sets the name this host announces to its group.
+    pub fn member_name(mut self, name: impl Into<String>) -> Self {
+        self.member_name = Some(name.into());
+        self
+    }
+
+    /// The name this host announces to its group: [`KafkaConfig::member_name`],
+    /// or `$HOSTNAME-PID`.
+    pub fn announced_name(&self) -> String {
+        self.member_name.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "wfhost".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    /// Sets the topic.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = topic.into();
+        self
+    }
+
+    /// Sets the produce timeout.
+    pub fn produce_timeout(mut self, timeout: Duration) -> Self {
+        self.produce_timeout = timeout;
+        self
+    }
+
+    /// Sets the value-size and page-size bounds.
+    pub fn limits(mut self, limits: StoreLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Adds a librdkafka property passed to every client.
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// Checks what librdkafka would not: a usable topic name, timeouts and
+    /// properties that do not break the store's guarantees.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("no bootstrap servers given".into());
+        }
+        if self.topic.is_empty()
+            || self.topic.len() > 249
+            || !self
+                .topic
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(format!(
+                "invalid topic name {:?}: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'",
+                self.topic
+            ));
+        }
+        if self.partitions < 1 {
+            return Err(format!(
+                "partitions must be at least 1, not {}",
+                self.partitions
+            ));
+        }
+        if self.replication == 0 || self.replication < -1 {
+            return Err(format!(
+                "replication must be at least 1 (or -1 for the broker's default), not {}",
+                self.replication
+            ));
+        }
+        for (name, timeout) in [
+            ("produce timeout", self.produce_timeout),
+            ("open timeout", self.open_timeout),
+        ] {
+            if timeout.is_zero() || timeout > Duration::from_secs(i32::MAX as u64 / 1000) {
+                return Err(format!("{name} must be between 1 ms and 24 days"));
+            }
+        }
+        if let Some(group) = &self.group_id
+            && (group.is_empty() || group.len() > 255)
+        {
+            return Err(format!("group id must be 1 to 255 bytes, not {group:?}"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.session_timeout) {
+            return Err(format!(
+                "session timeout must be between 1 s and 1 h, not {:?}",
+                self.session_timeout
+            ));
+        }
+        for (key, _) in FIXED_PRODUCER_PROPERTIES {
+            if let Some(value) = self.properties.get(key) {
+                return Err(format!(
+                    "property {key}={value} is not allowed: wf sets {key} itself for acknowledged, \
+                     ordered writes"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The producer's configuration.
+    pub(crate) fn producer(&self) -> ClientConfig {
+        let mut config = self.base();
+        for (key, value) in FIXED_PRODUCER_PROPERTIES {
+            config.set(key, value);
+        }
+        config.set(
+            "message.timeout.ms",
+            self.produce_timeout.as_millis().to_string(),
+        );
+        if !self.properties.contains_key("message.max.bytes") {
+            // librdkafka's default (1 000 000) is below the default value limit (1 MiB).
+            config.set("message.max.bytes", self.max_record_bytes().to_string());
+        }
+        if !self.properties.contains_key("linger.ms") {
+            // Batches concurrent saves into one request without delaying a lone one much.
+            config.set("linger.ms", "1");
+        }
+        config
+    }
+
+    /// The largest record batch a save may need: the value limit plus the
+    /// longest key and the batch's framing.
+    pub(crate) fn max_record_bytes(&self) -> usize {
+        (self.limits.max_value_bytes + wf_host::store::validate::MAX_ID_BYTES + 64 * 1024)
+            .min(1_000_000_000)
+    }
+
+    /// The replay/tail consumer's configuration: assigned partitions, no group, no commits.
+    pub(crate) fn consumer(&self) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", "wf-replay")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("allow.auto.create.topics", "false");
+        // The tail reads back every record of the topic, this host's own
+        // writes included: fetch in batches (up to 64 KiB or 100 ms, the bound
+        // on how late another host's write reaches this cache) rather than
+        // one small fetch per write, which costs the broker as much as the writes.
+        for (key, value) in [("fetch.wait.max.ms", "100"), ("fetch.min.bytes", "65536")] {
+            if !self.properties.contains_key(key) {
+                config.set(key, value);
+            }
+        }
+        // A partition fetch must hold the largest record this store writes
+        // (librdkafka's default, 1 MiB, is below it): librdkafka's mock
+        // cluster does not return a record larger than the fetch size, so
+        // the tail would stall at a state saved at the value limit.
+        if !self.properties.contains_key("fetch.message.max.bytes") {
+            config.set(
+                "fetch.message.max.bytes",
+                self.max_record_bytes().to_string(),
+            );
+        }
+        config
+    }
+
+    /// The group member's configuration: subscribes, reads nothing (its
+    /// partitions are paused), commits only to announce its ownership.
+    pub(crate) fn group_consumer(&self, group: &str) -> ClientConfig {
+        let mut config = self.base();
+        let session_ms = self.session_timeout.as_millis();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "latest")
+            .set("allow.auto.create.topics", "false")
+            // Incremental: a partition moves by a revocation in one
+            // rebalance and an assignment in the next, so two hosts never
+            // own it at once, and partitions that stay are not revoked.
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("session.timeout.ms", session_ms.to_string())
+            // Members learn of a rebalance from a heartbeat's answer: at
+            // most a second's wait when a host leaves.
+            .set(
+                "heartbeat.interval.ms",
+                (session_ms / 3).clamp(100, 1000).to_string(),
+            );
+        config
+    }
+
+    /// The admin client's configuration.
+    pub(crate) fn admin(&self) -> ClientConfig {
+        self.base()
+    }
+}

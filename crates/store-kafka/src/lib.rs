@@ -1,0 +1,599 @@
+//! wf-store-kafka: the Kafka backend of wf's workflow store. A compacted
+//! topic (key = workflow id, value = the Go provider's JSON, tombstone =
+//! delete) and an in-memory cache rebuilt by replaying the topic at open
+//! and kept current by tailing it.
+//!
+//! Writes go through an idempotent producer and return only after the broker
+//! acknowledged them; the cache is then updated at the acknowledged offset.
+//! Reads never leave the process. Hosts sharing the topic in a consumer
+//! group split its partitions ([`KafkaConfig::group_id`]).
+//!
+//! Programs build it from configuration with [`backends`] (the `[kafka]`
+//! table of a `wf_host::config::Settings`), or open it directly:
+//!
+//! ```
+//! use wf_host::store::WorkflowStore;
+//! use wf_store_kafka::{DevCluster, KafkaConfig, KafkaStore};
+//!
+//! # #[tokio::main] async fn main() -> anyhow::Result<()> {
+//! let cluster = DevCluster::start("beluga-workflows", 4)?;   // or a real broker's address
+//! let store = KafkaStore::open(KafkaConfig::new(cluster.bootstrap_servers())).await?;
+//! println!("{} workflows after replay", store.replay_report().live);
+//! store.close().await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod admin;
+mod backend;
+mod cache;
+mod config;
+mod consume;
+mod context;
+mod dev;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod group;
+mod key_locks;
+mod partition;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::AdminClient;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use wf_host::model::WorkflowState;
+use wf_host::store::{
+    ListFilter, Ownership, StoreError, TailLag, Version, Versioned, WorkflowStore, WriteGuard,
+    validate,
+};
+
+use admin::{ensure_topic, watermarks};
+use cache::{Cache, version_at};
+use consume::{Consumption, Counters};
+use context::LogContext;
+use dev::DevClusterThread;
+use group::EndPositions;
+use key_locks::KeyLocks;
+
+pub use backend::{KafkaBackend, as_kafka, backends};
+pub use config::{DEFAULT_TOPIC, KafkaConfig};
+pub use consume::{PartitionReport, ProgressObserver, ReplayProgress, ReplayReport};
+pub use dev::{DevCluster, MOCK_CLUSTER_BOUNDS};
+pub use partition::partition_for_key;
+
+/// Workflow states on a compacted Kafka topic.
+///
+/// ```no_run
+/// use wf_host::store::WorkflowStore;
+/// use wf_store_kafka::{KafkaConfig, KafkaStore};
+///
+/// # #[tokio::main] async fn main() -> anyhow::Result<()> {
+/// let store = KafkaStore::open(KafkaConfig::new("127.0.0.1:9092")).await?;
+/// println!("{} workflows after replay", store.replay_report().live);
+/// store.close().await?;
+/// # Ok(()) }
+/// ```
+pub struct KafkaStore {
+    config: KafkaConfig,
+    producer: FutureProducer<LogContext>,
+    consumer: Arc<BaseConsumer<LogContext>>,
+    cache: Arc<RwLock<Cache>>,
+    counters: Arc<Counters>,
+    replay: ReplayReport,
+    stop: Arc<AtomicBool>,
+    consumer_thread: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    /// Writes of one id are serialized, so a conditional save compares
+    /// against the version every earlier write left.
+    key_locks: KeyLocks,
+    /// With a group: this host's partitions, its member thread and its stop flag.
+    ownership: Option<Arc<Ownership>>,
+    member_thread: Mutex<Option<JoinHandle<()>>>,
+    member_stop: Arc<AtomicBool>,
+    /// The mock cluster this store was opened on, when it started one
+    /// itself (no brokers configured); dropped last, after the clients.
+    dev_cluster: Option<DevClusterThread>,
+}
+
+impl std::fmt::Debug for KafkaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStore")
+            .field("brokers", &self.config.brokers)
+            .field("topic", &self.config.topic)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of everything the consumer read since open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumedCounts {
+    /// Records read, replay and tail.
+    pub records: u64,
+    /// Tombstones among them.
+    pub tombstones: u64,
+    /// Records skipped because they did not decode.
+    pub skipped: u64,
+    /// Live states in the cache now.
+    pub live: usize,
+}
+
+pub(crate) fn open_error(message: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("kafka/open: {message}"))
+}
+
+/// Maps a failed produce to a store error: `<prefix>: <cause>`.
+fn write_error(prefix: &str, error: &KafkaError) -> StoreError {
+    let message = format!("{prefix}: {error}");
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => StoreError::TooLarge(message),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed,
+        ) => StoreError::Denied(message),
+        _ => StoreError::Unavailable(message),
+    }
+}
+
+/// Runs a blocking librdkafka call off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Internal(format!("kafka: blocking task failed: {e}")))
+}
+
+impl KafkaStore {
+    /// Connects, ensures the topic, replays it into the cache and starts tailing.
+    /// Returns once the replay reached the high watermarks taken at start.
+    pub async fn open(config: KafkaConfig) -> Result<Self, StoreError> {
+        Self::open_observed(config, None).await
+    }
+
+    /// [`open`](Self::open), reporting replay progress to `observer` about once a second.
+    pub async fn open_observed(
+        config: KafkaConfig,
+        observer: Option<ProgressObserver>,
+    ) -> Result<Self, StoreError> {
+        config
+            .check()
+            .map_err(|e| StoreError::InvalidArgument(format!("kafka/open: {e}")))?;
+        let invalid = |e: KafkaError| {
+            StoreError::InvalidArgument(format!("kafka/open: invalid client configuration: {e}"))
+        };
+        let producer: FutureProducer<LogContext> = config
+            .producer()
+            .create_with_context(LogContext)
+            .map_err(invalid)?;
+        let consumer: Arc<BaseConsumer<LogContext>> = Arc::new(
+            config
+                .consumer()
+                .create_with_context(LogContext)
+                .map_err(invalid)?,
+        );
+        let admin: AdminClient<LogContext> = config
+            .admin()
+            .create_with_context(LogContext)
+            .map_err(invalid)?;
+
+        let partitions = ensure_topic(&config, &consumer, &admin).await?;
+        let targets = watermarks(&config, &consumer, partitions).await?;
+
+        let mut assignment = TopicPartitionList::new();
+        for &(partition, _, _) in &targets {
+            assignment
+                .add_partition_offset(&config.topic, partition, Offset::Beginning)
+                .map_err(open_error)?;
+        }
+        consumer.assign(&assignment).map_err(open_error)?;
+
+        let cache = Arc::new(RwLock::new(Cache::default()));
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let ends = Arc::new(EndPositions::new(usize::try_from(partitions).unwrap_or(0)));
+        let consumption = Consumption {
+            topic: config.topic.clone(),
+            consumer: consumer.clone(),
+            cache: cache.clone(),
+            counters: counters.clone(),
+            stop: stop.clone(),
+            max_value_bytes: config.limits.max_value_bytes,
+            ends: config.group_id.is_some().then(|| ends.clone()),
+        };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("wf-kafka-consumer-{}", config.topic))
+            .spawn(move || consumption.run(targets, observer, ready_tx))
+            .map_err(|e| StoreError::Internal(format!("kafka/open: cannot start consumer: {e}")))?;
+        let replay = match ready_rx.await {
+            Ok(report) => report,
+            Err(_) => {
+                stop.store(true, Ordering::Release);
+                let _ = thread.join();
+                return Err(StoreError::Internal(
+                    "kafka/open: the consumer stopped before the replay finished".into(),
+                ));
+            }
+        };
+        let member_stop = Arc::new(AtomicBool::new(false));
+        let (ownership, member_thread) = match &config.group_id {
+            Some(group) => {
+                let joined = group::join(
+                    &config,
+                    group,
+                    partitions,
+                    cache.clone(),
+                    ends,
+                    member_stop.clone(),
+                );
+                let joined = match joined {
+                    Ok(membership) => {
+                        let first =
+                            first_assignment(&membership.ownership, group, config.open_timeout)
+                                .await;
+                        match first {
+                            Ok(()) => Ok(membership),
+                            Err(e) => {
+                                member_stop.store(true, Ordering::Release);
+                                let _ = blocking(move || membership.thread.join()).await;
+                                Err(e)
+                            }
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                match joined {
+                    Ok(membership) => (Some(membership.ownership), Some(membership.thread)),
+                    Err(e) => {
+                        stop.store(true, Ordering::Release);
+                        let _ = thread.join();
+                        return Err(e);
+                    }
+                }
+            }
+            None => (None, None),
+        };
+        Ok(Self {
+            config,
+            producer,
+            consumer,
+            cache,
+            counters,
+            replay,
+            stop,
+            consumer_thread: Mutex::new(Some(thread)),
+            closed: AtomicBool::new(false),
+            key_locks: KeyLocks::default(),
+            ownership,
+            member_thread: Mutex::new(member_thread),
+            member_stop,
+            dev_cluster: None,
+        })
+    }
+
+    /// Keeps `cluster` (the mock cluster this store runs on) alive as long
+    /// as the store.
+    fn keep_dev_cluster(mut self, cluster: DevClusterThread) -> Self {
+        self.dev_cluster = Some(cluster);
+        self
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// What the replay at open read.
+    pub fn replay_report(&self) -> &ReplayReport {
+        &self.replay
+    }
+
+    /// What the consumer read since open (replay and tail).
+    pub fn consumed(&self) -> ConsumedCounts {
+        ConsumedCounts {
+            records: self.counters.records.load(Ordering::Relaxed),
+            tombstones: self.counters.tombstones.load(Ordering::Relaxed),
+            skipped: self.counters.skipped.load(Ordering::Relaxed),
+            live: self.read_cache().len(),
+        }
+    }
+
+    /// The broker's current high watermark (the offset the next record will
+    /// get) of each partition, in partition order: one request per partition.
+    pub async fn end_offsets(&self) -> Result<Vec<(i32, i64)>, StoreError> {
+        self.check_open("kafka/end-offsets")?;
+        let partitions: Vec<i32> = self.replay.partitions.iter().map(|p| p.partition).collect();
+        let consumer = self.consumer.clone();
+        let topic = self.config.topic.clone();
+        let timeout = self.config.open_timeout;
+        blocking(move || {
+            partitions
+                .into_iter()
+                .map(|p| {
+                    consumer
+                        .fetch_watermarks(&topic, p, timeout)
+                        .map(|(_, high)| (p, high))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?
+        .map_err(|e| StoreError::Unavailable(format!("kafka/end-offsets: {e}")))
+    }
+
+    /// How far the tail is behind the end of the topic, from the broker's
+    /// current high watermarks ([`KafkaStore::end_offsets`]).
+    pub async fn lag(&self) -> Result<TailLag, StoreError> {
+        let highs = self.end_offsets().await?;
+        let cache = self.read_cache();
+        let partitions: Vec<(i32, u64)> = highs
+            .into_iter()
+            .map(|(p, high)| (p, (high - 1 - cache.consumed(p)).max(0) as u64))
+            .collect();
+        Ok(TailLag::new(partitions))
+    }
+
+    /// The partition `workflow_id`'s records are written to (the producer's
+    /// partitioner, [`partition_for_key`]), among the topic's partitions at open.
+    pub fn partition_of(&self, workflow_id: &str) -> i32 {
+        let partitions = i32::try_from(self.replay.partitions.len()).unwrap_or(i32::MAX);
+        partition_for_key(workflow_id.as_bytes(), partitions.max(1))
+    }
+
+    /// About how much memory the cached states take, in bytes (what
+    /// [`StoreLimits::max_cache_bytes`](wf_host::store::StoreLimits::max_cache_bytes) bounds).
+    pub fn cache_bytes(&self) -> usize {
+        self.read_cache().bytes()
+    }
+
+    /// Calls `f` with every live state, ascending by id, under the cache's read lock.
+    pub fn for_each_state(&self, mut f: impl FnMut(&WorkflowState)) {
+        for state in self.read_cache().states() {
+            f(state);
+        }
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        // Every cache update is a single map operation: a panic cannot leave it torn.
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// With a group: registers a write to `workflow_id`'s partition (so
+    /// giving the partition up waits for it), refusing a conditional one
+    /// (`fenced`) when this host does not own the partition.
+    fn begin_write(
+        &self,
+        op: &str,
+        workflow_id: &str,
+        fenced: bool,
+    ) -> Result<Option<WriteGuard>, StoreError> {
+        let Some(ownership) = &self.ownership else {
+            return Ok(None);
+        };
+        ownership
+            .begin_write(workflow_id, self.partition_of(workflow_id), fenced)
+            .map(Some)
+            .map_err(|e| StoreError::Conflict(format!("{op}: {e}")))
+    }
+
+    fn check_open(&self, op: &str) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(format!("{op}: store is closed")));
+        }
+        Ok(())
+    }
+
+    /// Produces `value` (None: tombstone) under `key` and waits for the ack.
+    async fn write(
+        &self,
+        key: &str,
+        value: Option<&[u8]>,
+        prefix: &str,
+    ) -> Result<(i32, i64), StoreError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.config.topic).key(key.as_bytes());
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        let timeout = self.config.produce_timeout;
+        // librdkafka reports every message within message.timeout.ms; the
+        // outer bound only guards against a lost delivery report.
+        let send = self.producer.send(record, Timeout::After(timeout));
+        let waited = timeout + Duration::from_secs(5);
+        match tokio::time::timeout(waited, send).await {
+            Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+            Ok(Err((error, _))) => Err(write_error(prefix, &error)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "{prefix}: no acknowledgement within {waited:?} (the produce timeout, {timeout:?}, and 5 s for the delivery report); the record may still be written"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for KafkaStore {
+    async fn save_versioned(
+        &self,
+        mut state: WorkflowState,
+        expected: Option<Version>,
+    ) -> Result<Version, StoreError> {
+        const OP: &str = "kafka/save";
+        self.check_open(OP)?;
+        let value = validate::encode_for_save(OP, &mut state, &self.config.limits)?;
+        let _serial = self.key_locks.lock(&state.workflow_id).await;
+        let _write = self.begin_write(OP, &state.workflow_id, expected.is_some())?;
+        {
+            let cache = self.read_cache();
+            let current = cache.version(&state.workflow_id);
+            validate::check_version(OP, &state.workflow_id, current, expected)?;
+            if current == 0 {
+                let cost = validate::cache_cost(&state.workflow_id, &state);
+                validate::check_cache_room(
+                    OP,
+                    cache.bytes(),
+                    cache.len(),
+                    cost,
+                    &self.config.limits,
+                )?;
+            }
+        }
+        let (partition, offset) = self
+            .write(&state.workflow_id, Some(&value), "kafka/save: write")
+            .await?;
+        let id = state.workflow_id.clone();
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_ack(&id, Some(Arc::new(state)), partition, offset);
+        Ok(version_at(offset))
+    }
+
+    async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError> {
+        const OP: &str = "kafka/load";
+        self.check_open(OP)?;
+        validate::check_id(OP, workflow_id)?;
+        Ok(self.read_cache().get(workflow_id))
+    }
+
+    async fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError> {
+        const OP: &str = "kafka/load";
+        self.check_open(OP)?;
+        validate::check_id(OP, workflow_id)?;
+        Ok(self
+            .read_cache()
+            .get_versioned(workflow_id)
+            .map(|(state, version)| Versioned { state, version }))
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Arc<WorkflowState>>, StoreError> {
+        const OP: &str = "kafka/list";
+        self.check_open(OP)?;
+        let page = validate::page_size(OP, filter, &self.config.limits)?;
+        Ok(self
+            .read_cache()
+            .page(filter.after.as_deref(), filter.status, page))
+    }
+
+    async fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
+        const OP: &str = "kafka/delete";
+        self.check_open(OP)?;
+        validate::check_id(OP, workflow_id)?;
+        let _serial = self.key_locks.lock(workflow_id).await;
+        let _write = self.begin_write(OP, workflow_id, false)?;
+        let (partition, offset) = self
+            .write(workflow_id, None, "kafka/delete: write tombstone")
+            .await?;
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_ack(workflow_id, None, partition, offset);
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // Leave the group first: its partitions go to other hosts, after
+        // the writes under way here are acknowledged.
+        self.member_stop.store(true, Ordering::Release);
+        let member = self
+            .member_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(member) = member {
+            let _ = blocking(move || member.join()).await;
+        }
+        // Off the async runtime: the flush may wait up to the close timeout.
+        let producer = self.producer.clone();
+        let close_timeout = self.config.close_timeout;
+        let flushed = blocking(move || producer.flush(Timeout::After(close_timeout))).await?;
+        self.stop.store(true, Ordering::Release);
+        let thread = self
+            .consumer_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            // The thread notices `stop` within one poll interval.
+            let _ = blocking(move || thread.join()).await;
+        }
+        flushed.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "kafka/close: pending writes not acknowledged within {:?}: {e}",
+                self.config.close_timeout
+            ))
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.ownership {
+            Some(ownership) => format!(
+                "kafka topic {} on {}, group {} as {}",
+                self.config.topic,
+                self.config.brokers,
+                ownership.group(),
+                ownership.member()
+            ),
+            None => format!(
+                "kafka topic {} on {}",
+                self.config.topic, self.config.brokers
+            ),
+        }
+    }
+
+    fn ownership(&self) -> Option<Arc<Ownership>> {
+        self.ownership.clone()
+    }
+
+    async fn tail_lag(&self) -> Result<Option<TailLag>, StoreError> {
+        self.lag().await.map(Some)
+    }
+}
+
+impl Drop for KafkaStore {
+    fn drop(&mut self) {
+        // Without close(): stop the consumer and member threads so they do
+        // not outlive the store.
+        self.stop.store(true, Ordering::Release);
+        self.member_stop.store(true, Ordering::Release);
+        if self.dev_cluster.is_some() {
+            // The mock cluster goes with the store: let the threads that
+            // read from it stop first (within a poll interval), or they
+            // report its brokers gone.
+            for slot in [&self.member_thread, &self.consumer_thread] {
+                let thread = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(thread) = thread {
+                    let _ = thread.join();
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the group gave this host its first partitions (possibly
+/// none, in a group with more hosts than partitions) and the host caught up
+/// with them.
+async fn first_assignment(
+    ownership: &Ownership,
+    group: &str,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    let mut changes = ownership.subscribe();
+    match tokio::time::timeout(timeout, changes.wait_for(|a| a.generation > 0)).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(open_error(format!(
+            "joined consumer group {group}, but was assigned no partitions within {timeout:?}"
+        ))),
+    }
+}

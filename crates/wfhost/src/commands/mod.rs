@@ -1,0 +1,96 @@
+//! One module per kind of subcommand, as `wfhost` dispatches them: those
+//! that open the store (`run`, `recover`, `serve`, `list`, `show`,
+//! `delete`, `topic`) and those that do not (`dev`, `cancel`).
+
+mod cancel;
+mod dev;
+mod inspect;
+mod run;
+mod serve;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use wf_host::config::Settings;
+use wf_host::store::WorkflowStore;
+
+use crate::args::{Cli, Command};
+use crate::{progress, settings};
+
+/// Runs the command `cli` asks for.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let backends = wf_store_kafka::backends();
+    // Read once: it gives both the store and the modules' access policy.
+    let settings = settings::resolve(&backends, &cli.store)?;
+    match &cli.command {
+        Command::Dev => return dev::dev(&backends, &settings).await,
+        Command::Cancel { id, server } => return cancel::cancel(server, id).await,
+        _ => {}
+    }
+    let bar = progress::OpenBar::new();
+    let store = backends.open(&settings, &bar.report()).await;
+    drop(bar);
+    let store = store?;
+    // Closed whatever the command did: a store left open would leave its
+    // threads reading from a broker (a mock one, here) going away.
+    let result = on_store(cli, &settings, &store).await;
+    store.close().await.context("closing the store")?;
+    result
+}
+
+/// Runs a command that needs the store.
+async fn on_store(
+    cli: Cli,
+    settings: &Settings,
+    store: &Arc<dyn WorkflowStore>,
+) -> anyhow::Result<ExitCode> {
+    let output = cli.output;
+    match cli.command {
+        Command::Run {
+            module,
+            id,
+            input,
+            sandbox,
+        } => {
+            let (host, module) = sandbox.host(store, &module, settings)?;
+            run::run(&host, &module, &id, &input, output).await
+        }
+        Command::Recover {
+            module,
+            prefix,
+            sandbox,
+        } => {
+            let (host, module) = sandbox.host(store, &module, settings)?;
+            run::recover(&host, &module, prefix, output).await
+        }
+        Command::Serve {
+            module,
+            listen,
+            recover,
+            sandbox,
+        } => {
+            let (host, module) = sandbox.host(store, &module, settings)?;
+            serve::serve(host, module, &listen, recover).await
+        }
+        Command::List {
+            status,
+            limit,
+            after,
+        } => inspect::list(store, status, limit, after, output).await,
+        Command::Show { id } => inspect::show(store, &id, output).await,
+        Command::Delete { id } => inspect::delete(store, &id).await,
+        Command::Topic => inspect::topic(store, output),
+        Command::Dev | Command::Cancel { .. } => unreachable!("handled before a store is opened"),
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub(crate) async fn wait_for_shutdown() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("listening for Ctrl-C"),
+        _ = terminate.recv() => Ok(()),
+    }
+}

@@ -1,0 +1,68 @@
+//! `wfhost serve`: the HTTP API of one module until Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use wf_host::{Host, Module, RecoverOptions};
+
+use super::wait_for_shutdown;
+
+/// `wfhost serve`: the HTTP API until Ctrl-C or SIGTERM, then waits for the
+/// requests in flight. Workflows started without waiting and still running
+/// are left `running` in the store, for `recover`.
+pub async fn serve(
+    host: Host,
+    module: Module,
+    listen: &str,
+    recover: bool,
+) -> anyhow::Result<ExitCode> {
+    // In a group, ownership decides: the partitions this host is given
+    // (now and whenever a host leaves) have their running workflows taken up.
+    let follower = host.follow_ownership(&module);
+    if follower.is_some() {
+        eprintln!(
+            "wfhost serve: in group {}; taking up the running workflows of the partitions it assigns",
+            host.store_for(&module)
+                .ownership()
+                .map(|o| o.group().to_owned())
+                .unwrap_or_default()
+        );
+    } else if recover {
+        let handles = host.recover(&module, RecoverOptions::default()).await?;
+        eprintln!(
+            "wfhost serve: recovering {} workflows left running",
+            handles.len()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    let app = wf_http::router(host.clone(), module);
+    println!("listening: http://{address}");
+    use std::io::Write as _;
+    std::io::stdout().flush().context("writing to stdout")?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            if let Err(e) = wait_for_shutdown().await {
+                eprintln!("wfhost serve: {e:#}");
+            }
+        })
+        .await
+        .context("serving HTTP")?;
+    if let Some(follower) = follower {
+        // Hand the running workflows over: their next owner resumes them.
+        follower.abort();
+        host.abandon_all().await;
+    }
+    let running = host.running();
+    if !running.is_empty() {
+        // Their `running` states stay stored: `wfhost recover` (or
+        // `serve --recover`) takes them up again.
+        eprintln!(
+            "wfhost serve: stopped with {} workflows running; they stay `running` for `wfhost recover`",
+            running.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,196 @@
+//! Recovery and durable activities, with real guests through the real
+//! host on both backends: a workflow a crashed host left `running` is run
+//! again without repeating its completed activities.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowStatus};
+use wf_host::{DirGrant, Host, Module, ModuleOptions, RecoverOptions};
+use wf_tests::{guests, kinds, left_running, scratch_dir};
+
+wf_tests::on_every_backend!(
+    recover_reruns_left_running_workflows_without_repeating_completed_activities,
+    an_activity_started_but_not_recorded_as_done_runs_again_on_recovery,
+    a_failed_activity_is_recorded_and_fails_the_workflow,
+    a_history_that_does_not_match_the_code_fails_as_non_deterministic,
+);
+
+fn activity(kind: EventType, name: &str, result: Option<&str>) -> HistoryEvent {
+    let mut event = HistoryEvent::new(0, kind, Timestamp::now());
+    event.activity_name = name.to_owned();
+    event.result = result.map(str::to_owned);
+    event
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn durable(host: &Host, dir: &Path) -> Module {
+    let g = dir.display().to_string();
+    let options = ModuleOptions::default().grant(DirGrant::read_write(dir, g));
+    host.load_module_file_with(guests::DURABLE, options)
+        .unwrap()
+}
+
+async fn recover_reruns_left_running_workflows_without_repeating_completed_activities(host: Host) {
+    let dir = scratch_dir("recover");
+    let module = durable(&host, &dir);
+    let input =
+        json!({"dir": dir.display().to_string(), "order": "o-1", "cents": 900, "no_wait": true});
+    // Charged, then the host died: charge must not run again.
+    let before = left_running(
+        &host,
+        "order-1",
+        &input,
+        vec![
+            activity(EventType::ActivityStarted, "charge", None),
+            activity(EventType::ActivityCompleted, "charge", Some("\"charge-7\"")),
+        ],
+    )
+    .await;
+    // Another module's workflow, outside the prefix: left alone.
+    left_running(&host, "other-1", &json!(null), vec![]).await;
+    // Finished workflows are not candidates.
+    host.run(
+        &module,
+        "order-done",
+        &json!({"dir": dir.display().to_string(), "order": "o-0", "cents": 1, "no_wait": true})
+            .to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(lines(&dir.join("charge.log")), ["o-0 1"]);
+
+    let handles = host
+        .recover(&module, RecoverOptions::default().id_prefix("order-"))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = handles.iter().map(|h| h.id()).collect();
+    assert_eq!(ids, ["order-1"]);
+    assert_eq!(handles[0].run_id(), before.run_id, "the same run goes on");
+    let state = handles.into_iter().next().unwrap().result().await.unwrap();
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    assert_eq!(
+        serde_json::from_str::<Value>(state.result.as_deref().unwrap()).unwrap(),
+        json!({"charge": "charge-7", "parcel": 2})
+    );
+    assert_eq!(
+        lines(&dir.join("charge.log")),
+        ["o-0 1"],
+        "charge ran again"
+    );
+    assert_eq!(lines(&dir.join("ship.log")), ["charge-1", "charge-7"]);
+    assert_eq!(
+        kinds(&state),
+        [
+            EventType::WorkflowStarted,
+            EventType::ActivityStarted,
+            EventType::ActivityCompleted,
+            EventType::WorkflowStarted,
+            EventType::TimerFired,
+            EventType::ActivityStarted,
+            EventType::ActivityCompleted,
+            EventType::WorkflowCompleted,
+        ]
+    );
+    assert_eq!(state.history[4].duration_ns, 20_000_000);
+    assert_eq!(state.history[6].result.as_deref(), Some("2"));
+    assert_eq!(
+        host.status("other-1").await.unwrap(),
+        Some(WorkflowStatus::Running),
+        "outside the prefix"
+    );
+    // Nothing left to recover under the prefix.
+    assert!(
+        host.recover(&module, RecoverOptions::default().id_prefix("order-"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn an_activity_started_but_not_recorded_as_done_runs_again_on_recovery(host: Host) {
+    let dir = scratch_dir("rerun");
+    let module = durable(&host, &dir);
+    let input =
+        json!({"dir": dir.display().to_string(), "order": "o-2", "cents": 5, "no_wait": true});
+    left_running(
+        &host,
+        "order-2",
+        &input,
+        vec![activity(EventType::ActivityStarted, "charge", None)],
+    )
+    .await;
+    let handles = host
+        .recover(&module, RecoverOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(handles.len(), 1);
+    let state = handles.into_iter().next().unwrap().result().await.unwrap();
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    assert_eq!(lines(&dir.join("charge.log")), ["o-2 5"]);
+    // The unfinished start is completed, not started twice.
+    let starts = state
+        .history
+        .iter()
+        .filter(|e| e.kind == EventType::ActivityStarted && e.activity_name == "charge")
+        .count();
+    assert_eq!(starts, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn a_failed_activity_is_recorded_and_fails_the_workflow(host: Host) {
+    let dir = scratch_dir("afail");
+    let module = durable(&host, &dir);
+    let input = json!({"dir": dir.display().to_string(), "order": "o-3", "cents": 5, "no_wait": true, "ship_error": "no courier"});
+    let state = host
+        .run(&module, "order-3", &input.to_string())
+        .await
+        .unwrap();
+    assert_eq!(state.status, WorkflowStatus::Failed);
+    assert_eq!(state.error, "activity failed: no courier");
+    let failed: Vec<&HistoryEvent> = state
+        .history
+        .iter()
+        .filter(|e| e.kind == EventType::ActivityFailed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (failed[0].activity_name.as_str(), failed[0].error.as_str()),
+        ("ship", "no courier")
+    );
+    assert!(!dir.join("ship.log").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn a_history_that_does_not_match_the_code_fails_as_non_deterministic(host: Host) {
+    let dir = scratch_dir("nondet");
+    let module = durable(&host, &dir);
+    let input =
+        json!({"dir": dir.display().to_string(), "order": "o-4", "cents": 5, "no_wait": true});
+    left_running(
+        &host,
+        "order-4",
+        &input,
+        vec![
+            activity(EventType::ActivityStarted, "refund", None),
+            activity(EventType::ActivityCompleted, "refund", Some("1")),
+        ],
+    )
+    .await;
+    let handles = host
+        .recover(&module, RecoverOptions::default())
+        .await
+        .unwrap();
+    let state = handles.into_iter().next().unwrap().result().await.unwrap();
+    assert_eq!(state.status, WorkflowStatus::Failed);
+    assert!(state.error.contains("non-deterministic"), "{}", state.error);
+    assert!(state.error.contains("\"refund\""), "{}", state.error);
+    assert!(!dir.join("charge.log").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

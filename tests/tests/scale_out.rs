@@ -1,0 +1,422 @@
+//! Scale-out: several hosts in one consumer group sharing one topic, on
+//! librdkafka's mock cluster and (when `WF_KAFKA_BROKERS` names one) on a
+//! real broker process.
+//!
+//! Three hosts share 300 workflows of the `steps` guest (a chain of durable
+//! activities); one host leaves mid-run; the others take its partitions over,
+//! catch up and resume its running workflows. The topic then shows every
+//! workflow completed exactly once and no completed activity run again. A
+//! second case keeps saves in flight through a rebalance and finds every
+//! acknowledged one on the topic and in every host's cache.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wf_host::model::{EventType, WorkflowState, WorkflowStatus, decode_state};
+use wf_host::store::{StoreError, WorkflowStore};
+use wf_host::{ExecuteError, ExecuteOptions, WorkflowHandle};
+use wf_store_kafka::{DevCluster, KafkaConfig};
+
+use wf_tests::group::{Node, ended_or_handed_over, owner_of, settled};
+use wf_tests::kafka::{fresh_topic, read_topic, real_broker};
+
+const WORKFLOWS: usize = 300;
+const STEPS: u64 = 4;
+/// sum of n² for n < STEPS: what every workflow returns.
+const RESULT: u64 = 14;
+
+/// Joins the group of `topic` as `name`.
+async fn join(brokers: &str, topic: &str, partitions: i32, name: &str) -> Node {
+    let group = format!("{topic}-hosts");
+    Node::join(
+        brokers,
+        topic,
+        partitions,
+        Some(&group),
+        session_timeout(brokers),
+        name,
+    )
+    .await
+}
+
+/// The group's session timeout: short on the mock cluster, whose rebalances
+/// wait the session timeout less 1 s for members to rejoin; the default on a
+/// real broker.
+fn session_timeout(brokers: &str) -> Duration {
+    if std::env::var("WF_KAFKA_BROKERS").is_ok_and(|real| real == brokers) {
+        KafkaConfig::new(brokers).session_timeout
+    } else {
+        Duration::from_secs(3)
+    }
+}
+
+/// Serves `node`'s HTTP API on a free port; returns its base URL.
+async fn serve(node: &Node) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = wf_http::router(node.host.clone(), node.module.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+fn input(step_ms: u64) -> String {
+    format!(r#"{{"steps":{STEPS},"step_ms":{step_ms}}}"#)
+}
+
+/// The states of every record of the topic, per key, in log order.
+fn history_per_key(brokers: &str, topic: &str) -> BTreeMap<String, Vec<WorkflowState>> {
+    let mut records = read_topic(brokers, topic);
+    records.sort_by_key(|r| (r.partition, r.offset));
+    let mut per_key: BTreeMap<String, Vec<WorkflowState>> = BTreeMap::new();
+    for record in records {
+        let key = String::from_utf8(record.key.expect("key")).expect("utf-8 key");
+        let value = record.value.expect("no tombstones in this test");
+        per_key
+            .entry(key)
+            .or_default()
+            .push(decode_state(&value).expect("a workflow state"));
+    }
+    per_key
+}
+
+/// Distinct events of `kind` across every record of one workflow, by
+/// (event id, activity, timestamp): an event re-created by a second run
+/// has another timestamp.
+fn distinct_events(
+    states: &[WorkflowState],
+    kind: EventType,
+) -> BTreeMap<String, BTreeSet<(u64, i64, u32)>> {
+    let mut events: BTreeMap<String, BTreeSet<(u64, i64, u32)>> = BTreeMap::new();
+    for state in states {
+        for event in state.history.iter().filter(|e| e.kind == kind) {
+            events
+                .entry(event.activity_name.clone())
+                .or_default()
+                .insert((
+                    event.id,
+                    event.timestamp.seconds,
+                    event.timestamp.nanoseconds,
+                ));
+        }
+    }
+    events
+}
+
+async fn three_hosts_share_300_workflows_and_survive_one_leaving(
+    brokers: &str,
+    topic: &str,
+    names_owners: bool,
+) {
+    const PARTITIONS: i32 = 6;
+    let nodes = [
+        join(brokers, topic, PARTITIONS, "host-a").await,
+        join(brokers, topic, PARTITIONS, "host-b").await,
+        join(brokers, topic, PARTITIONS, "host-c").await,
+    ];
+    settled(&nodes.iter().collect::<Vec<_>>()).await;
+    eprintln!(
+        "settled: {:?}",
+        nodes
+            .iter()
+            .map(|n| (&n.name, n.owned()))
+            .collect::<Vec<_>>()
+    );
+
+    // A host refuses a workflow it does not own, naming the owner once the
+    // owner's announcement (commit metadata) is readable. tansu 0.6 keeps a
+    // committed offset but drops its metadata: there the owner stays unnamed.
+    let id = "wf-000";
+    let owner = owner_of(&nodes.iter().collect::<Vec<_>>(), id).await;
+    let other = &nodes[(owner + 1) % 3];
+    let deadline = Instant::now() + Duration::from_secs(if names_owners { 20 } else { 2 });
+    loop {
+        match other
+            .host
+            .execute(&other.module, ExecuteOptions::new(input(0)).id(id))
+            .await
+        {
+            Err(ExecuteError::NotOwner(e)) => {
+                assert_eq!(
+                    (e.member.as_str(), e.partition),
+                    (other.name.as_str(), nodes[owner].store.partition_of(id))
+                );
+                match &e.owner {
+                    Some(named) => {
+                        assert_eq!(named, &nodes[owner].name, "{e}");
+                        break;
+                    }
+                    None if Instant::now() >= deadline => {
+                        assert!(!names_owners, "owner never named: {e}");
+                        eprintln!("the broker does not keep commit metadata: {e}");
+                        break;
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+            other => panic!("a non-owner must refuse: {other:?}"),
+        }
+    }
+    // Over HTTP: 421 with the partition (and the owner when named), and the
+    // host's share in /status.
+    let api = serve(other).await;
+    let client = reqwest::Client::new();
+    let refused = client
+        .post(format!("{api}/workflows/{id}"))
+        .body(input(0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 421);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["partition"], nodes[owner].store.partition_of(id));
+    if names_owners {
+        assert_eq!(body["owner"], nodes[owner].name.as_str(), "{body}");
+    }
+    let status: serde_json::Value = client
+        .get(format!("{api}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["member"], other.name.as_str(), "{status}");
+    assert_eq!(
+        status["owned_partitions"],
+        serde_json::json!(other.owned()),
+        "{status}"
+    );
+    assert!(status["lag"]["records"].is_u64(), "{status}");
+    assert!(
+        other.store.load(id).await.unwrap().is_none(),
+        "a refusal writes nothing"
+    );
+
+    // 300 workflows, each started at its owner.
+    let mut handles: Vec<(usize, WorkflowHandle)> = Vec::new();
+    for i in 0..WORKFLOWS {
+        let id = format!("wf-{i:03}");
+        let at = owner_of(&nodes.iter().collect::<Vec<_>>(), &id).await;
+        let handle = nodes[at]
+            .host
+            .execute(&nodes[at].module, ExecuteOptions::new(input(150)).id(id))
+            .await
+            .expect("start at the owner");
+        handles.push((at, handle));
+    }
+    let per_node: Vec<usize> = (0..3)
+        .map(|n| handles.iter().filter(|(at, _)| *at == n).count())
+        .collect();
+    eprintln!("started per host: {per_node:?}");
+    assert!(per_node.iter().all(|&n| n > 0), "spread: {per_node:?}");
+
+    // Host b leaves mid-run.
+    let [a, b, c] = nodes;
+    let running_on_b = b.host.running().len();
+    eprintln!("host-b leaves with {running_on_b} workflows running");
+    assert!(running_on_b > 0, "host b must leave mid-run");
+    let left = Instant::now();
+    b.leave().await;
+    settled(&[&a, &c]).await;
+    eprintln!(
+        "a and c own every partition {:?} after b left",
+        left.elapsed()
+    );
+
+    // Every workflow finishes, as both remaining hosts see it.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for i in 0..WORKFLOWS {
+        let id = format!("wf-{i:03}");
+        loop {
+            let done = |s: Option<Arc<WorkflowState>>| {
+                s.is_some_and(|s| s.status == WorkflowStatus::Completed)
+            };
+            if done(a.store.load(&id).await.unwrap()) && done(c.store.load(&id).await.unwrap()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} did not complete: {:?}",
+                a.store.load(&id).await.unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    eprintln!(
+        "all {WORKFLOWS} completed {:?} after b left",
+        left.elapsed()
+    );
+    // A handle ends with the final state, or as handed over (its partition
+    // moved: b left, and a and c were rebalanced too).
+    for (at, handle) in handles {
+        ended_or_handed_over(at, handle).await;
+    }
+
+    // The log: every workflow completed exactly once with the right result,
+    // and no completed activity ran again.
+    let per_key = history_per_key(brokers, topic);
+    assert_eq!(per_key.len(), WORKFLOWS);
+    let mut resumed = 0;
+    for (id, states) in &per_key {
+        let last = states.last().unwrap();
+        assert_eq!(last.status, WorkflowStatus::Completed, "{id}");
+        assert_eq!(
+            last.result.as_deref(),
+            Some(RESULT.to_string().as_str()),
+            "{id}"
+        );
+        let completions = distinct_events(states, EventType::WorkflowCompleted);
+        let completed: usize = completions.values().map(BTreeSet::len).sum();
+        assert_eq!(completed, 1, "{id} completed {completed} times");
+        let activities = distinct_events(states, EventType::ActivityCompleted);
+        assert_eq!(activities.len() as u64, STEPS, "{id}: {activities:?}");
+        for (step, runs) in &activities {
+            assert_eq!(
+                runs.len(),
+                1,
+                "{id}: activity {step} completed {} times",
+                runs.len()
+            );
+        }
+        let starts = last
+            .history
+            .iter()
+            .filter(|e| e.kind == EventType::WorkflowStarted)
+            .count();
+        if starts > 1 {
+            resumed += 1;
+        }
+    }
+    eprintln!("{resumed} workflows were resumed by another host");
+    assert!(
+        resumed > 0,
+        "host b's running workflows are resumed elsewhere"
+    );
+    a.leave().await;
+    c.leave().await;
+}
+
+async fn no_acknowledged_save_is_lost_across_a_rebalance(brokers: &str, topic: &str) {
+    const PARTITIONS: i32 = 6;
+    let a = join(brokers, topic, PARTITIONS, "host-a").await;
+    assert_eq!(
+        a.owned().len(),
+        PARTITIONS as usize,
+        "alone, a owns every partition"
+    );
+
+    // Writers on a keep saves in flight, conditional (new ids, expected
+    // version 0) and plain, while b joins and takes half the partitions. They
+    // pace themselves: librdkafka's mock cluster keeps only the newest 5 MiB
+    // of a partition, and the check reads the whole topic back.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let store = a.store.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut conflicts = 0;
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = format!("inflight-{w:02}-{i:05}");
+                // Not `running`: the hosts' followers would take it for a
+                // workflow to resume.
+                let state = wf_tests::kafka::state(&id, "r", WorkflowStatus::Completed);
+                let expected = (i % 2 == 0).then_some(0);
+                match store.save_versioned(state, expected).await {
+                    Ok(version) => acked.push((id, version)),
+                    // a no longer owns the id's partition: fenced, nothing written.
+                    Err(StoreError::Conflict(_)) => conflicts += 1,
+                    Err(e) => panic!("{id}: {e}"),
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (acked, conflicts)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = join(brokers, topic, PARTITIONS, "host-b").await;
+    settled(&[&a, &b]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    let mut conflicts = 0;
+    for writer in writers {
+        let (a, c) = writer.await.unwrap();
+        acked.extend(a);
+        conflicts += c;
+    }
+    eprintln!("{} saves acknowledged, {conflicts} fenced", acked.len());
+    assert!(
+        conflicts > 0,
+        "conditional saves to b's partitions are fenced"
+    );
+
+    // Every acknowledged save is on the topic, and in both caches.
+    let per_key = history_per_key(brokers, topic);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (id, version) in &acked {
+        assert!(per_key.contains_key(id), "acknowledged save of {id} lost");
+        for node in [&a, &b] {
+            loop {
+                match node.store.load_versioned(id).await.unwrap() {
+                    Some(found) => {
+                        assert_eq!(found.version, *version, "{id} on {}", node.name);
+                        break;
+                    }
+                    None => {
+                        assert!(
+                            Instant::now() < deadline,
+                            "{id} never reached {}",
+                            node.name
+                        );
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+    }
+    // And nothing else: a fenced save wrote nothing.
+    let acked_ids: BTreeSet<&str> = acked.iter().map(|(id, _)| id.as_str()).collect();
+    let extra: Vec<&String> = per_key
+        .keys()
+        .filter(|id| !acked_ids.contains(id.as_str()))
+        .collect();
+    assert!(extra.is_empty(), "written but not acknowledged: {extra:?}");
+    a.leave().await;
+    b.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_three_hosts_share_300_workflows_and_survive_one_leaving() {
+    let cluster = DevCluster::start("wf-scale", 6).expect("mock cluster");
+    three_hosts_share_300_workflows_and_survive_one_leaving(
+        &cluster.bootstrap_servers(),
+        "wf-scale",
+        true,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_no_acknowledged_save_is_lost_across_a_rebalance() {
+    let cluster = DevCluster::start("wf-rebalance", 6).expect("mock cluster");
+    no_acknowledged_save_is_lost_across_a_rebalance(&cluster.bootstrap_servers(), "wf-rebalance")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_three_hosts_share_300_workflows_and_survive_one_leaving() {
+    let Some(brokers) = real_broker() else { return };
+    three_hosts_share_300_workflows_and_survive_one_leaving(&brokers, &fresh_topic("scale"), false)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_no_acknowledged_save_is_lost_across_a_rebalance() {
+    let Some(brokers) = real_broker() else { return };
+    no_acknowledged_save_is_lost_across_a_rebalance(&brokers, &fresh_topic("rebalance")).await;
+}
