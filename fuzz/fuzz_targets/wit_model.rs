@@ -3,17 +3,18 @@
 //! `store::validate::encode_for_save` -> `decode_state` -> `to_wit_state`.
 //!
 //! The state comes from an `Arbitrary` mirror of the WIT record whose
-//! JSON-text fields are either arbitrary text or generated JSON (valid, too
-//! deep, or with a number out of the float64 range; padded with whitespace;
-//! or the text `null`), so the fuzzer reaches both outcomes. Properties:
+//! JSON-text fields are either arbitrary text or generated JSON (valid, or
+//! nested up to and past the 10 000-level bound; numbers of any range;
+//! padded with whitespace; or the text `null`), so the fuzzer reaches both
+//! outcomes. Properties:
 //! * the save fails only with `InvalidArgument` or `TooLarge`;
 //! * `InvalidArgument` exactly when the id is bad (empty, over 1024 bytes,
 //!   a control character), a timestamp cannot be written (year outside
 //!   0..=9999 or nanoseconds of a second or more), an event id is over the Go
-//!   int64 maximum, or a JSON-text field is not JSON the Go provider can
-//!   decode into an `any` (known exactly for generated fields; arbitrary text
-//!   is checked against serde_json's `Value`, which reads numbers as float64
-//!   and refuses 128 levels of nesting);
+//!   int64 maximum, or a JSON-text field is not one JSON value nested at most
+//!   10 000 levels (Go's limit; known exactly for generated fields, and
+//!   checked for arbitrary text against serde_json's raw-value reader and a
+//!   depth count of its own; numbers of any range are JSON);
 //! * `TooLarge` only when the encoding is over the limit (a save with no limit
 //!   then succeeds with a longer encoding); a success stays within it;
 //! * a success keeps exactly the input with its JSON-text fields normalized
@@ -159,8 +160,8 @@ enum Text {
     /// Generated valid JSON with whitespace around it.
     Json(Ws, Value, Ws),
     /// `depth` nested arrays (objects if `.1`, around a `1`): valid from 1
-    /// (arrays) or 0 (objects) up to 127 levels.
-    Nested(u8, bool),
+    /// (arrays) or 0 (objects) up to 10 000 levels.
+    Nested(u16, bool),
 }
 
 /// Whitespace JSON allows around a value (and `normalize` trims).
@@ -194,7 +195,8 @@ enum Value {
     Null,
     Bool(bool),
     Int(i64),
-    /// `{0}.{1}e{2}`: out of the float64 range (invalid for Go) when large.
+    /// `{0}.{1}e{2}`: out of the float64 range when large, which is still
+    /// JSON (Go's `json.RawMessage` keeps it).
     Float(i32, u16, i16),
     Str(String),
     Array(Vec<Value>),
@@ -255,23 +257,10 @@ impl Value {
         }
     }
 
-    /// Whether every number fits a float64, as Go's decoder needs.
-    fn numbers_in_range(&self) -> bool {
-        match self {
-            Value::Float(..) => {
-                let mut text = String::new();
-                self.render(&mut text);
-                text.parse::<f64>().is_ok_and(f64::is_finite)
-            }
-            Value::Array(items) => items.iter().all(Value::numbers_in_range),
-            Value::Object(fields) => fields.iter().all(|(_, v)| v.numbers_in_range()),
-            _ => true,
-        }
-    }
 }
 
-/// The deepest nesting the encoder accepts in a JSON-text field.
-const MAX_DEPTH: usize = 127;
+/// The deepest nesting the encoder accepts in a JSON-text field (Go's).
+const MAX_DEPTH: usize = 10_000;
 
 impl Text {
     fn render(&self) -> String {
@@ -296,11 +285,8 @@ impl Text {
 
     fn valid(&self) -> bool {
         match self {
-            Text::Raw(s) => {
-                // serde_json's own limit (128 levels fail) is the encoder's.
-                serde_json_valid(s)
-            }
-            Text::Json(_, v, _) => v.depth() <= MAX_DEPTH && v.numbers_in_range(),
+            Text::Raw(s) => serde_json_valid(s) && raw_depth(s) <= MAX_DEPTH,
+            Text::Json(_, v, _) => v.depth() <= MAX_DEPTH,
             // Zero arrays are the empty text.
             Text::Nested(depth, objects) => {
                 (*objects || *depth > 0) && usize::from(*depth) <= MAX_DEPTH
@@ -309,40 +295,36 @@ impl Text {
     }
 }
 
-/// Whether `s` is one JSON value the Go provider can decode into an `any`:
-/// serde_json's `Value` reads numbers as float64 (out of range fails) and
-/// refuses nesting of 128 levels, as the encoder's 127-level limit does.
-/// Go reads a lone surrogate escape (`\ud800`) as U+FFFD where `Value`
-/// refuses it, so every `\u` escape is made a plain letter first.
+/// Whether `s` is one JSON value: serde_json's raw-value reader checks the
+/// syntax without reading numbers or decoding escapes (Go keeps a number
+/// of any range in a `json.RawMessage` and reads a lone surrogate escape as
+/// U+FFFD), and without a depth limit of its own.
 fn serde_json_valid(s: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(&plain_unicode_escapes(s)).is_ok()
+    serde_json::from_str::<&serde_json::value::RawValue>(s).is_ok()
 }
 
-/// `s` with the hex digits of every `\uXXXX` escape inside strings replaced
-/// by `0041` (`A`); anything else unchanged.
-fn plain_unicode_escapes(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let (mut in_string, mut chars) = (false, s.chars().peekable());
-    while let Some(c) = chars.next() {
-        out.push(c);
-        match c {
-            '"' => in_string = !in_string,
-            '\\' if in_string => {
-                let Some(escaped) = chars.next() else { break };
-                out.push(escaped);
-                if escaped == 'u' {
-                    let hex: String = chars.clone().take(4).collect();
-                    if hex.len() == 4 && hex.chars().all(|h| h.is_ascii_hexdigit()) {
-                        out.push_str("0041");
-                        chars.nth(3);
-                    }
-                }
+/// How deep arrays and objects nest in `s` (valid JSON): brackets outside
+/// strings, counted.
+fn raw_depth(s: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for c in s.chars() {
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, '"') => in_string = true,
+            (false, _, '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
             }
+            (false, _, ']' | '}') => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    out
+    deepest
 }
+
 
 /// What a store keeps of a JSON-text field: whitespace trimmed, `null` as none.
 fn normalized(text: &Option<Text>) -> Option<String> {

@@ -270,7 +270,8 @@ export class WorkflowState {
     const now = Timestamp.now();
     this.workflowId = workflowId;
     this.runId = '';
-    this.status = WorkflowStatus.RUNNING;
+    // A record a guest saves is data, never a run the host resumes.
+    this.status = WorkflowStatus.COMPLETED;
     this.input = undefined;
     this.result = undefined;
     this.error = '';
@@ -282,10 +283,12 @@ export class WorkflowState {
   }
 
   /**
-   * A state for `workflowId` created now; `input` and `result` are values
-   * (encoded as JSON), `null`/`undefined` for none.
+   * A state for `workflowId` created now, `completed` unless `status` says
+   * otherwise; `input` and `result` are values (encoded as JSON),
+   * `null`/`undefined` for none. A record a guest saves is data, never a
+   * run the host resumes, whatever its status.
    */
-  static create(workflowId, { status = WorkflowStatus.RUNNING, input, result } = {}) {
+  static create(workflowId, { status = WorkflowStatus.COMPLETED, input, result } = {}) {
     return new WorkflowState(workflowId, {
       status,
       input: optEncode(input),
@@ -341,7 +344,7 @@ export class WorkflowState {
   static fromJSON(d) {
     return new WorkflowState(d.workflow_id, {
       runId: d.run_id ?? '',
-      status: d.status ?? WorkflowStatus.RUNNING,
+      status: d.status ?? WorkflowStatus.COMPLETED,
       input: optEncode(d.input),
       result: optEncode(d.result),
       error: d.error ?? '',
@@ -414,6 +417,12 @@ export class Store {
    * Saves `state` only if its id is still at version `expectedVersion` (0: no
    * state stored), else throws a `StoreError` of kind `conflict` and writes
    * nothing; `undefined`/`null` saves as `save` does. Returns the new version.
+   *
+   * Who decides: on hosts of one group, the host that owns the id (this call
+   * and `loadVersioned` go there; one that cannot be forwarded throws
+   * `unavailable`), so the retry loop below is exact across hosts. Outside a
+   * group each host decides against its own cache: two hosts writing one
+   * topic without a group can both succeed.
    *
    * Versions are `bigint`s (the WIT `u64`, exact): `expectedVersion` may be a
    * `bigint` or a non-negative integer `number`; what this returns and

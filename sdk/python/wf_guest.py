@@ -274,12 +274,17 @@ def _opt_encode(value: Any) -> Optional[str]:
 
 @dataclass
 class WorkflowState:
-    """The persisted state of one workflow. JSON fields hold JSON text; use
-    ``set_input``/``input_value`` and friends to work with values."""
+    """The persisted state of one workflow, or a record a workflow keeps. JSON
+    fields hold JSON text; use ``set_input``/``input_value`` and friends to
+    work with values.
+
+    A new state's status is ``completed``: a record a guest saves is data,
+    never a run the host resumes, whatever its status (runs are what the
+    host starts)."""
 
     workflow_id: str
     run_id: str = ""
-    status: WorkflowStatus = WorkflowStatus.RUNNING
+    status: WorkflowStatus = WorkflowStatus.COMPLETED
     input: Optional[str] = None
     result: Optional[str] = None
     error: str = ""
@@ -288,10 +293,11 @@ class WorkflowState:
     updated_at: Timestamp = field(default_factory=Timestamp.now)
 
     @staticmethod
-    def new(workflow_id: str, status: WorkflowStatus = WorkflowStatus.RUNNING,
+    def new(workflow_id: str, status: WorkflowStatus = WorkflowStatus.COMPLETED,
             input: Any = None, result: Any = None) -> "WorkflowState":
-        """A state for ``workflow_id`` created now, with ``input`` and
-        ``result`` (Python values, ``None`` for none) encoded as JSON."""
+        """A state for ``workflow_id`` created now, ``completed`` unless
+        ``status`` says otherwise, with ``input`` and ``result`` (Python
+        values, ``None`` for none) encoded as JSON."""
         now = Timestamp.now()
         return WorkflowState(workflow_id, status=WorkflowStatus(status),
                              input=_opt_encode(input), result=_opt_encode(result),
@@ -341,7 +347,7 @@ class WorkflowState:
         return WorkflowState(
             workflow_id=d["workflow_id"],
             run_id=d.get("run_id", ""),
-            status=WorkflowStatus(d.get("status", "running")),
+            status=WorkflowStatus(d.get("status", "completed")),
             input=_opt_encode(d.get("input")),
             result=_opt_encode(d.get("result")),
             error=d.get("error", ""),
@@ -413,7 +419,14 @@ class Store:
         ``expected_version`` (0: no state stored), else raises a
         :class:`StoreError` of kind ``conflict`` and writes nothing;
         ``None`` saves as :meth:`save` does. Returns the new version (an
-        ``int``)::
+        ``int``).
+
+        Who decides: on hosts of one group, the host that owns the id (this
+        call and :meth:`load_versioned` go there; one that cannot be
+        forwarded raises ``unavailable``), so the retry loop below is exact
+        across hosts. Outside a group each host decides against its own
+        cache: two hosts writing one topic without a group can both
+        succeed::
 
             # Increment a counter kept in `result`, safely against other writers.
             while True:

@@ -29,15 +29,43 @@ pub struct RawRecord {
 /// A raw record to produce: key (None: no key) and value (None: tombstone).
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
-/// Produces `value` (None: tombstone) under `key` (None: no key), acknowledged.
+/// Produces one raw record (any key, any value, `None` for none) to
+/// `topic`, placed as a Java or Go writer on a murmur2 partitioner places it
+/// (as wf does).
 pub async fn produce_raw(brokers: &str, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) {
+    produce(brokers, topic, None, key, value).await;
+}
+
+/// [`produce_raw`] into `partition`, wherever murmur2 would place the key:
+/// a writer that does not place ids as wf does.
+pub async fn produce_raw_to(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
+    produce(brokers, topic, Some(partition), key, value).await;
+}
+
+async fn produce(
+    brokers: &str,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("partitioner", "murmur2_random")
         // Room for the oversized records the hostile-record tests write.
         .set("message.max.bytes", "16000000")
         .create()
         .expect("raw producer");
     let mut record = FutureRecord::<[u8], [u8]>::to(topic);
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
     if let Some(key) = key {
         record = record.key(key);
     }
@@ -182,4 +210,32 @@ pub fn fresh_topic(name: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("wf-e2e-{name}-{}-{nanos}", std::process::id())
+}
+
+/// Whether the broker at `brokers` keeps the metadata of committed offsets
+/// (Kafka and librdkafka's mock cluster do; some Kafka-protocol brokers
+/// drop it), probed by committing to `topic` in a group of its own.
+pub fn keeps_commit_metadata(brokers: &str, topic: &str) -> bool {
+    let group = fresh_topic("metadata-probe");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("probe consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Offset(0))
+        .unwrap();
+    list.find_partition(topic, 0).unwrap().set_metadata("probe");
+    consumer
+        .commit(&list, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit an offset with metadata");
+    let mut asked = TopicPartitionList::new();
+    asked.add_partition(topic, 0);
+    let committed = consumer
+        .committed_offsets(asked, Duration::from_secs(10))
+        .expect("read committed offsets");
+    committed
+        .find_partition(topic, 0)
+        .is_some_and(|element| element.metadata() == "probe")
 }

@@ -27,7 +27,7 @@ use wf_store_kafka::{DevCluster, KafkaConfig, KafkaStore};
 pub use tokio as __tokio;
 pub use wf_test_artifacts as guests;
 
-use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState};
+use wf_host::model::{EventType, HistoryEvent, ModuleIdentity, Timestamp, WorkflowState};
 
 /// The kinds of a state's history events, in order.
 pub fn kinds(state: &WorkflowState) -> Vec<EventType> {
@@ -245,16 +245,17 @@ pub async fn wait_for_file(path: &Path) {
     panic!("{} did not appear", path.display());
 }
 
-/// Stores `id` as a workflow a crashed host left `running` with `history`
-/// (after its `workflow_started`).
+/// Stores `id` as a run of the module `started_by` that a crashed host
+/// left `running`, with `history` after its `workflow_started`.
 pub async fn left_running(
     host: &Host,
+    started_by: &ModuleIdentity,
     id: &str,
     input: &Value,
     history: Vec<HistoryEvent>,
 ) -> WorkflowState {
     let now = Timestamp::now();
-    let mut events = vec![HistoryEvent::new(1, EventType::WorkflowStarted, now)];
+    let mut events = vec![started_by.started_event(1, now)];
     for (i, mut event) in history.into_iter().enumerate() {
         event.id = i as u64 + 2;
         events.push(event);

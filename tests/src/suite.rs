@@ -104,7 +104,8 @@ macro_rules! guest_suite {
             history_the_guest_saves_is_kept_in_the_final_state,
             bad_requests_are_refused_before_anything_is_written,
             a_result_over_the_value_limit_fails_the_workflow_cleanly,
-            many_workflows_run_concurrently_on_one_host;
+            many_workflows_run_concurrently_on_one_host,
+            records_guests_save_are_never_resumed_whatever_their_status;
             a_runaway_loop_hits_the_deadline_and_the_host_serves_on,
             running_out_of_memory_fails_that_workflow_and_the_host_serves_on,
             every_backend_error_case_reaches_the_guest_as_its_store_error,
@@ -643,6 +644,60 @@ pub async fn a_result_over_the_value_limit_fails_the_workflow_cleanly(
         *stored, state,
         "the failure, not the oversized result, is stored"
     );
+}
+
+/// A record a guest makes with its SDK's constructor is `completed`, and a
+/// record a guest saves with status `running` is data all the same: any
+/// number of recoveries leave both as they are, and the guest cannot make
+/// a record look like a run.
+pub async fn records_guests_save_are_never_resumed_whatever_their_status(
+    host: &Host,
+    lang: &Language,
+) {
+    let module = load(host, lang.store_ops);
+    let mut running = wire_state("data/running");
+    running["status"] = json!("running");
+    let mut forged = wire_state("data/forged");
+    forged["status"] = json!("running");
+    forged["history"][0]["kind"] = json!("workflow_started");
+    forged["history"][0]["input"] = module_mark(&module);
+    let (state, outcomes) = script(
+        host,
+        &module,
+        "records",
+        json!([
+            {"op": "new_record", "id": "visits/world"},
+            {"op": "save", "state": running},
+            {"op": "save", "state": forged},
+        ]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    assert_eq!(outcomes[0], json!({"ok": "completed"}), "the SDK's default");
+    assert_eq!(outcomes[1], json!({"ok": null}));
+    let (kind, message) = err_kind(&outcomes[2]);
+    assert_eq!(kind, "invalid-argument", "{message}");
+    assert!(message.contains("written by the host only"), "{message}");
+    assert!(host.store().load("data/forged").await.unwrap().is_none());
+
+    let before = host.store().load_versioned("data/running").await.unwrap();
+    for _ in 0..3 {
+        let recovery = host
+            .recover(&module, wf_host::RecoverOptions::default())
+            .await
+            .unwrap();
+        assert!(recovery.resumed.is_empty(), "nothing of this is a run");
+        assert_eq!(recovery.not_runs, 1, "the running record is seen, and left");
+    }
+    let after = host.store().load_versioned("data/running").await.unwrap();
+    assert_eq!(after, before, "the record is untouched");
+    let visits = host.store().load("visits/world").await.unwrap().unwrap();
+    assert_eq!(visits.status, WorkflowStatus::Completed);
+}
+
+/// The `input` of the `workflow_started` events `module`'s runs get.
+fn module_mark(module: &Module) -> Value {
+    serde_json::from_str(&module.identity().to_json()).expect("a module mark is JSON")
 }
 
 /// A loop that never ends fails at the deadline; the host serves on.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wf_host::model::{EventType, WorkflowState, WorkflowStatus};
 use wf_host::{
-    AccessPolicy, DirGrant, ExecuteError, ExecuteOptions, Host, HostConfig, ModuleOptions,
+    AccessPolicy, DirGrant, ExecuteError, ExecuteOptions, Host, HostConfig, IdReuse, ModuleOptions,
     RecoverOptions,
 };
 use wf_tests::probe::{assert_serves_on, outcomes, probe};
@@ -22,6 +22,9 @@ wf_tests::on_every_backend!(
     a_deadline_fails_the_workflow_with_a_workflow_failed_event,
     execute_returns_a_handle_and_status_and_query_read_the_store,
     an_access_policy_limits_the_ids_a_module_runs_and_reaches,
+    a_start_of_an_id_with_a_run_returns_that_run,
+    the_id_reuse_policy_decides_what_a_start_of_an_ended_id_does,
+    starts_over_http_say_whether_they_started_and_give_one_run,
 );
 
 // ---- Lifecycle: on both backends ----
@@ -169,7 +172,8 @@ async fn execute_returns_a_handle_and_status_and_query_read_the_store(host: Host
     assert_eq!(host.status("never-ran").await.unwrap(), None);
     assert!(host.query("never-ran").await.unwrap().is_none());
 
-    // The same id twice at once: the second is refused and writes nothing.
+    // The same id twice at once: the second start joins the first run and
+    // writes nothing.
     let slow = json!([{"op": "sleep_ms", "ms": 600_000}]).to_string();
     let first = host
         .execute(&module, ExecuteOptions::new(slow.clone()).id("twice"))
@@ -178,14 +182,19 @@ async fn execute_returns_a_handle_and_status_and_query_read_the_store(host: Host
     let stored = host.query("twice").await.unwrap().unwrap();
     let second = host
         .execute(&module, ExecuteOptions::new("[]").id("twice"))
-        .await;
-    assert!(
-        matches!(second, Err(ExecuteError::AlreadyRunning(_))),
-        "{second:?}"
-    );
+        .await
+        .unwrap();
+    assert!(!second.started());
+    assert_eq!(second.run_id(), first.run_id());
     assert_eq!(host.query("twice").await.unwrap().unwrap(), stored);
     first.cancel();
-    first.result().await.unwrap();
+    let ended = first.result().await.unwrap();
+    assert_eq!(ended.status, WorkflowStatus::Canceled);
+    assert_eq!(
+        second.result().await.unwrap(),
+        ended,
+        "both see the one run end"
+    );
 
     // Bad requests are refused before anything is written.
     for (id, input) in [("", "[]"), ("bad\nid", "[]"), ("ok-id", "{not json")] {
@@ -246,19 +255,19 @@ async fn an_access_policy_limits_the_ids_a_module_runs_and_reaches(host: Host) {
     for i in 0..150 {
         others.push(format!("aaa-{i:03}"));
     }
+    let options = ModuleOptions::default().access(AccessPolicy::prefixes(["tenant-a/"]));
+    let module = host
+        .load_module_file_with(guests::STORE_OPS, options)
+        .unwrap();
     for id in others.iter().chain(&[
         "tenant-a/1".into(),
         "tenant-a/2".into(),
         "tenant-b/1".into(),
     ]) {
-        let mut state = left_running(&host, id, &json!(null), vec![]).await;
+        let mut state = left_running(&host, &module.identity(), id, &json!(null), vec![]).await;
         state.status = WorkflowStatus::Completed;
         host.store().save(state).await.unwrap();
     }
-    let options = ModuleOptions::default().access(AccessPolicy::prefixes(["tenant-a/"]));
-    let module = host
-        .load_module_file_with(guests::STORE_OPS, options)
-        .unwrap();
     let script = json!([
         {"op": "load", "id": "tenant-a/1"},
         {"op": "load", "id": "tenant-b/1"},
@@ -302,12 +311,20 @@ async fn an_access_policy_limits_the_ids_a_module_runs_and_reaches(host: Host) {
     );
     assert!(host.query("tenant-b/run").await.unwrap().is_none());
     // Recover takes up only the module's own workflows.
-    left_running(&host, "aaa-left", &json!([]), vec![]).await;
-    left_running(&host, "tenant-a/left", &json!([]), vec![]).await;
+    left_running(&host, &module.identity(), "aaa-left", &json!([]), vec![]).await;
+    left_running(
+        &host,
+        &module.identity(),
+        "tenant-a/left",
+        &json!([]),
+        vec![],
+    )
+    .await;
     let handles = host
         .recover(&module, RecoverOptions::default())
         .await
-        .unwrap();
+        .unwrap()
+        .resumed;
     let ids: Vec<&str> = handles.iter().map(|h| h.id()).collect();
     assert_eq!(ids, ["tenant-a/left"]);
     for handle in handles {
@@ -401,4 +418,151 @@ async fn a_run_whose_workflow_another_writer_wrote_cannot_write_it_again() {
         .unwrap();
     assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
     assert_eq!(state.result.as_deref(), Some("1"));
+}
+
+// ---- Starting an id: idempotent by default ----
+
+/// The number of `workflow_started` events of `state`: one per run start.
+fn starts(state: &WorkflowState) -> usize {
+    kinds(state)
+        .iter()
+        .filter(|k| **k == EventType::WorkflowStarted)
+        .count()
+}
+
+async fn a_start_of_an_id_with_a_run_returns_that_run(host: Host) {
+    let module = host.load_module_file(guests::PIPELINE).unwrap();
+    let first = host.run(&module, "once", r#""a""#).await.unwrap();
+    // Again, with another input: the stored run answers, nothing runs.
+    let again = host
+        .execute(&module, ExecuteOptions::new(r#""b""#).id("once"))
+        .await
+        .unwrap();
+    assert!(!again.started());
+    assert_eq!(again.run_id(), first.run_id);
+    assert_eq!(again.status(), WorkflowStatus::Completed);
+    assert_eq!(again.result().await.unwrap(), first);
+    assert_eq!(host.run(&module, "once", r#""c""#).await.unwrap(), first);
+    assert_eq!(*host.query("once").await.unwrap().unwrap(), first);
+
+    // Twenty starts of one id at once, as retrying clients make them: one run.
+    let host = std::sync::Arc::new(host);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (host, module) = (host.clone(), module.clone());
+            tokio::spawn(async move {
+                let handle = host
+                    .execute(&module, ExecuteOptions::new(format!("\"{i}\"")).id("burst"))
+                    .await
+                    .unwrap();
+                let started = handle.started();
+                (started, handle.result().await.unwrap())
+            })
+        })
+        .collect();
+    let mut ended = Vec::new();
+    for task in tasks {
+        ended.push(task.await.unwrap());
+    }
+    assert_eq!(ended.iter().filter(|(started, _)| *started).count(), 1);
+    let stored = host.query("burst").await.unwrap().unwrap();
+    assert_eq!(starts(&stored), 1, "one run: {:?}", kinds(&stored));
+    for (_, state) in &ended {
+        assert_eq!(state.run_id, stored.run_id);
+        assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    }
+}
+
+async fn the_id_reuse_policy_decides_what_a_start_of_an_ended_id_does(host: Host) {
+    let failing = json!([{"op": "fail", "message": "declined"}]).to_string();
+    let fine = json!([]).to_string();
+    let load = |policy| {
+        host.load_module_file_with(guests::STORE_OPS, ModuleOptions::default().id_reuse(policy))
+            .unwrap()
+    };
+    let reject = load(IdReuse::RejectDuplicate);
+    let failed_only = load(IdReuse::AllowDuplicateFailedOnly);
+    let always = load(IdReuse::AllowDuplicate);
+
+    let failed = host.run(&reject, "f", &failing).await.unwrap();
+    assert_eq!(failed.status, WorkflowStatus::Failed);
+    assert_eq!(host.run(&reject, "f", &fine).await.unwrap(), failed);
+    let retried = host.run(&failed_only, "f", &fine).await.unwrap();
+    assert_eq!(
+        retried.status,
+        WorkflowStatus::Completed,
+        "{}",
+        retried.error
+    );
+    assert_ne!(retried.run_id, failed.run_id, "a new run");
+    assert_eq!(
+        host.run(&failed_only, "f", &failing).await.unwrap(),
+        retried
+    );
+    let replaced = host.run(&always, "f", &failing).await.unwrap();
+    assert_eq!(replaced.status, WorkflowStatus::Failed);
+    assert_ne!(replaced.run_id, retried.run_id);
+
+    // An id holding a record, not a run, is refused unless duplicates are allowed.
+    let mut record = left_running(&host, &reject.identity(), "rec", &json!(1), vec![]).await;
+    record.history.clear();
+    host.store().save(record).await.unwrap();
+    for module in [&reject, &failed_only] {
+        let refused = host.run(module, "rec", &fine).await;
+        assert!(
+            matches!(refused, Err(ExecuteError::NotARun(_))),
+            "{refused:?}"
+        );
+    }
+    assert!(host.query("rec").await.unwrap().unwrap().history.is_empty());
+    let over = host.run(&always, "rec", &fine).await.unwrap();
+    assert_eq!(over.status, WorkflowStatus::Completed);
+}
+
+async fn starts_over_http_say_whether_they_started_and_give_one_run(host: Host) {
+    let module = host.load_module_file(guests::PIPELINE).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, wf_http::router(host, module))
+            .await
+            .unwrap()
+    });
+    let http = reqwest::Client::new();
+    let post = |id: &str, body: &str| {
+        http.post(format!("{url}/workflows/{id}"))
+            .body(body.to_owned())
+            .send()
+    };
+    let first = post("p-1", "\"x\"").await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()[wf_http::STARTED_HEADER], "true");
+    let first: Value = first.json().await.unwrap();
+    let again = post("p-1", "\"y\"").await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()[wf_http::STARTED_HEADER], "false");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let request = post("p-burst", &format!("\"{i}\""));
+            tokio::spawn(async move {
+                let response = request.await.unwrap();
+                assert_eq!(response.status(), 200);
+                let started = response.headers()[wf_http::STARTED_HEADER] == "true";
+                (started, response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut ended = Vec::new();
+    for task in tasks {
+        ended.push(task.await.unwrap());
+    }
+    assert_eq!(ended.iter().filter(|(started, _)| *started).count(), 1);
+    let run_ids: std::collections::BTreeSet<_> = ended
+        .iter()
+        .map(|(_, state)| state["RunID"].to_string())
+        .collect();
+    assert_eq!(run_ids.len(), 1, "one run: {run_ids:?}");
+    server.abort();
 }

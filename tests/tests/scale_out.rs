@@ -420,3 +420,152 @@ async fn real_broker_no_acknowledged_save_is_lost_across_a_rebalance() {
     let Some(brokers) = real_broker() else { return };
     no_acknowledged_save_is_lost_across_a_rebalance(&brokers, &fresh_topic("rebalance")).await;
 }
+
+/// Eight guests on two hosts of one group take one unit each from a shared
+/// count with `load-versioned` and a conditional `save` (the documented
+/// pattern). The calls of the host that does not own the record go to its
+/// owner, which decides them against its own writes: the count ends exactly
+/// eight lower, and no guest spins toward its deadline.
+async fn conditional_saves_of_a_shared_record_are_decided_by_its_owner(brokers: &str, topic: &str) {
+    let mut nodes = Vec::new();
+    let mut modules = Vec::new();
+    for _ in 0..2 {
+        // The name each host announces is the URL it serves on.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let node = join(brokers, topic, 4, &url).await;
+        node.host
+            .link_owners(Arc::new(wf_http::HttpOwnerLink::new()));
+        let store_ops = node
+            .host
+            .load_module_file(wf_tests::guests::STORE_OPS)
+            .unwrap();
+        let app = wf_http::router(node.host.clone(), store_ops.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        nodes.push(node);
+        modules.push(store_ops);
+    }
+    let group: Vec<&Node> = nodes.iter().collect();
+    settled(&group).await;
+    let owner = owner_of(&group, "stock").await;
+    let other = 1 - owner;
+    // The other host knows the owner by the URL it announced, where the
+    // broker keeps it (see below for one that does not).
+    let named = wf_tests::kafka::keeps_commit_metadata(brokers, topic);
+    let ownership = nodes[other].store.ownership().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while named && ownership.owner("stock").await.as_deref() != Some(nodes[owner].name.as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "the owner never announced itself"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut stock = wf_tests::kafka::state("stock", "stock", WorkflowStatus::Completed);
+    stock.result = Some("20".into());
+    nodes[owner].store.save(stock).await.unwrap();
+
+    let script = serde_json::json!([{"op": "decrement", "id": "stock", "attempts": 50}]);
+    if !named {
+        nameless_owner_refuses_forwarding(nodes, &modules, owner, &script).await;
+        return;
+    }
+    let mut runs = Vec::new();
+    for i in 0..8 {
+        let at = i % 2;
+        // An id the host running it owns, so each host runs four.
+        let id = (0..)
+            .map(|n| format!("take-{i}-{n}"))
+            .find(|id| nodes[at].owns(id))
+            .unwrap();
+        let options = ExecuteOptions::new(script.to_string())
+            .id(id)
+            .timeout(Duration::from_secs(30));
+        runs.push(nodes[at].host.execute(&modules[at], options).await.unwrap());
+    }
+    let mut left = BTreeSet::new();
+    for run in runs {
+        let state = run.result().await.unwrap();
+        assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+        let outcomes: serde_json::Value =
+            serde_json::from_str(state.result.as_deref().unwrap()).unwrap();
+        let taken = &outcomes[0]["ok"];
+        assert!(taken.is_object(), "a decrement failed: {outcomes}");
+        assert!(taken["attempts"].as_u64().unwrap() <= 9, "{taken}");
+        left.insert(taken["left"].as_i64().unwrap());
+    }
+    assert_eq!(left, (12..20).collect::<BTreeSet<i64>>(), "each unit once");
+    let stored = nodes[owner].store.load("stock").await.unwrap().unwrap();
+    assert_eq!(stored.result.as_deref(), Some("12"));
+    for node in nodes {
+        node.leave().await;
+    }
+}
+
+/// On a broker that drops commit metadata no host learns the owner's name:
+/// the other host's conditional calls fail with `unavailable` (never
+/// decided against its own cache), the owner's succeed, the count is exact.
+async fn nameless_owner_refuses_forwarding(
+    nodes: Vec<Node>,
+    modules: &[wf_host::Module],
+    owner: usize,
+    script: &serde_json::Value,
+) {
+    eprintln!("this broker keeps no offset-commit metadata: forwarding cannot be reached here");
+    let other = 1 - owner;
+    assert_eq!(
+        nodes[other].store.ownership().unwrap().owner("stock").await,
+        None
+    );
+    let mut outcomes = Vec::new();
+    for at in [other, owner] {
+        let id = (0..)
+            .map(|n| format!("take-{at}-{n}"))
+            .find(|id| nodes[at].owns(id))
+            .unwrap();
+        let options = ExecuteOptions::new(script.to_string())
+            .id(id)
+            .timeout(Duration::from_secs(30));
+        let run = nodes[at].host.execute(&modules[at], options).await.unwrap();
+        let state = run.result().await.unwrap();
+        assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+        let outcome: serde_json::Value =
+            serde_json::from_str(state.result.as_deref().unwrap()).unwrap();
+        outcomes.push(outcome[0].clone());
+    }
+    assert_eq!(outcomes[0]["err"]["kind"], "unavailable", "{}", outcomes[0]);
+    assert!(
+        outcomes[0]["err"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("announced"),
+        "{}",
+        outcomes[0]
+    );
+    assert_eq!(outcomes[1]["ok"]["left"], 19, "{}", outcomes[1]);
+    let stored = nodes[owner].store.load("stock").await.unwrap().unwrap();
+    assert_eq!(stored.result.as_deref(), Some("19"));
+    for node in nodes {
+        node.leave().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_conditional_saves_of_a_shared_record_are_decided_by_its_owner() {
+    let cluster = DevCluster::start("wf-forward", 4).expect("mock cluster");
+    conditional_saves_of_a_shared_record_are_decided_by_its_owner(
+        &cluster.bootstrap_servers(),
+        "wf-forward",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_conditional_saves_of_a_shared_record_are_decided_by_its_owner() {
+    let Some(brokers) = real_broker() else { return };
+    conditional_saves_of_a_shared_record_are_decided_by_its_owner(
+        &brokers,
+        &fresh_topic("forward"),
+    )
+    .await;
+}

@@ -85,3 +85,107 @@ macro_rules! workflow_enums {
         );
     };
 }
+
+/// Names, messages and conversions of an enum with the cases of the WIT
+/// `store-error` variant (`InvalidArgument`, `TooLarge`, `Denied`,
+/// `Unavailable`, `Conflict`, `Internal`), each holding its message:
+/// `kind()` (the WIT case name), `message()` and `of_kind(kind, message)`.
+/// The case names are written here once, for the host and the SDK.
+///
+/// ```
+/// #[derive(Debug, PartialEq)]
+/// pub enum StoreError {
+///     InvalidArgument(String), TooLarge(String), Denied(String),
+///     Unavailable(String), Conflict(String), Internal(String),
+/// }
+/// wf_bindgen_util::store_error_cases!(StoreError);
+///
+/// let e = StoreError::Conflict("moved on".into());
+/// assert_eq!((e.kind(), e.message()), ("conflict", "moved on"));
+/// assert_eq!(StoreError::of_kind("conflict", "moved on".into()), Some(e));
+/// ```
+#[macro_export]
+macro_rules! store_error_cases {
+    ($ty:ty) => {
+        impl $ty {
+            /// Its case's name in the WIT `store-error` variant:
+            /// `invalid-argument`, `too-large`, `denied`, `unavailable`,
+            /// `conflict` or `internal`.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    Self::InvalidArgument(_) => "invalid-argument",
+                    Self::TooLarge(_) => "too-large",
+                    Self::Denied(_) => "denied",
+                    Self::Unavailable(_) => "unavailable",
+                    Self::Conflict(_) => "conflict",
+                    Self::Internal(_) => "internal",
+                }
+            }
+
+            /// The message, e.g. `kafka/save: workflow ID is required`.
+            pub fn message(&self) -> &str {
+                match self {
+                    Self::InvalidArgument(m)
+                    | Self::TooLarge(m)
+                    | Self::Denied(m)
+                    | Self::Unavailable(m)
+                    | Self::Conflict(m)
+                    | Self::Internal(m) => m,
+                }
+            }
+
+            /// The error of case `kind` (as `kind()` names it) with
+            /// `message`; `None` for an unknown kind.
+            pub fn of_kind(
+                kind: &str,
+                message: ::std::string::String,
+            ) -> ::core::option::Option<Self> {
+                ::core::option::Option::Some(match kind {
+                    "invalid-argument" => Self::InvalidArgument(message),
+                    "too-large" => Self::TooLarge(message),
+                    "denied" => Self::Denied(message),
+                    "unavailable" => Self::Unavailable(message),
+                    "conflict" => Self::Conflict(message),
+                    "internal" => Self::Internal(message),
+                    _ => return ::core::option::Option::None,
+                })
+            }
+        }
+    };
+}
+
+/// [`same_enum!`] for a generated WIT `store-error` and an enum with its
+/// cases, each holding its message.
+#[macro_export]
+macro_rules! same_store_error {
+    ($wit:ty, $own:ty) => {
+        impl ::core::convert::From<$wit> for $own {
+            fn from(value: $wit) -> Self {
+                $crate::__store_error_arms!(value, $wit, $own)
+            }
+        }
+        impl ::core::convert::From<$own> for $wit {
+            fn from(value: $own) -> Self {
+                $crate::__store_error_arms!(value, $own, $wit)
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_error_arms {
+    ($value:ident, $from:ty, $to:ty) => {{
+        // Aliases: a qualified path cannot name a tuple variant in a pattern.
+        type From = $from;
+        type To = $to;
+        match $value {
+            From::InvalidArgument(m) => To::InvalidArgument(m),
+            From::TooLarge(m) => To::TooLarge(m),
+            From::Denied(m) => To::Denied(m),
+            From::Unavailable(m) => To::Unavailable(m),
+            From::Conflict(m) => To::Conflict(m),
+            From::Internal(m) => To::Internal(m),
+        }
+    }};
+}

@@ -20,32 +20,7 @@ pub enum StoreError {
     Internal(String),
 }
 
-impl StoreError {
-    /// The WIT case name: `invalid-argument`, `too-large`, `denied`,
-    /// `unavailable`, `conflict` or `internal`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::InvalidArgument(_) => "invalid-argument",
-            Self::TooLarge(_) => "too-large",
-            Self::Denied(_) => "denied",
-            Self::Unavailable(_) => "unavailable",
-            Self::Conflict(_) => "conflict",
-            Self::Internal(_) => "internal",
-        }
-    }
-
-    /// The host's message, e.g. `kafka/save: workflow ID is required`.
-    pub fn message(&self) -> &str {
-        match self {
-            Self::InvalidArgument(m)
-            | Self::TooLarge(m)
-            | Self::Denied(m)
-            | Self::Unavailable(m)
-            | Self::Conflict(m)
-            | Self::Internal(m) => m,
-        }
-    }
-}
+wf_bindgen_util::store_error_cases!(StoreError);
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,18 +30,7 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-impl From<wit::StoreError> for StoreError {
-    fn from(e: wit::StoreError) -> Self {
-        match e {
-            wit::StoreError::InvalidArgument(m) => Self::InvalidArgument(m),
-            wit::StoreError::TooLarge(m) => Self::TooLarge(m),
-            wit::StoreError::Denied(m) => Self::Denied(m),
-            wit::StoreError::Unavailable(m) => Self::Unavailable(m),
-            wit::StoreError::Conflict(m) => Self::Conflict(m),
-            wit::StoreError::Internal(m) => Self::Internal(m),
-        }
-    }
-}
+wf_bindgen_util::same_store_error!(wit::StoreError, StoreError);
 
 /// Which states [`Store::list`] returns. Build it with the chained setters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -139,6 +103,13 @@ impl Store {
     /// state stored), else fails with [`StoreError::Conflict`] and writes
     /// nothing; `None` saves as [`Store::save`] does. Returns the new version.
     ///
+    /// Who decides: on hosts of one group, the host that owns the id (the
+    /// call, and [`Store::load_versioned`], go there; a call that cannot be
+    /// forwarded fails with [`StoreError::Unavailable`]), so the retry loop
+    /// below is exact across hosts. Outside a group, each host decides
+    /// against its own cache: two hosts writing one topic without a group
+    /// can both succeed.
+    ///
     /// ```no_run
     /// # use wf_guest::{Json, Store, StoreError, WorkflowState};
     /// # fn f(store: &Store) -> Result<(), StoreError> {
@@ -171,7 +142,8 @@ impl Store {
         Ok(wit_store::load(workflow_id)?.map(Into::into))
     }
 
-    /// The state under `workflow_id` with its version, if any.
+    /// The state under `workflow_id` with its version, if any: in a group,
+    /// as the id's owner has it (see [`Store::save_versioned`]).
     pub fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError> {
         Ok(
             wit_store::load_versioned(workflow_id)?.map(|found| Versioned {

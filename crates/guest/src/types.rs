@@ -217,13 +217,16 @@ pub struct WorkflowState {
 }
 
 impl WorkflowState {
-    /// A new `running` state for `workflow_id`, created now, with no history.
+    /// A new `completed` state for `workflow_id`, created now, with no
+    /// history: a record the workflow keeps. A record a guest saves is
+    /// data, never a run the host resumes, whatever its status (runs are
+    /// what the host starts).
     pub fn new(workflow_id: impl Into<String>) -> Self {
         let now = Timestamp::now();
         Self {
             workflow_id: workflow_id.into(),
             run_id: String::new(),
-            status: WorkflowStatus::Running,
+            status: WorkflowStatus::Completed,
             input: None,
             result: None,
             error: String::new(),

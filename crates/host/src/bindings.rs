@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::access::AccessPolicy;
 use crate::fence::RunFence;
-use crate::model;
-use crate::store::{ListFilter, StoreError, Version, WorkflowStore};
+use crate::model::{self, ModuleIdentity};
+use crate::store::{ListFilter, SharedOwnerLink, StoreError, Version, WorkflowStore};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -37,6 +37,8 @@ pub struct WfStoreCtx {
     access: Arc<AccessPolicy>,
     /// The running workflow's fence on its own id, when the host runs one.
     fence: Option<Arc<RunFence>>,
+    /// Where the conditional calls of ids another host of the group owns go.
+    owners: Option<SharedOwnerLink>,
 }
 
 impl WfStoreCtx {
@@ -51,7 +53,16 @@ impl WfStoreCtx {
             module: module.into(),
             access: access.into(),
             fence: None,
+            owners: None,
         }
+    }
+
+    /// The same context, forwarding `load-versioned` and conditional saves
+    /// of ids another host of the store's group owns to that host through
+    /// `owners`. Without one, those calls fail with `unavailable`.
+    pub fn with_owner_link(mut self, owners: SharedOwnerLink) -> Self {
+        self.owners = Some(owners);
+        self
     }
 
     /// The same context, fencing the run's saves of its own id.
@@ -65,6 +76,65 @@ impl WfStoreCtx {
         self.access
             .check(&self.module, op, workflow_id)
             .map_err(to_wit_error)
+    }
+
+    /// `invalid-argument` when `state` carries a `workflow_started` event
+    /// naming a module that the stored state of its id does not: those
+    /// events make a state a run that recovery resumes, and only the host
+    /// writes them. A guest saving its own run's state keeps them as loaded.
+    async fn check_run_marks(&self, state: &model::WorkflowState) -> Result<(), wit::StoreError> {
+        // A mark is compared by what it says, not by its text: an SDK may
+        // re-encode the event's JSON.
+        let marks = |history: &[model::HistoryEvent]| -> Vec<_> {
+            history
+                .iter()
+                .filter_map(|e| Some((e.id, e.timestamp, ModuleIdentity::of_event(e)?)))
+                .collect()
+        };
+        let written = marks(&state.history);
+        if written.is_empty() {
+            return Ok(());
+        }
+        let stored = self
+            .store
+            .load(&state.workflow_id)
+            .await
+            .map_err(to_wit_error)?;
+        let kept = stored.map(|s| marks(&s.history)).unwrap_or_default();
+        if written.iter().all(|mark| kept.contains(mark)) {
+            return Ok(());
+        }
+        Err(wit::StoreError::InvalidArgument(format!(
+            "save: workflow {:?}: a workflow-started event naming a module is written by the host only (it makes a state a run that recovery resumes); keep those the stored state has, add none",
+            state.workflow_id
+        )))
+    }
+
+    /// When hosts share the store and another host owns `workflow_id`: the
+    /// link to it and its name, for a call only the owner can answer.
+    async fn elsewhere(
+        &self,
+        op: &str,
+        workflow_id: &str,
+    ) -> Result<Option<(&SharedOwnerLink, String)>, wit::StoreError> {
+        let Some(ownership) = self.store.ownership() else {
+            return Ok(None);
+        };
+        let not_owner = match ownership.check(workflow_id).await {
+            Ok(()) => return Ok(None),
+            Err(not_owner) => not_owner,
+        };
+        let Some(owners) = &self.owners else {
+            return Err(wit::StoreError::Unavailable(format!(
+                "{op}: {not_owner}; this host has no link to the group's other hosts to ask it"
+            )));
+        };
+        match not_owner.owner.clone() {
+            Some(owner) => Ok(Some((owners, owner))),
+            None => Err(wit::StoreError::Unavailable(format!(
+                "{op}: {not_owner}; try again once it announced itself"
+            ))),
+        }
     }
 
     /// The run's fence, if it guards `workflow_id`.
@@ -143,9 +213,27 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         self.check("save", &state.workflow_id)?;
         let fence = self.fence_of(&state.workflow_id).cloned();
         let expected = expected.or_else(|| fence.as_ref().map(|f| f.version()));
+        let state = model::WorkflowState::from(state);
+        self.check_run_marks(&state).await?;
+        if let Some(expected) = expected
+            && let Some((owners, owner)) = self.elsewhere("save", &state.workflow_id).await?
+        {
+            // Only the owner decides a conditional save: it serializes it
+            // with its own writes. Then this host waits to read it too.
+            let id = state.workflow_id.clone();
+            let version = owners
+                .save_versioned(&owner, state, expected)
+                .await
+                .map_err(to_wit_error)?;
+            self.store
+                .await_version(&id, version)
+                .await
+                .map_err(to_wit_error)?;
+            return Ok(version);
+        }
         let version = self
             .store
-            .save_versioned(model::WorkflowState::from(state), expected)
+            .save_versioned(state, expected)
             .await
             .map_err(to_wit_error)?;
         if let Some(fence) = fence {
@@ -159,11 +247,12 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         workflow_id: String,
     ) -> Result<Option<wit::VersionedState>, wit::StoreError> {
         self.check("load", &workflow_id)?;
-        let found = self
-            .store
-            .load_versioned(&workflow_id)
-            .await
-            .map_err(to_wit_error)?;
+        let found = match self.elsewhere("load-versioned", &workflow_id).await? {
+            // The owner's version is the one a conditional save is checked against.
+            Some((owners, owner)) => owners.load_versioned(&owner, &workflow_id).await,
+            None => self.store.load_versioned(&workflow_id).await,
+        }
+        .map_err(to_wit_error)?;
         Ok(found.map(|v| wit::VersionedState {
             state: to_wit_state(&v.state),
             version: v.version,
@@ -211,15 +300,10 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
 
 /// The one place store errors become WIT errors.
 fn to_wit_error(error: StoreError) -> wit::StoreError {
-    match error {
-        StoreError::InvalidArgument(m) => wit::StoreError::InvalidArgument(m),
-        StoreError::TooLarge(m) => wit::StoreError::TooLarge(m),
-        StoreError::Denied(m) => wit::StoreError::Denied(m),
-        StoreError::Unavailable(m) => wit::StoreError::Unavailable(m),
-        StoreError::Conflict(m) => wit::StoreError::Conflict(m),
-        StoreError::Internal(m) => wit::StoreError::Internal(m),
-    }
+    error.into()
 }
+
+wf_bindgen_util::same_store_error!(wit::StoreError, StoreError);
 
 wf_bindgen_util::workflow_enums!(wit, model);
 

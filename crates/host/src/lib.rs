@@ -44,5 +44,5 @@ pub mod store;
 
 pub use access::AccessPolicy;
 pub use bindings::{WfStoreCtx, add_to_linker};
-pub use executor::{ExecuteError, ExecuteOptions, Host, RecoverOptions, WorkflowHandle};
-pub use runtime::{DirGrant, HostConfig, Module, ModuleLimits, ModuleOptions, WhenFull};
+pub use executor::{ExecuteError, ExecuteOptions, Host, RecoverOptions, Recovery, WorkflowHandle};
+pub use runtime::{DirGrant, HostConfig, IdReuse, Module, ModuleLimits, ModuleOptions, WhenFull};

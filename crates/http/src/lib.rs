@@ -4,7 +4,7 @@
 //!
 //! | Request | Response |
 //! |---|---|
-//! | `POST /workflows/{id}` body = input JSON (empty = `null`) | `200` the final state; with `?wait=false`, `202` `{"workflow_id","run_id","status"}` once `running` is saved |
+//! | `POST /workflows/{id}` body = input JSON (empty = `null`) | `200` the final state; with `?wait=false`, `202` `{"workflow_id","run_id","status","started"}` once `running` is saved. Header `wf-started: false` when the id's run answered instead of a new one (the module's id reuse policy: by default a start of an id with a run, running or ended, returns that run); `409` when the id holds a record that is not a run |
 //! | `GET /workflows/{id}` | `200` the stored state, `404` when there is none |
 //! | `GET /workflows?status=&after=&limit=` | `200` `{"workflows":[...],"next_after":ID or null}`, ascending by id |
 //! | `DELETE /workflows/{id}` | `204`; `409` while it runs on this host |
@@ -39,6 +39,8 @@
 //! ```
 #![deny(missing_docs)]
 
+mod owners;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -53,6 +55,13 @@ use wf_host::model::{self, WorkflowState, WorkflowStatus};
 use wf_host::store::{ListFilter, NotOwner, StoreError};
 use wf_host::{ExecuteError, ExecuteOptions, Host, Module};
 
+pub use owners::HttpOwnerLink;
+
+/// The response header of a start that says whether it started the run
+/// (`true`) or the id's run answered instead (`false`: the module's id
+/// reuse policy returned the run already running or ended).
+pub const STARTED_HEADER: &str = "wf-started";
+
 /// The API for workflows of `module` on `host`. Merge it into a larger
 /// router, or serve it with `axum::serve`.
 pub fn router(host: Host, module: Module) -> Router {
@@ -61,6 +70,7 @@ pub fn router(host: Host, module: Module) -> Router {
         .route("/workflows/{id}", post(start).get(show).delete(remove))
         .route("/workflows/{id}/cancel", post(cancel))
         .route("/status", get(status))
+        .merge(owners::routes())
         .with_state(Arc::new(Api { host, module }))
 }
 
@@ -79,13 +89,23 @@ impl Api {
     }
 }
 
-/// An error response: a status and a message, as `{"error": message}`.
+/// An error response: a status and a message, as `{"error": message}`,
+/// with `"kind"` (the WIT `store-error` case) when the store refused.
 #[derive(Debug)]
-struct ApiError(StatusCode, String);
+struct ApiError(StatusCode, String, Option<&'static str>);
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self(status, message.into(), None)
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.1 });
+        let body = match self.2 {
+            Some(kind) => serde_json::json!({ "error": self.1, "kind": kind }),
+            None => serde_json::json!({ "error": self.1 }),
+        };
         (self.0, axum::Json(body)).into_response()
     }
 }
@@ -110,7 +130,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => StatusCode::CONFLICT,
             StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self(status, e.to_string())
+        Self(status, e.to_string(), Some(e.kind()))
     }
 }
 
@@ -119,7 +139,7 @@ impl From<ExecuteError> for ApiError {
         let status = match &e {
             ExecuteError::Store(store) => return store.clone().into(),
             ExecuteError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            ExecuteError::AlreadyRunning(_) => StatusCode::CONFLICT,
+            ExecuteError::AlreadyRunning(_) | ExecuteError::NotARun(_) => StatusCode::CONFLICT,
             ExecuteError::NotRunning(_) => StatusCode::NOT_FOUND,
             ExecuteError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ExecuteError::NotOwner(_) => StatusCode::MISDIRECTED_REQUEST,
@@ -127,14 +147,14 @@ impl From<ExecuteError> for ApiError {
             ExecuteError::Abandoned(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self(status, e.to_string())
+        Self::new(status, e.to_string())
     }
 }
 
 /// A state in the store's wire JSON.
 fn state_response(status: StatusCode, state: &WorkflowState) -> Result<Response, ApiError> {
     let body = model::encode_state(state).map_err(|e| {
-        ApiError(
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("encoding the state: {e}"),
         )
@@ -162,7 +182,7 @@ async fn start(
         Ok(text) if text.trim().is_empty() => "null".to_owned(),
         Ok(text) => text.to_owned(),
         Err(e) => {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("the request body (the workflow input) is not UTF-8: {e}"),
             ));
@@ -174,7 +194,7 @@ async fn start(
             .ok()
             .filter(|t| !t.is_zero())
             .ok_or_else(|| {
-                ApiError(
+                ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!("timeout must be a positive number of seconds, got {secs}"),
                 )
@@ -186,23 +206,28 @@ async fn start(
         Err(ExecuteError::NotOwner(e)) => return Ok(misdirected(&e)),
         Err(e) => return Err(e.into()),
     };
+    let started = [(
+        STARTED_HEADER,
+        if handle.started() { "true" } else { "false" },
+    )];
     if query.wait == Some(false) {
         let body = serde_json::json!({
             "workflow_id": handle.id(),
             "run_id": handle.run_id(),
-            "status": WorkflowStatus::Running.as_str(),
+            "status": handle.status().as_str(),
+            "started": handle.started(),
         });
-        return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
+        return Ok((StatusCode::ACCEPTED, started, axum::Json(body)).into_response());
     }
     let state = handle.result().await?;
-    state_response(StatusCode::OK, &state)
+    Ok((started, state_response(StatusCode::OK, &state)?).into_response())
 }
 
 async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     api.check("load", &id)?;
     match api.host.store_for(&api.module).load(&id).await? {
         Some(state) => state_response(StatusCode::OK, &state),
-        None => Err(ApiError(
+        None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no workflow {id:?}"),
         )),
@@ -228,7 +253,7 @@ async fn list(
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<WorkflowStatus>().map_err(|_| {
-                ApiError(
+                ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!(
                         "unknown status {s:?}; expected one of: running, completed, failed, canceled"
@@ -249,7 +274,7 @@ async fn list(
             body.push(',');
         }
         let encoded = model::encode_state(state).map_err(|e| {
-            ApiError(
+            ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("encoding the state: {e}"),
             )
@@ -266,7 +291,7 @@ async fn list(
 
 async fn remove(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if api.host.is_running(&id) {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("workflow {id:?} is running on this host; cancel it first"),
         ));

@@ -333,7 +333,7 @@ pub async fn invalid_json_fields_are_rejected(store: Store) {
         ("Result", |s| s.result = Some("".into())),
         ("Input", |s| s.input = Some("1 2".into())),
         ("Input", |s| {
-            s.input = Some(format!("{}{}", "[".repeat(200), "]".repeat(200)))
+            s.input = Some(format!("{}{}", "[".repeat(10_001), "]".repeat(10_001)))
         }),
         ("History[1].Result", |s| {
             s.history[1].result = Some("'single'".into())

@@ -64,11 +64,20 @@ impl MakeStore for KafkaBackend {
             store = store.keep_dev_cluster(cluster);
         }
         let replay = store.replay_report();
-        if replay.skipped > 0 {
+        if replay.misplaced > 0 {
+            report.notice(&format!(
+                "warning: {} records of topic {} are in a partition other than the one murmur2 \
+                 places their id in (a writer that does not place ids as wf does: a Go writer \
+                 needs kafka-go's Murmur2Balancer); they are not read",
+                replay.misplaced, replay.topic
+            ));
+        }
+        if replay.skipped > replay.misplaced {
             report.notice(&format!(
                 "warning: skipped {} records of topic {} that are not workflow states \
                  (RUST_LOG=warn lists their partitions and offsets)",
-                replay.skipped, replay.topic
+                replay.skipped - replay.misplaced,
+                replay.topic
             ));
         }
         Ok(Arc::new(store))

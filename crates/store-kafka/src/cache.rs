@@ -51,6 +51,17 @@ pub(crate) enum SkipReason {
         /// The decoded `WorkflowID`.
         workflow_id: String,
     },
+    /// The record is not in the partition the producer's partitioner (murmur2)
+    /// places its id in: an id is read from that partition only.
+    #[error(
+        "the record of {key:?} is not in partition {home}, where murmur2 places the id; an id is read from that partition only (a writer must use a murmur2 partitioner)"
+    )]
+    Misplaced {
+        /// The record's key.
+        key: String,
+        /// The partition murmur2 places it in.
+        home: i32,
+    },
 }
 
 /// Decodes a raw record of the topic: key = workflow id, value = the Go

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use super::cache::{Cache, Record, SkipReason, decode_record};
 use super::context::LogContext;
 use super::group::EndPositions;
+use crate::partition::partition_for_key;
 
 /// What a replay read from one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub struct ReplayReport {
     pub tombstones: u64,
     /// Records that did not decode and were skipped.
     pub skipped: u64,
+    /// Records of an id in a partition other than the one the producer's
+    /// partitioner places the id in: skipped too (an id is read from its
+    /// home partition only), and counted here as well.
+    pub misplaced: u64,
     /// Live workflow states after replay.
     pub live: usize,
     /// How long the replay took.
@@ -74,6 +79,7 @@ pub(crate) struct Counters {
     pub records: AtomicU64,
     pub tombstones: AtomicU64,
     pub skipped: AtomicU64,
+    pub misplaced: AtomicU64,
 }
 
 /// The consumer thread's shared parts.
@@ -91,7 +97,19 @@ pub(crate) struct Consumption {
     /// librdkafka for the position at every end of a partition costs the
     /// tail time a lone host does not need to spend.
     pub ends: Option<Arc<EndPositions>>,
+    /// The topic's partition count: an id's records are read from the
+    /// partition the producer's partitioner places it in only.
+    pub partitions: i32,
+    /// This store's writer id (the [`WRITER_HEADER`] of its records).
+    pub writer: String,
+    /// Warn once when the tail reads a record another writer wrote: without
+    /// a group, conditional saves and starts are decided per host.
+    pub watch_writers: bool,
 }
+
+/// The header naming the store that wrote a record (a random id per open
+/// store), so the tail can tell another writer's records from its own.
+pub(crate) const WRITER_HEADER: &str = "wf-writer";
 
 /// A record as polled, copied out of librdkafka's buffer for a decoder.
 struct Fetched {
@@ -288,6 +306,7 @@ impl Consumption {
         let mut last_report = Instant::now();
         let mut last_error: Option<(String, Instant)> = None;
 
+        let mut other_writer_seen = false;
         while !self.stop.load(Ordering::Acquire) {
             let replaying = ready.is_some();
             let polled = match self.consumer.poll(Duration::ZERO) {
@@ -302,6 +321,9 @@ impl Consumption {
                 None => {}
                 Some(Ok(message)) => {
                     let (partition, offset) = (message.partition(), message.offset());
+                    if !replaying && self.watch_writers && !other_writer_seen {
+                        other_writer_seen = self.warn_if_other_writer(&message, partition, offset);
+                    }
                     let index = index_of(&partitions, partition);
                     if let Some(index) = index {
                         if offset < next_offset[index] {
@@ -390,6 +412,36 @@ impl Consumption {
         }
     }
 
+    /// Warns (and returns `true`) when `message` was written by another
+    /// writer than this store.
+    fn warn_if_other_writer(
+        &self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+        partition: i32,
+        offset: i64,
+    ) -> bool {
+        use rdkafka::message::Headers as _;
+        let writer = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|header| header.key == WRITER_HEADER)
+                .and_then(|header| header.value)
+        });
+        if writer == Some(self.writer.as_bytes()) {
+            return false;
+        }
+        tracing::warn!(
+            topic = %self.topic,
+            partition,
+            offset,
+            "another writer writes this topic, and this host is in no group: conditional saves \
+             (load-versioned + save with a version) and the id reuse of starts are decided per \
+             host, so two hosts can both succeed; run the hosts in one group (--group) to share \
+             the topic safely"
+        );
+        true
+    }
+
     /// The read position of `partition` (the offset of the next record).
     fn position(&self, partition: i32) -> Option<i64> {
         use rdkafka::consumer::Consumer as _;
@@ -440,6 +492,20 @@ impl Consumption {
             }
             return true;
         }
+        let decoded = decoded.and_then(|record| {
+            // Every host and every replay reads an id from its home
+            // partition only, so that a writer placing ids elsewhere (a Go
+            // writer on a round-robin balancer, say) cannot split the hosts.
+            let home = partition_for_key(record.key.as_bytes(), self.partitions);
+            if home == partition {
+                return Ok(record);
+            }
+            self.counters.misplaced.fetch_add(1, Ordering::Relaxed);
+            Err(SkipReason::Misplaced {
+                key: record.key,
+                home,
+            })
+        });
         match decoded {
             Ok(record) => {
                 if record.state.is_none() {
@@ -468,6 +534,7 @@ impl Consumption {
             records: self.counters.records.load(Ordering::Relaxed),
             tombstones: self.counters.tombstones.load(Ordering::Relaxed),
             skipped: self.counters.skipped.load(Ordering::Relaxed),
+            misplaced: self.counters.misplaced.load(Ordering::Relaxed),
             live: self.read_cache().len(),
             elapsed,
         }

@@ -194,6 +194,7 @@ pub(crate) fn join(
         ends,
         stop,
         timeout: config.open_timeout,
+        announce_checked: false,
     };
     let thread = std::thread::Builder::new()
         .name(format!("wf-kafka-group-{group}"))
@@ -225,10 +226,12 @@ struct Member {
     ends: Arc<EndPositions>,
     stop: Arc<AtomicBool>,
     timeout: Duration,
+    /// Whether the broker was seen to keep the name an announce commits.
+    announce_checked: bool,
 }
 
 impl Member {
-    fn run(self) {
+    fn run(mut self) {
         while !self.stop.load(Ordering::Acquire) {
             // Serves the rebalance callbacks; yields no records (paused).
             let _ = self.consumer.poll(Duration::from_millis(50));
@@ -301,7 +304,7 @@ impl Member {
 
     /// Commits the owned partitions with this host's name as metadata (the
     /// offset committed is how far the cache has read; nothing reads it).
-    fn announce(&self) -> KafkaResult<()> {
+    fn announce(&mut self) -> KafkaResult<()> {
         let ownership = &self.context().ownership;
         let owned = ownership.owned_partitions();
         if owned.is_empty() {
@@ -320,6 +323,28 @@ impl Member {
                 element.set_metadata(name.clone());
             }
         }
-        self.consumer.commit(&list, CommitMode::Async)
+        if self.announce_checked {
+            return self.consumer.commit(&list, CommitMode::Async);
+        }
+        // The first announce is read back: a broker that drops commit
+        // metadata leaves this host nameless to the others, which is said
+        // once here rather than as each of their forwarded calls failing.
+        self.consumer.commit(&list, CommitMode::Sync)?;
+        self.announce_checked = true;
+        if let Some(element) = list.elements().first()
+            && owner_of(
+                &self.consumer,
+                &self.topic,
+                element.partition(),
+                self.timeout,
+            )
+            .is_none()
+        {
+            tracing::warn!(
+                topic = %self.topic,
+                "the broker keeps no offset-commit metadata, so the group's other hosts cannot learn this host's name: their load-versioned and conditional saves of ids this host owns fail with unavailable"
+            );
+        }
+        Ok(())
     }
 }

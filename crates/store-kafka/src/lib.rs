@@ -47,6 +47,7 @@ use async_trait::async_trait;
 use rdkafka::admin::AdminClient;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -58,7 +59,7 @@ use wf_host::store::{
 
 use admin::{ensure_topic, watermarks};
 use cache::{Cache, version_at};
-use consume::{Consumption, Counters};
+use consume::{Consumption, Counters, WRITER_HEADER};
 use context::LogContext;
 use dev::DevClusterThread;
 use group::EndPositions;
@@ -84,6 +85,8 @@ pub use partition::partition_for_key;
 /// ```
 pub struct KafkaStore {
     config: KafkaConfig,
+    /// This store's writer id, in a header of every record it writes.
+    writer: String,
     producer: FutureProducer<LogContext>,
     consumer: Arc<BaseConsumer<LogContext>>,
     cache: Arc<RwLock<Cache>>,
@@ -121,8 +124,10 @@ pub struct ConsumedCounts {
     pub records: u64,
     /// Tombstones among them.
     pub tombstones: u64,
-    /// Records skipped because they did not decode.
+    /// Records skipped because they did not decode, or were misplaced.
     pub skipped: u64,
+    /// Records skipped because their id belongs in another partition.
+    pub misplaced: u64,
     /// Live states in the cache now.
     pub live: usize,
 }
@@ -199,6 +204,8 @@ impl KafkaStore {
         consumer.assign(&assignment).map_err(open_error)?;
 
         let cache = Arc::new(RwLock::new(Cache::default()));
+        // Names this store's records, so the tail tells another writer's.
+        let writer = uuid::Uuid::new_v4().simple().to_string();
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let ends = Arc::new(EndPositions::new(usize::try_from(partitions).unwrap_or(0)));
@@ -210,6 +217,9 @@ impl KafkaStore {
             stop: stop.clone(),
             max_value_bytes: config.limits.max_value_bytes,
             ends: config.group_id.is_some().then(|| ends.clone()),
+            partitions,
+            writer: writer.clone(),
+            watch_writers: config.group_id.is_none(),
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
@@ -275,6 +285,7 @@ impl KafkaStore {
             consumer_thread: Mutex::new(Some(thread)),
             closed: AtomicBool::new(false),
             key_locks: KeyLocks::default(),
+            writer,
             ownership,
             member_thread: Mutex::new(member_thread),
             member_stop,
@@ -305,6 +316,7 @@ impl KafkaStore {
             records: self.counters.records.load(Ordering::Relaxed),
             tombstones: self.counters.tombstones.load(Ordering::Relaxed),
             skipped: self.counters.skipped.load(Ordering::Relaxed),
+            misplaced: self.counters.misplaced.load(Ordering::Relaxed),
             live: self.read_cache().len(),
         }
     }
@@ -400,7 +412,13 @@ impl KafkaStore {
         value: Option<&[u8]>,
         prefix: &str,
     ) -> Result<(i32, i64), StoreError> {
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.config.topic).key(key.as_bytes());
+        let headers = OwnedHeaders::new().insert(Header {
+            key: WRITER_HEADER,
+            value: Some(self.writer.as_bytes()),
+        });
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.config.topic)
+            .key(key.as_bytes())
+            .headers(headers);
         if let Some(value) = value {
             record = record.payload(value);
         }
@@ -558,6 +576,29 @@ impl WorkflowStore for KafkaStore {
 
     async fn tail_lag(&self) -> Result<Option<TailLag>, StoreError> {
         self.lag().await.map(Some)
+    }
+
+    async fn await_version(&self, workflow_id: &str, version: Version) -> Result<(), StoreError> {
+        // The record at offset `version - 1` of the id's partition reaches
+        // this cache through the tail, within a fetch wait or so.
+        let partition = self.partition_of(workflow_id);
+        let offset = i64::try_from(version).unwrap_or(i64::MAX) - 1;
+        let deadline = tokio::time::Instant::now() + self.config.produce_timeout;
+        loop {
+            {
+                let cache = self.read_cache();
+                if cache.consumed(partition) >= offset || cache.version(workflow_id) >= version {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "kafka/load: the write of {workflow_id:?} at version {version} did not reach this host's cache within {:?}",
+                    self.config.produce_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 

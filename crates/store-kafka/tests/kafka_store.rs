@@ -15,7 +15,8 @@ use wf_host::store::{ListFilter, StoreError, WorkflowStore};
 use wf_store_kafka::{DevCluster, KafkaConfig, KafkaStore};
 
 use wf_tests::kafka::{
-    KeyValue, RawRecord, eventually, last_per_key, produce_raw, read_topic, snapshot, state,
+    KeyValue, RawRecord, eventually, last_per_key, produce_raw, produce_raw_to, read_topic,
+    snapshot, state,
 };
 
 const TOPIC: &str = "wf-test";
@@ -505,4 +506,146 @@ async fn partition_of_predicts_where_the_producer_put_each_record() {
         assert_eq!(record.partition, store.partition_of(&key), "{key}");
     }
     store.close().await.unwrap();
+}
+
+/// A record Go's encoder can write but the old host could not serve (an
+/// input nested 200 levels, a number out of the float64 range) is read,
+/// served and written again; what Go could not write either (nesting past
+/// 10 000 levels, a time past year 9999) is skipped at replay and in the
+/// tail, counted, and never reaches a read. One rule everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatever_replay_accepts_the_host_serves_and_writes_again() {
+    let cluster = DevCluster::start(TOPIC, 2).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    // A record as a Go writer writes it, with `input` as the Input, verbatim.
+    let with_input = |id: &str, input: String| {
+        let plain = state(id, "1", WorkflowStatus::Running);
+        let text = String::from_utf8(model::encode_state(&plain).unwrap()).unwrap();
+        text.replacen(plain.input.as_deref().unwrap(), &input, 1)
+    };
+    let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    let accepted = [
+        ("rv-deep", with_input("rv-deep", deep(200))),
+        ("rv-big", with_input("rv-big", r#"{"n":1e400}"#.to_owned())),
+        ("rv-deepest", with_input("rv-deepest", deep(10_000))),
+    ];
+    let refused = [
+        ("rv-too-deep", with_input("rv-too-deep", deep(10_001))),
+        (
+            "rv-year",
+            String::from_utf8(
+                model::encode_state(&state("rv-year", "1", WorkflowStatus::Running)).unwrap(),
+            )
+            .unwrap()
+            .replacen("2023-11-14T22:13:20Z", "9999-12-31T23:00:00-02:00", 1),
+        ),
+    ];
+    for (id, value) in accepted.iter().chain(&refused) {
+        produce_raw(&brokers, TOPIC, Some(id.as_bytes()), Some(value.as_bytes())).await;
+    }
+    let store = open(&cluster).await;
+    assert_eq!(
+        store.replay_report().skipped,
+        2,
+        "{:?}",
+        store.replay_report()
+    );
+    for (id, value) in &accepted {
+        let found = store.load(id).await.unwrap().expect("accepted at replay");
+        // Served as it was written, byte for byte, and written again.
+        assert_eq!(
+            model::encode_state(&found).unwrap(),
+            value.as_bytes(),
+            "{id}"
+        );
+        store
+            .save(Arc::unwrap_or_clone(found))
+            .await
+            .expect("written again");
+    }
+    for (id, _) in &refused {
+        assert!(store.load(id).await.unwrap().is_none(), "{id} is skipped");
+    }
+    let page = store.list(&ListFilter::default()).await.unwrap();
+    for state in &page {
+        model::encode_state(state).expect("every listed state encodes");
+    }
+    assert_eq!(page.len(), accepted.len());
+
+    // The tail applies the same rule.
+    for (id, value) in &refused {
+        let tail_id = format!("{id}-tail");
+        let value = value.replace(id, &tail_id);
+        produce_raw(
+            &brokers,
+            TOPIC,
+            Some(tail_id.as_bytes()),
+            Some(value.as_bytes()),
+        )
+        .await;
+    }
+    eventually("the tail skips them too", async || {
+        store.consumed().skipped == 4
+    })
+    .await;
+    assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 3);
+    store.close().await.unwrap();
+}
+
+/// A record of an id in a partition other than the one murmur2 places the
+/// id in (a Go writer on a round-robin balancer) is not read: every host
+/// and every replay reads an id from its home partition only, so the hosts
+/// agree, a delete stays a delete, and the count says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_is_read_from_its_home_partition_only() {
+    let cluster = DevCluster::start(TOPIC, 4).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let id = "split-1";
+    let home = wf_store_kafka::partition_for_key(id.as_bytes(), 4);
+    let elsewhere = (home + 1) % 4;
+    // A record of `id` with run id `run`, produced to `partition`.
+    let write_run = async |partition: i32, run: &str| {
+        let value = model::encode_state(&state(id, run, WorkflowStatus::Completed)).unwrap();
+        produce_raw_to(
+            &brokers,
+            TOPIC,
+            partition,
+            Some(id.as_bytes()),
+            Some(&value),
+        )
+        .await;
+    };
+    write_run(home, "home").await;
+    write_run(elsewhere, "stray").await;
+
+    let first = open(&cluster).await;
+    let second = open(&cluster).await;
+    for store in [&first, &second] {
+        assert_eq!(store.load(id).await.unwrap().unwrap().run_id, "home");
+        assert_eq!(store.replay_report().misplaced, 1);
+    }
+    // A stray write while they tail changes nothing either.
+    write_run(elsewhere, "stray-2").await;
+    eventually("the tail counts the stray record", async || {
+        first.consumed().misplaced == 2
+    })
+    .await;
+    assert_eq!(first.load(id).await.unwrap().unwrap().run_id, "home");
+
+    first.delete(id).await.unwrap();
+    eventually("the other host sees the delete", async || {
+        second.load(id).await.unwrap().is_none()
+    })
+    .await;
+    for _ in 0..5 {
+        let fresh = open(&cluster).await;
+        assert!(
+            fresh.load(id).await.unwrap().is_none(),
+            "a fresh replay agrees"
+        );
+        assert_eq!(fresh.replay_report().misplaced, 2);
+        fresh.close().await.unwrap();
+    }
+    first.close().await.unwrap();
+    second.close().await.unwrap();
 }

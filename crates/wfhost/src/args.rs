@@ -6,11 +6,15 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wf_host::model::WorkflowStatus;
 use wf_host::store::StoreLimits;
-use wf_host::{DirGrant, HostConfig};
+use wf_host::{DirGrant, HostConfig, IdReuse};
 use wf_store_kafka::KafkaConfig;
 
 /// Exit code when `run` finished but the workflow ended `failed` or `canceled`.
 pub const EXIT_WORKFLOW_FAILED: u8 = 3;
+
+/// Exit code when `recover` left runs of the module behind: some could not
+/// be resumed, or another build started them.
+pub const EXIT_RUNS_LEFT: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,7 +37,8 @@ wfhost run pipeline.wasm --id pipeline-001 --input '\"start processing\"'\n  \
 wfhost --output json run ledger.wasm --id ledger-1 --input '{\"action\":\"post\",\"account\":\"alice\",\"amounts\":[5]}'\n  \
 wfhost dev    # then, in another shell: export WF_KAFKA_BROKERS=<the printed address>\n  \
 wfhost --brokers kafka-1:9092 --kafka-prop security.protocol=sasl_ssl list --status running\n\n\
-Exit status: 0 on success, 1 on an error, 2 on bad usage, 3 when `run` ended with the workflow failed.\n\
+Exit status: 0 on success, 1 on an error, 2 on bad usage, 3 when `run` (or a run `recover` resumed) ended with the workflow failed,\n\
+4 when `recover` left runs of the module behind (they could not be resumed, or another build started them).\n\
 Set RUST_LOG=info to see the host's and the guest's log lines on stderr."
 )]
 pub struct Cli {
@@ -207,6 +212,11 @@ pub enum Command {
         /// Only workflows whose id starts with this.
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
+        /// Also resume runs another build of the module (same file name,
+        /// other content) started; their histories may not replay under
+        /// this build.
+        #[arg(long)]
+        resume_other_builds: bool,
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
@@ -290,6 +300,17 @@ pub struct SandboxArgs {
     /// new one (HTTP 503 from `serve`).
     #[arg(long, value_enum, default_value_t = WhenFullArg::Wait)]
     pub when_full: WhenFullArg,
+    /// What a start of an id that already has a run does:
+    /// reject-duplicate returns that run (running or ended) instead of
+    /// starting another; allow-duplicate-failed-only starts a run again
+    /// over one that failed or was canceled; allow-duplicate always starts.
+    #[arg(long, value_name = "POLICY", default_value_t = IdReuse::default().as_str().to_owned(), value_parser = parse_id_reuse)]
+    pub id_reuse: String,
+}
+
+fn parse_id_reuse(text: &str) -> Result<String, String> {
+    text.parse::<IdReuse>()
+        .map(|policy| policy.as_str().to_owned())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

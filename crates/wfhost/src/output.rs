@@ -39,6 +39,7 @@ pub fn print_topic(output: Output, report: &ReplayReport, brokers: &str) {
                 "live_keys": report.live,
                 "tombstones": report.tombstones,
                 "skipped": report.skipped,
+                "misplaced": report.misplaced,
                 "replay_seconds": elapsed,
             });
             println!("{doc}");
@@ -64,8 +65,12 @@ pub fn print_topic(output: Output, report: &ReplayReport, brokers: &str) {
             println!("live keys:   {}", report.live);
             println!("tombstones:  {}", report.tombstones);
             println!(
-                "skipped:     {} (records that are not workflow states)",
+                "skipped:     {} (records that are not workflow states, or misplaced)",
                 report.skipped
+            );
+            println!(
+                "misplaced:   {} (records of an id outside the partition murmur2 places it in; not read)",
+                report.misplaced
             );
         }
     }

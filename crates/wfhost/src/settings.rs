@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use wf_host::config::{Backends, Settings, seconds};
 use wf_host::store::WorkflowStore;
-use wf_host::{AccessPolicy, Host, HostConfig, Module, ModuleOptions, WhenFull};
+use wf_host::{AccessPolicy, Host, HostConfig, IdReuse, Module, ModuleOptions, WhenFull};
 
 use crate::args::{SandboxArgs, StoreArgs, WhenFullArg};
 
@@ -126,12 +126,21 @@ impl SandboxArgs {
             })
             .cache_dir(cache_dir);
         let host = Host::with_config(store.clone(), config)?;
+        // In a group, guests' conditional calls of ids other hosts own go
+        // to those hosts, at the URLs they announced (--member-name).
+        host.link_owners(Arc::new(wf_http::HttpOwnerLink::new()));
         let mut id_prefixes = settings.access()?.id_prefixes;
         id_prefixes.extend(self.allow_prefixes.iter().cloned());
         if id_prefixes.iter().any(String::is_empty) {
             bail!("an allowed id prefix must not be empty (omit --allow-prefix to allow every id)");
         }
-        let mut options = ModuleOptions::default().access(AccessPolicy::prefixes(id_prefixes));
+        let id_reuse: IdReuse = self
+            .id_reuse
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--id-reuse: {e}"))?;
+        let mut options = ModuleOptions::default()
+            .access(AccessPolicy::prefixes(id_prefixes))
+            .id_reuse(id_reuse);
         options.grants = self.grant_dirs.clone();
         let module = host.load_module_file_with(module, options)?;
         Ok((host, module))

@@ -52,14 +52,21 @@ async fn main() -> anyhow::Result<()> {
 
     let config = HostConfig::default().cache_dir(HostConfig::default_cache_dir());
     let host = Host::with_config(store.clone(), config)?;
+    // In a group, guests' conditional calls of ids other hosts own go to
+    // those hosts, at the URLs they announced as their member names.
+    host.link_owners(Arc::new(wf_http::HttpOwnerLink::new()));
     let module = host.load_module_file(&module_path)?;
     // In a group (`group_id` in the config file), ownership decides what
     // this service runs: it follows its partitions, taking up the running
     // workflows of those it gains. Alone, it recovers everything left running.
     let follower = host.follow_ownership(&module);
     if follower.is_none() {
-        let recovered = host.recover(&module, RecoverOptions::default()).await?;
-        tracing::info!(count = recovered.len(), "recovered workflows left running");
+        let recovery = host.recover(&module, RecoverOptions::default()).await?;
+        tracing::info!(
+            resumed = recovery.resumed.len(),
+            failed = recovery.failed.len(),
+            "recovered the module's runs left running"
+        );
     }
 
     let app = wf_http::router(host.clone(), module).route(

@@ -198,7 +198,7 @@ async fn hostile_requests_get_their_own_status_and_write_nothing() {
         .unwrap();
     let url = |path: &str| format!("{}{path}", service.url);
 
-    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep = format!("{}{}", "[".repeat(10_001), "]".repeat(10_001));
     let long_id = "x".repeat(1025);
     let posts: Vec<(String, Vec<u8>, u16, &str)> = vec![
         (
@@ -217,13 +217,13 @@ async fn hostile_requests_get_their_own_status_and_write_nothing() {
             "/workflows/p".into(),
             deep.into_bytes(),
             400,
-            "nesting deeper than 127 levels",
+            "nesting deeper than 10000 levels",
         ),
         (
             "/workflows/p".into(),
-            b"1e400".to_vec(),
+            b"[1,]".to_vec(),
             400,
-            "number out of range",
+            "input is not valid JSON",
         ),
         (
             "/workflows/p".into(),

@@ -1,17 +1,62 @@
-//! Starting a run: the id claimed on this host, a slot of the module and
-//! one of the host taken (waited for or refused), ownership checked, and
-//! `running` saved before the guest is called.
+//! Starting a run: the request checked, the id claimed on this host, what
+//! the id holds weighed against the module's [`IdReuse`] policy, a slot of
+//! the module and one of the host taken (waited for or refused), and
+//! `running` saved, conditional on the version weighed, before the guest is
+//! called.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 
-use super::{ExecuteError, ExecuteOptions, Host, HostInner, RunningWorkflow, Stop, WorkflowHandle};
+use super::{
+    Ended, ExecuteError, ExecuteOptions, Host, HostInner, RunningWorkflow, Stop, WorkflowHandle,
+};
 use crate::fence::RunFence;
-use crate::model::{self, EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
-use crate::runtime::{Module, WhenFull};
+use crate::model::{self, ModuleIdentity, Timestamp, WorkflowState, WorkflowStatus};
+use crate::runtime::{IdReuse, Module, WhenFull};
 use crate::store::{Ownership, Version, validate};
+
+/// What a start does with an id, given what the id holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reuse {
+    /// Start a run (over whatever is stored).
+    Start,
+    /// Return the stored run instead of starting another.
+    Return,
+    /// Refuse: the id holds a record that is not a run.
+    RefuseRecord,
+}
+
+impl Reuse {
+    /// The start `policy` asks for when the id holds `stored`.
+    pub(super) fn decide(policy: IdReuse, stored: Option<&WorkflowState>) -> Self {
+        let Some(stored) = stored else {
+            return Self::Start;
+        };
+        if policy == IdReuse::AllowDuplicate {
+            return Self::Start;
+        }
+        if !stored.is_run() {
+            return Self::RefuseRecord;
+        }
+        match (policy, stored.status) {
+            (
+                IdReuse::AllowDuplicateFailedOnly,
+                WorkflowStatus::Failed | WorkflowStatus::Canceled,
+            ) => Self::Start,
+            _ => Self::Return,
+        }
+    }
+}
+
+/// How a request to start an id was answered.
+pub(super) enum Admission {
+    /// A new run may start: its id claimed, its slots taken, `running` saved.
+    Started(Admitted),
+    /// The id's run (running on this host, or stored) answers instead.
+    Existing(WorkflowHandle),
+}
 
 impl Host {
     /// The `running` state a new run of `module` starts from, once the
@@ -21,7 +66,7 @@ impl Host {
         module: &Module,
         options: ExecuteOptions,
     ) -> Result<WorkflowState, ExecuteError> {
-        let running = running_state(options)?;
+        let running = running_state(&module.identity(), options)?;
         module
             .options()
             .access
@@ -38,9 +83,8 @@ impl Host {
         }
     }
 
-    /// Claims the id, takes a slot (waiting for one if `wait`), saves
-    /// `running` over version `over` (the stored one when `None`) and spawns
-    /// the guest.
+    /// Admits `running` ([`Host::admit`]) and, when it starts, drives the
+    /// guest on a task of its own.
     pub(super) async fn start(
         &self,
         module: &Module,
@@ -49,57 +93,124 @@ impl Host {
         timeout: Option<Duration>,
         wait: bool,
     ) -> Result<WorkflowHandle, ExecuteError> {
-        let admitted = self.admit(module, &running, over, wait).await?;
-        let (status_tx, status) = watch::channel(WorkflowStatus::Running);
+        let admitted = match self.admit(module, &running, over, wait).await? {
+            Admission::Started(admitted) => admitted,
+            Admission::Existing(handle) => return Ok(handle),
+        };
         let limits = self.inner.runtime.run_limits(module, timeout);
-        let (id, run_id) = (running.workflow_id.clone(), running.run_id.clone());
-        let cancel = admitted.cancel.clone();
+        let handle = WorkflowHandle {
+            id: running.workflow_id.clone(),
+            run_id: running.run_id.clone(),
+            cancel: admitted.cancel.clone(),
+            ended: admitted.ended.subscribe(),
+            started: true,
+        };
         let inner = self.inner.clone();
         let module = module.clone();
-        let task = tokio::spawn(async move {
-            let ended = inner.drive(&module, running, &limits, admitted).await;
-            if let Ok(state) = &ended {
-                status_tx.send_replace(state.status);
-            }
-            ended
+        tokio::spawn(async move {
+            let ended = admitted.ended.clone();
+            let outcome = inner.drive(&module, running, &limits, admitted).await;
+            ended.send_replace(Some(Arc::new(outcome)));
         });
-        Ok(WorkflowHandle {
-            id,
-            run_id,
-            status,
-            cancel,
-            task,
-        })
+        Ok(handle)
     }
 
     pub(super) fn waits_when_full(&self) -> bool {
         self.config().when_full == WhenFull::Wait
     }
 
-    /// Claims the id (refusing one running here), takes a slot of the module
-    /// and one of the host (waiting for them if `wait`, else refusing) and
-    /// saves `running`, conditional on the id still being at version `over`
-    /// (when `None`, the version stored when the slot was taken).
+    /// Claims the id, weighs what it holds, takes a slot of the module and
+    /// one of the host (waiting for them if `wait`, else refusing) and saves
+    /// `running`.
+    ///
+    /// A resume (`over`: the version of the run to resume) is refused when
+    /// the id runs here, and saves over that version. A new start (`over`
+    /// `None`) follows the module's [`IdReuse`] policy: the run already
+    /// running here, or the stored run, answers instead when the policy says
+    /// so, and `running` is saved over the version weighed.
     pub(super) async fn admit(
         &self,
         module: &Module,
         running: &WorkflowState,
         over: Option<Version>,
         wait: bool,
-    ) -> Result<Admitted, ExecuteError> {
+    ) -> Result<Admission, ExecuteError> {
         let (cancel, canceled) = watch::channel(Stop::Run);
+        let (ended, _) = watch::channel(None);
         let store = self.inner.store_of(module);
         let owned_in = store.ownership().map(|ownership| {
             let partition = ownership.partition_of(&running.workflow_id);
             (ownership, partition)
         });
-        let claim = Claim::new(
+        let claim = match Claim::new(
             &self.inner,
             &running.workflow_id,
             &running.run_id,
             cancel.clone(),
+            &ended,
             owned_in,
-        )?;
+        ) {
+            Ok(claim) => claim,
+            Err(existing) if over.is_none() => return Ok(Admission::Existing(existing)),
+            Err(_) => {
+                return Err(ExecuteError::AlreadyRunning(running.workflow_id.clone()));
+            }
+        };
+        // Starts of the id that join this claim meanwhile get what this
+        // start gets when it does not start: the stored run, or its error.
+        let admitted = self
+            .admit_claimed(module, running, over, wait, claim, cancel, canceled, &ended)
+            .await;
+        match &admitted {
+            Ok(Admission::Started(_)) => {}
+            Ok(Admission::Existing(handle)) => {
+                let answer = handle.ended.borrow().clone();
+                ended.send_replace(answer);
+            }
+            Err(e) => {
+                ended.send_replace(Some(Arc::new(Err(e.clone()))));
+            }
+        }
+        admitted
+    }
+
+    /// [`Host::admit`] once the id is claimed.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one admission, in one place"
+    )]
+    async fn admit_claimed(
+        &self,
+        module: &Module,
+        running: &WorkflowState,
+        over: Option<Version>,
+        wait: bool,
+        claim: Claim,
+        cancel: watch::Sender<Stop>,
+        canceled: watch::Receiver<Stop>,
+        ended: &watch::Sender<Option<Ended>>,
+    ) -> Result<Admission, ExecuteError> {
+        let store = self.inner.store_of(module);
+        let over = match over {
+            Some(version) => version,
+            None => {
+                let stored = store.load_versioned(&running.workflow_id).await?;
+                let policy = module.options().id_reuse;
+                match Reuse::decide(policy, stored.as_ref().map(|s| &*s.state)) {
+                    Reuse::Start => stored.map_or(0, |stored| stored.version),
+                    Reuse::Return => {
+                        let stored = stored.expect("a stored run is returned");
+                        tracing::info!(workflow_id = %running.workflow_id, run_id = %stored.state.run_id, ?policy, "not started again: the id has a run");
+                        return Ok(Admission::Existing(WorkflowHandle::of_stored(
+                            Arc::unwrap_or_clone(stored.state),
+                        )));
+                    }
+                    Reuse::RefuseRecord => {
+                        return Err(ExecuteError::NotARun(running.workflow_id.clone()));
+                    }
+                }
+            }
+        };
         // The module's own slot first, so that a module at its bound does
         // not hold host slots other modules could use.
         let module_permit = match module.slots() {
@@ -122,23 +233,17 @@ impl Host {
             )
         })
         .await?;
-        let over = match over {
-            Some(version) => version,
-            None => store
-                .load_versioned(&running.workflow_id)
-                .await?
-                .map_or(0, |stored| stored.version),
-        };
         let version = store.save_versioned(running.clone(), Some(over)).await?;
         tracing::info!(workflow_id = %running.workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");
-        Ok(Admitted {
+        Ok(Admission::Started(Admitted {
             _claim: claim,
             _module_permit: module_permit,
             _permit: permit,
             cancel,
             canceled,
+            ended: ended.clone(),
             fence: Arc::new(RunFence::new(&running.workflow_id, version)),
-        })
+        }))
     }
 }
 
@@ -150,6 +255,8 @@ pub(super) struct Admitted {
     _permit: OwnedSemaphorePermit,
     pub(super) cancel: watch::Sender<Stop>,
     pub(super) canceled: watch::Receiver<Stop>,
+    /// Where the run's end goes, for every handle on it.
+    pub(super) ended: watch::Sender<Option<Ended>>,
     /// The version of the run's own id it last wrote.
     pub(super) fence: Arc<RunFence>,
 }
@@ -170,8 +277,12 @@ async fn take_slot(
     })
 }
 
-/// The `running` state a new run starts from, after checking the request.
-fn running_state(options: ExecuteOptions) -> Result<WorkflowState, ExecuteError> {
+/// The `running` state a new run of the module `identity` names starts
+/// from, after checking the request.
+fn running_state(
+    identity: &ModuleIdentity,
+    options: ExecuteOptions,
+) -> Result<WorkflowState, ExecuteError> {
     let id = options
         .id
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -181,8 +292,9 @@ fn running_state(options: ExecuteOptions) -> Result<WorkflowState, ExecuteError>
 
     let started_at = Timestamp::now();
     // The input is kept once, in `input`: a copy in the event would halve
-    // the value budget left for large inputs.
-    let started = HistoryEvent::new(1, EventType::WorkflowStarted, started_at);
+    // the value budget left for large inputs. The event names the module,
+    // which makes the state a run of it.
+    let started = identity.started_event(1, started_at);
     let mut running = WorkflowState {
         workflow_id: id,
         run_id: uuid::Uuid::new_v4().to_string(),
@@ -208,22 +320,32 @@ struct Claim {
 }
 
 impl Claim {
+    /// Marks `id` running, or, when a run of it is already running here,
+    /// a handle on that run.
     fn new(
         inner: &Arc<HostInner>,
         id: &str,
         run_id: &str,
         cancel: watch::Sender<Stop>,
+        ended: &watch::Sender<Option<Ended>>,
         owned_in: Option<(Arc<Ownership>, i32)>,
-    ) -> Result<Self, ExecuteError> {
+    ) -> Result<Self, WorkflowHandle> {
         let mut running = inner.lock_running();
-        if running.contains_key(id) {
-            return Err(ExecuteError::AlreadyRunning(id.to_owned()));
+        if let Some(existing) = running.get(id) {
+            return Err(WorkflowHandle {
+                id: id.to_owned(),
+                run_id: existing.run_id.clone(),
+                cancel: existing.cancel.clone(),
+                ended: existing.ended.clone(),
+                started: false,
+            });
         }
         running.insert(
             id.to_owned(),
             RunningWorkflow {
                 run_id: run_id.to_owned(),
                 cancel,
+                ended: ended.subscribe(),
                 owned_in,
             },
         );
@@ -243,6 +365,39 @@ impl Drop for Claim {
             .is_some_and(|w| w.run_id == self.run_id)
         {
             running.remove(&self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_policy_starts_returns_or_refuses_as_documented() {
+        let identity = ModuleIdentity::new("m.wasm", "a".repeat(64));
+        let run = |status| {
+            let mut state = running_state(&identity, ExecuteOptions::new("1").id("x")).unwrap();
+            state.status = status;
+            state
+        };
+        let mut record = run(Running);
+        record.history.clear();
+        use IdReuse::*;
+        use Reuse::*;
+        use WorkflowStatus::*;
+        let cases = [
+            (None, [Start, Start, Start]),
+            (Some(run(Running)), [Return, Return, Start]),
+            (Some(run(Completed)), [Return, Return, Start]),
+            (Some(run(Failed)), [Return, Start, Start]),
+            (Some(run(Canceled)), [Return, Start, Start]),
+            (Some(record), [RefuseRecord, RefuseRecord, Start]),
+        ];
+        for (stored, expected) in cases {
+            let got = [RejectDuplicate, AllowDuplicateFailedOnly, AllowDuplicate]
+                .map(|policy| Reuse::decide(policy, stored.as_ref()));
+            assert_eq!(got, expected, "{:?}", stored.map(|s| s.status));
         }
     }
 }

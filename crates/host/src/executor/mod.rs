@@ -10,6 +10,8 @@ mod admit;
 mod recover;
 mod run;
 
+use admit::Admission;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -19,14 +21,14 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::model::{WorkflowState, WorkflowStatus};
 use crate::runtime::{HostConfig, Module, ModuleOptions, Runtime};
-use crate::store::{NotOwner, Ownership, StoreError, WorkflowStore};
+use crate::store::{NotOwner, Ownership, SharedOwnerLink, StoreError, WorkflowStore};
 
 /// Why the host could not start, record or cancel a workflow.
 ///
 /// A workflow that ran and failed is not an error: it is a state with status
 /// `failed`. These errors mean the request was refused or the lifecycle itself
 /// could not be recorded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecuteError {
     /// The workflow id or input was rejected; nothing was written.
@@ -38,6 +40,14 @@ pub enum ExecuteError {
     /// Cancel of a workflow that is not running on this host.
     #[error("workflow {0} is not running on this host")]
     NotRunning(String),
+    /// A start of an id that holds a record that is not a workflow run (a
+    /// record a guest saved); nothing was written. Only
+    /// [`IdReuse::AllowDuplicate`](crate::IdReuse::AllowDuplicate) starts
+    /// a run over it.
+    #[error(
+        "workflow id {0:?} holds a record that is not a workflow run; a start does not replace it"
+    )]
+    NotARun(String),
     /// Every slot of the host or the module is taken and the host is set to
     /// refuse ([`WhenFull::Refuse`](crate::WhenFull::Refuse)); nothing was written.
     #[error("busy: {0}")]
@@ -104,6 +114,10 @@ pub struct RecoverOptions {
     /// Only ids in these partitions (hosts sharing a store: the partitions
     /// this host just gained). Ids this host does not own are always skipped.
     pub partitions: Option<Vec<i32>>,
+    /// Also resume runs another build of the module (same name, other
+    /// digest) started. Off by default: a history one build wrote may not
+    /// replay under another (the SDKs' determinism rules).
+    pub resume_other_builds: bool,
 }
 
 impl RecoverOptions {
@@ -118,6 +132,39 @@ impl RecoverOptions {
         self.partitions = Some(partitions);
         self
     }
+
+    /// Sets [`RecoverOptions::resume_other_builds`].
+    pub fn resume_other_builds(mut self, resume: bool) -> Self {
+        self.resume_other_builds = resume;
+        self
+    }
+}
+
+/// What [`Host::recover`] found among the states left `running`, and did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// A handle per run taken up.
+    pub resumed: Vec<WorkflowHandle>,
+    /// Runs another module started: left for that module.
+    pub other_modules: usize,
+    /// Runs another build of this module started, left as they are (see
+    /// [`RecoverOptions::resume_other_builds`]): their ids.
+    pub other_builds: Vec<String>,
+    /// States with status `running` that are not runs (records guests
+    /// saved): never resumed.
+    pub not_runs: usize,
+    /// Runs of this module that could not be resumed, and why; the others
+    /// were resumed all the same.
+    pub failed: Vec<(String, ExecuteError)>,
+}
+
+impl Recovery {
+    /// Whether runs of this module were left: some failed to resume, or
+    /// another build started them.
+    pub fn left_some(&self) -> bool {
+        !self.failed.is_empty() || !self.other_builds.is_empty()
+    }
 }
 
 /// What a running workflow is asked to do, through its handle or the host.
@@ -131,15 +178,20 @@ enum Stop {
     Abandon,
 }
 
-/// A workflow running on a host. Dropping the handle does not stop the
-/// workflow; [`WorkflowHandle::cancel`] does.
+/// How a run ended, shared by every handle on it.
+type Ended = Arc<Result<WorkflowState, ExecuteError>>;
+
+/// A run of a workflow: the one a start began, or, when the id's run
+/// answered instead ([`WorkflowHandle::started`] is `false`), that run.
+/// Dropping the handle does not stop the workflow;
+/// [`WorkflowHandle::cancel`] does.
 #[derive(Debug)]
 pub struct WorkflowHandle {
     id: String,
     run_id: String,
-    status: watch::Receiver<WorkflowStatus>,
     cancel: watch::Sender<Stop>,
-    task: tokio::task::JoinHandle<Result<WorkflowState, ExecuteError>>,
+    ended: watch::Receiver<Option<Ended>>,
+    started: bool,
 }
 
 impl WorkflowHandle {
@@ -153,21 +205,57 @@ impl WorkflowHandle {
         &self.run_id
     }
 
-    /// `running` until the run's final state is saved, then that state's status.
-    pub fn status(&self) -> WorkflowStatus {
-        *self.status.borrow()
+    /// Whether this start began the run. `false` when the id's run was
+    /// already running on this host, or was stored and the module's
+    /// [`IdReuse`](crate::IdReuse) policy returned it instead of starting
+    /// another: the handle is then on that run.
+    pub fn started(&self) -> bool {
+        self.started
     }
 
-    /// Interrupts the guest; the workflow ends `canceled`. No effect once it ended.
+    /// `running` until the run's final state is saved, then that state's
+    /// status (for a stored run, its stored status).
+    pub fn status(&self) -> WorkflowStatus {
+        match self.ended.borrow().as_deref() {
+            Some(Ok(state)) => state.status,
+            _ => WorkflowStatus::Running,
+        }
+    }
+
+    /// Interrupts the guest; the workflow ends `canceled`. No effect once it
+    /// ended, or on a stored run that does not run here.
     pub fn cancel(&self) {
         request_stop(&self.cancel, Stop::Cancel);
     }
 
-    /// Waits for the run to end and returns its final state, as saved.
-    pub async fn result(self) -> Result<WorkflowState, ExecuteError> {
-        self.task
+    /// Waits for the run to end and returns its final state, as saved (for
+    /// a stored run, as stored).
+    pub async fn result(mut self) -> Result<WorkflowState, ExecuteError> {
+        let ended = self
+            .ended
+            .wait_for(Option::is_some)
             .await
-            .map_err(|e| ExecuteError::Internal(format!("the workflow's task ended: {e}")))?
+            .map_err(|_| {
+                ExecuteError::Internal(format!(
+                    "the run of {} stopped without recording its end (its caller went away, or the host is stopping): it stays `running`, for recovery",
+                    self.id
+                ))
+            })?
+            .clone()
+            .expect("waited for an end");
+        (*ended).clone()
+    }
+
+    /// A handle on a stored run that does not run here.
+    fn of_stored(state: WorkflowState) -> Self {
+        let (cancel, _) = watch::channel(Stop::Run);
+        Self {
+            id: state.workflow_id.clone(),
+            run_id: state.run_id.clone(),
+            cancel,
+            ended: watch::channel(Some(Arc::new(Ok(state)))).1,
+            started: false,
+        }
     }
 }
 
@@ -215,12 +303,16 @@ struct HostInner {
     running: Mutex<HashMap<String, RunningWorkflow>>,
     /// One permit per running workflow, `HostConfig::max_running` in all.
     slots: Arc<Semaphore>,
+    /// How guests reach the owners of ids other hosts of a group own.
+    owners: std::sync::OnceLock<SharedOwnerLink>,
 }
 
 #[derive(Debug)]
 struct RunningWorkflow {
     run_id: String,
     cancel: watch::Sender<Stop>,
+    /// How the run ended, once it did (for starts that join it).
+    ended: watch::Receiver<Option<Ended>>,
     /// With hosts sharing the store: who decides ownership, and the
     /// workflow's partition.
     owned_in: Option<(Arc<Ownership>, i32)>,
@@ -252,8 +344,18 @@ impl Host {
                 store,
                 running: Mutex::new(HashMap::new()),
                 slots,
+                owners: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Links this host to the other hosts of its store's group: a guest's
+    /// `load-versioned` and conditional `save` of an id another host owns go
+    /// to that host through `owners` (only the owner can decide them).
+    /// Without a link those calls fail with `unavailable`. Set once; later
+    /// calls return `false` and change nothing.
+    pub fn link_owners(&self, owners: SharedOwnerLink) -> bool {
+        self.inner.owners.set(owners).is_ok()
     }
 
     /// The store workflows run against, unless their module is bound to
@@ -321,6 +423,19 @@ impl Host {
     /// limit) or `canceled`, with the matching event, keeping any history the
     /// guest saved under this id during the run. A guest failure never fails
     /// the host.
+    ///
+    /// Starting an id is idempotent under the module's
+    /// [`IdReuse`](crate::IdReuse) policy (by default
+    /// [`RejectDuplicate`](crate::IdReuse::RejectDuplicate)): when the id's
+    /// run runs on this host, the handle is on that run; when the store holds
+    /// a run of the id (ended, or left running), that run is returned and
+    /// not started again; [`WorkflowHandle::started`] tells which. An id
+    /// holding a record that is not a run is refused
+    /// ([`ExecuteError::NotARun`]). Concurrent starts of one id on one host
+    /// give one run. Across hosts, only hosts of one group (which own
+    /// disjoint ids) guarantee that; two hosts outside a group that start
+    /// one id at the same moment can each start a run, the later save
+    /// replacing the earlier.
     pub async fn execute(
         &self,
         module: &Module,
@@ -338,7 +453,8 @@ impl Host {
     /// caller's task (no hand-off to another thread, so less latency).
     /// Dropping the returned future abandons the run: its state stays
     /// `running`, for [`Host::recover`]. Use `execute` where the caller may
-    /// go away (an HTTP request, say).
+    /// go away (an HTTP request, say). An id whose run answers instead
+    /// ([`Host::execute`]'s id reuse) returns that run's final state.
     pub async fn run(
         &self,
         module: &Module,
@@ -348,11 +464,18 @@ impl Host {
         let running = self
             .new_run(module, ExecuteOptions::new(input).id(workflow_id))
             .await?;
-        let admitted = self
+        let admitted = match self
             .admit(module, &running, None, self.waits_when_full())
-            .await?;
+            .await?
+        {
+            Admission::Started(admitted) => admitted,
+            Admission::Existing(handle) => return handle.result().await,
+        };
         let limits = self.inner.runtime.run_limits(module, None);
-        self.inner.drive(module, running, &limits, admitted).await
+        let ended = admitted.ended.clone();
+        let outcome = self.inner.drive(module, running, &limits, admitted).await;
+        ended.send_replace(Some(Arc::new(outcome.clone())));
+        outcome
     }
 
     /// Interrupts workflow `workflow_id` running on this host; it ends

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ExecuteError, Host, RecoverOptions, Stop, WorkflowHandle, request_stop};
-use crate::model::{EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
+use super::{ExecuteError, Host, RecoverOptions, Recovery, Stop, WorkflowHandle, request_stop};
+use crate::model::{Timestamp, WorkflowState, WorkflowStatus};
 use crate::runtime::Module;
 use crate::store::{ListFilter, Ownership, StoreError, Version};
 
@@ -94,9 +94,18 @@ impl Host {
         }
     }
 
-    /// Runs again, with `module`, every stored workflow left `running` that is
-    /// not running on this host (a host stopped or crashed while it ran);
-    /// call it on start. Returns a handle per workflow taken up.
+    /// Runs again, with `module`, every run of `module` left `running` that
+    /// is not running on this host (a host stopped or crashed while it ran);
+    /// call it on start. Returns what it found and a handle per run taken up.
+    ///
+    /// Only runs are resumed (states a host started: their history begins
+    /// with a `workflow_started` event naming the module), never records a
+    /// guest saved, whatever their status; and only runs `module` started
+    /// (by name and digest): another module's runs are left to it, and runs
+    /// another build of this module started are left too unless
+    /// [`RecoverOptions::resume_other_builds`]. A run that cannot be
+    /// resumed is reported in [`Recovery::failed`]; the others are resumed
+    /// all the same.
     ///
     /// A re-run keeps the workflow's id, run id, input and history, appends
     /// another `workflow_started` event, and calls the guest's `run` again
@@ -117,14 +126,13 @@ impl Host {
         &self,
         module: &Module,
         options: RecoverOptions,
-    ) -> Result<Vec<WorkflowHandle>, ExecuteError> {
-        let mut handles = Vec::new();
-        let mut filter = ListFilter {
-            status: Some(WorkflowStatus::Running),
-            limit: Some(1000),
-            after: None,
-        };
+    ) -> Result<Recovery, ExecuteError> {
+        let mut recovery = Recovery::default();
+        let mut filter = ListFilter::default()
+            .status(WorkflowStatus::Running)
+            .limit(1000);
         let prefix = options.id_prefix.unwrap_or_default();
+        let identity = module.identity();
         let store = self.inner.store_of(module).clone();
         let ownership = store.ownership();
         // Only the workflows this host owns (of the partitions asked for).
@@ -144,42 +152,77 @@ impl Host {
             let Some(last) = page.last() else { break };
             filter.after = Some(last.workflow_id.clone());
             for state in page {
-                // Another module's workflows are not this module's to run.
-                if !state.workflow_id.starts_with(&prefix)
-                    || !module.options().access.allows(&state.workflow_id)
-                    || !owned(&state.workflow_id)
-                {
+                let id = &state.workflow_id;
+                if !id.starts_with(&prefix) || !module.options().access.allows(id) || !owned(id) {
                     continue;
                 }
-                // Re-read with its version: the resume is conditional on it.
-                let Some(current) = store.load_versioned(&state.workflow_id).await? else {
+                // Only runs, and only this module's: a record a guest saved
+                // is never run, another module's run is that module's.
+                let Some(started_by) = state.run_module() else {
+                    recovery.not_runs += 1;
                     continue;
                 };
-                if current.state.status != WorkflowStatus::Running {
+                if started_by.name != identity.name {
+                    recovery.other_modules += 1;
                     continue;
                 }
-                let version = current.version;
-                match self
-                    .resume(module, Arc::unwrap_or_clone(current.state), version)
-                    .await
-                {
-                    Ok(handle) => handles.push(handle),
-                    // Started here meanwhile (or already running here).
-                    Err(ExecuteError::AlreadyRunning(_)) => {}
-                    // Written meanwhile, or no longer this host's: not ours to resume.
-                    Err(ExecuteError::Store(StoreError::Conflict(e))) => {
-                        tracing::info!(workflow_id = %state.workflow_id, "not resumed: {e}");
+                if started_by.digest != identity.digest && !options.resume_other_builds {
+                    tracing::warn!(workflow_id = %id, started_by = %started_by, module = %identity, "not resumed: another build of the module started it (resume_other_builds resumes it)");
+                    recovery.other_builds.push(id.clone());
+                    continue;
+                }
+                match self.resume_stored(module, id).await {
+                    Ok(Some(handle)) => recovery.resumed.push(handle),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(workflow_id = %id, module = module.name(), "not resumed: {e}");
+                        recovery.failed.push((id.clone(), e));
                     }
-                    Err(e) => return Err(e),
                 }
             }
         }
         tracing::info!(
             module = module.name(),
-            recovered = handles.len(),
+            resumed = recovery.resumed.len(),
+            other_modules = recovery.other_modules,
+            other_builds = recovery.other_builds.len(),
+            not_runs = recovery.not_runs,
+            failed = recovery.failed.len(),
             "recovered running workflows"
         );
-        Ok(handles)
+        Ok(recovery)
+    }
+
+    /// Resumes the run stored under `workflow_id` if it still runs there
+    /// and not here: `None` when it ended, runs here, or was written or
+    /// taken over meanwhile.
+    async fn resume_stored(
+        &self,
+        module: &Module,
+        workflow_id: &str,
+    ) -> Result<Option<WorkflowHandle>, ExecuteError> {
+        // Re-read with its version: the resume is conditional on it.
+        let store = self.store_for(module);
+        let Some(current) = store.load_versioned(workflow_id).await? else {
+            return Ok(None);
+        };
+        if current.state.status != WorkflowStatus::Running || !current.state.is_run() {
+            return Ok(None);
+        }
+        match self
+            .resume(module, Arc::unwrap_or_clone(current.state), current.version)
+            .await
+        {
+            Ok(handle) => Ok(Some(handle)),
+            // Started here meanwhile (or already running here).
+            Err(ExecuteError::AlreadyRunning(_)) => Ok(None),
+            // Written meanwhile, or no longer this host's: not ours to resume.
+            Err(ExecuteError::Store(StoreError::Conflict(e))) => {
+                tracing::info!(%workflow_id, "not resumed: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Starts `state` (a stored `running` workflow) again as the same run.
@@ -193,7 +236,7 @@ impl Host {
         let next_id = state.history.iter().map(|e| e.id).max().unwrap_or(0) + 1;
         state
             .history
-            .push(HistoryEvent::new(next_id, EventType::WorkflowStarted, now));
+            .push(module.identity().started_event(next_id, now));
         state.updated_at = now;
         if state.input.is_none() {
             state.input = Some("null".to_owned());

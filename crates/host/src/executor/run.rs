@@ -111,6 +111,7 @@ impl HostInner {
             workflow_id,
             self.store_of(module).clone(),
             fence.clone(),
+            self.owners.get(),
         ) {
             Ok(created) => created,
             Err(e) => return Outcome::Failed(format!("setting up the sandbox failed: {e:#}")),

@@ -117,10 +117,20 @@ impl Ctx {
     fn json<'de, A: MapAccess<'de>>(
         &self,
         map: &mut A,
-        field: impl FnOnce() -> String,
+        field: impl Fn() -> String,
     ) -> Result<Option<Json>, A::Error> {
-        let raw = self.value(map, PhantomData::<Option<&'de RawValue>>, field)?;
-        Ok(raw.map(|r| r.get().to_owned()))
+        let raw = self.value(map, PhantomData::<Option<&'de RawValue>>, &field)?;
+        let Some(raw) = raw else { return Ok(None) };
+        // The encoder's one rule for JSON fields: a record holding what it
+        // would refuse is refused here, so whatever replay reads, a host can
+        // serve and write again.
+        encode::check_depth(raw.get()).map_err(|message| {
+            self.fail(ModelError::InvalidJson {
+                field: field(),
+                message,
+            })
+        })?;
+        Ok(Some(raw.get().to_owned()))
     }
 
     fn time<'de, A: MapAccess<'de>>(
@@ -136,7 +146,9 @@ impl Ctx {
             return Ok(());
         }
         let err = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-            Some(inner) => match parse_rfc3339(inner.as_bytes()) {
+            // A time the encoder cannot write (a year past 9999 once the
+            // offset is applied) is refused as Go's encoder refuses it.
+            Some(inner) => match parse_rfc3339(inner.as_bytes()).filter(|t| time::writable(*t)) {
                 Some(t) => {
                     *slot = t;
                     return Ok(());

@@ -1,16 +1,18 @@
 //! Encoding, byte for byte as Go's `json.Marshal`.
 
-use serde::de::IgnoredAny;
-
 use super::*;
 
-/// The deepest nesting of arrays/objects accepted in a JSON field (serde_json's
-/// recursion limit: 128 levels fail).
-pub(super) const MAX_DEPTH: usize = 127;
+/// The deepest nesting of arrays and objects accepted in a JSON field: Go's
+/// decoder's limit, so that what a Go writer can write, a host can read,
+/// serve and write again.
+pub const MAX_DEPTH: usize = 10_000;
 
 /// Checks that `text` is exactly one valid JSON value (surrounding whitespace
-/// allowed) nested at most 127 levels deep, as serde_json's recursion limit.
-/// `field` names the field in the error, e.g. `Input`.
+/// allowed) nested at most [`MAX_DEPTH`] levels deep. Numbers are kept as
+/// written, whatever their range (Go's `json.RawMessage` keeps them too).
+/// `field` names the field in the error, e.g. `Input`. The one rule for
+/// JSON fields: saves, inputs, results, replayed records and re-encoding
+/// all apply it, so whatever a host accepts it can serve.
 pub fn validate_json(field: &str, text: &str) -> Result<(), ModelError> {
     check_json(text).map_err(|message| ModelError::InvalidJson {
         field: field.to_owned(),
@@ -19,18 +21,15 @@ pub fn validate_json(field: &str, text: &str) -> Result<(), ModelError> {
 }
 
 pub(super) fn check_json(text: &str) -> Result<(), String> {
-    serde_json::from_str::<IgnoredAny>(text).map_err(|e| e.to_string())?;
-    check_depth_and_numbers(text)
+    // serde_json reads a raw value without recursion (and so without a depth
+    // limit); the depth is bounded here.
+    serde_json::from_str::<&serde_json::value::RawValue>(text).map_err(|e| e.to_string())?;
+    check_depth(text)
 }
 
 /// For text already known to be valid JSON: refuses nesting deeper than
-/// [`MAX_DEPTH`] (serde's `IgnoredAny` skips values without a depth limit)
-/// and numbers out of float64 range, like `1e400`: Go reads an `any` number
-/// as a float64 and refuses those, so a record holding one would fail the
-/// Go provider's decoder. (`IgnoredAny` skips numbers without reading them;
-/// parsing every string instead would also refuse lone surrogate escapes,
-/// which Go accepts.)
-fn check_depth_and_numbers(text: &str) -> Result<(), String> {
+/// [`MAX_DEPTH`].
+pub(super) fn check_depth(text: &str) -> Result<(), String> {
     let bytes = text.as_bytes();
     let at = |i: usize| {
         let before = &bytes[..i];
@@ -43,9 +42,7 @@ fn check_depth_and_numbers(text: &str) -> Result<(), String> {
         format!("at line {line} column {column}")
     };
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
             match b {
                 _ if escaped => escaped = false,
@@ -53,7 +50,6 @@ fn check_depth_and_numbers(text: &str) -> Result<(), String> {
                 b'"' => in_string = false,
                 _ => {}
             }
-            i += 1;
             continue;
         }
         match b {
@@ -65,25 +61,8 @@ fn check_depth_and_numbers(text: &str) -> Result<(), String> {
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
-            b'-' | b'0'..=b'9' => {
-                let end = bytes[i..]
-                    .iter()
-                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .map_or(bytes.len(), |n| i + n);
-                let number = &text[i..end];
-                // Only an exponent or hundreds of digits leave float64's range.
-                if number.len() > 300 || number.contains(['e', 'E']) {
-                    let finite = number.parse::<f64>().is_ok_and(f64::is_finite);
-                    if !finite {
-                        return Err(format!("number out of range {}", at(i)));
-                    }
-                }
-                i = end;
-                continue;
-            }
             _ => {}
         }
-        i += 1;
     }
     Ok(())
 }

@@ -18,12 +18,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod decode;
 mod encode;
+mod run;
 #[cfg(test)]
 mod tests;
 mod time;
 
 pub use decode::decode_state;
 pub use encode::{encode_state, encoded_len_hint, validate_json};
+pub use run::ModuleIdentity;
 use time::{append_rfc3339, parse_rfc3339};
 
 /// JSON text.

@@ -56,6 +56,15 @@ pub(super) fn push2(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
 }
 
+/// Whether the encoder can write `t`: a UTC year in 0..=9999 and
+/// nanoseconds below a second (no allocation, for the decoder).
+pub(super) fn writable(t: Timestamp) -> bool {
+    // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+    const FIRST: i64 = -62_167_219_200;
+    const LAST: i64 = 253_402_300_799;
+    t.nanoseconds < NANOS_PER_SEC && (FIRST..=LAST).contains(&t.seconds)
+}
+
 pub(super) fn append_rfc3339(out: &mut Vec<u8>, t: Timestamp) -> Result<(), TimeRangeError> {
     if t.nanoseconds >= NANOS_PER_SEC {
         return Err(TimeRangeError::Nanos(t.nanoseconds));

@@ -22,12 +22,12 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::bindings::{self, WfStoreCtx, WorkflowWorldPre};
 use crate::fence::RunFence;
-use crate::store::WorkflowStore;
+use crate::store::{SharedOwnerLink, WorkflowStore};
 
 pub(crate) use guest_io::GuestOutput;
 pub use module::Module;
 pub(crate) use options::RunLimits;
-pub use options::{DirGrant, HostConfig, ModuleLimits, ModuleOptions, WhenFull};
+pub use options::{DirGrant, HostConfig, IdReuse, ModuleLimits, ModuleOptions, WhenFull};
 pub(crate) use sandbox::GuestState;
 
 /// The engine, linker and compiled modules shared by every workflow of one host.
@@ -168,9 +168,13 @@ impl Runtime {
         workflow_id: &str,
         store: Arc<dyn WorkflowStore>,
         fence: Arc<RunFence>,
+        owners: Option<&SharedOwnerLink>,
     ) -> anyhow::Result<(Store<GuestState>, GuestOutput)> {
-        let import =
+        let mut import =
             WfStoreCtx::new(store, module.name.clone(), module.access.clone()).fenced(fence);
+        if let Some(owners) = owners {
+            import = import.with_owner_link(owners.clone());
+        }
         sandbox::new_store(
             &self.engine,
             module,

@@ -9,6 +9,7 @@ use super::options::ModuleOptions;
 use super::sandbox::GuestState;
 use crate::access::AccessPolicy;
 use crate::bindings::WorkflowWorldPre;
+use crate::model::ModuleIdentity;
 
 /// A compiled workflow module, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
@@ -32,6 +33,11 @@ impl Module {
     /// The SHA-256 of the component's bytes, in hex.
     pub fn digest(&self) -> String {
         self.hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// What its runs record of it: its name and digest.
+    pub fn identity(&self) -> ModuleIdentity {
+        ModuleIdentity::new(self.name(), self.digest())
     }
 
     /// Its sandbox settings.

@@ -155,6 +155,60 @@ pub enum WhenFull {
     Refuse,
 }
 
+/// What a start of a workflow id that already holds a state does, per module
+/// (as Temporal's workflow-id reuse policy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdReuse {
+    /// The id's run answers: a start of an id whose run is running or has
+    /// ended returns that run instead of starting another; an id holding a
+    /// record that is not a run is refused. The default: a client that
+    /// retries a start never causes a second run.
+    #[default]
+    RejectDuplicate,
+    /// As [`IdReuse::RejectDuplicate`], but a run that ended `failed` or
+    /// `canceled` is started again (a new run id over it).
+    AllowDuplicateFailedOnly,
+    /// Every start starts a new run, over whatever the id held.
+    AllowDuplicate,
+}
+
+impl IdReuse {
+    /// Every policy, as [`IdReuse::as_str`] names them.
+    pub const ALL: [IdReuse; 3] = [
+        IdReuse::RejectDuplicate,
+        IdReuse::AllowDuplicateFailedOnly,
+        IdReuse::AllowDuplicate,
+    ];
+
+    /// Its name: `reject-duplicate`, `allow-duplicate-failed-only` or
+    /// `allow-duplicate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdReuse::RejectDuplicate => "reject-duplicate",
+            IdReuse::AllowDuplicateFailedOnly => "allow-duplicate-failed-only",
+            IdReuse::AllowDuplicate => "allow-duplicate",
+        }
+    }
+}
+
+impl std::str::FromStr for IdReuse {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|policy| policy.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|p| p.as_str()).collect();
+                format!(
+                    "unknown id reuse policy {text:?}; expected one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 /// Per-module overrides of the host's limits; `None` keeps the host's default.
 ///
 /// ```
@@ -296,6 +350,8 @@ pub struct ModuleOptions {
     /// guests reach; the host's store when `None`. A module never sees
     /// another store.
     pub store: Option<Arc<dyn WorkflowStore>>,
+    /// What a start of an id that holds a state does.
+    pub id_reuse: IdReuse,
 }
 
 impl ModuleOptions {
@@ -320,6 +376,12 @@ impl ModuleOptions {
     /// Sets [`ModuleOptions::access`].
     pub fn access(mut self, access: AccessPolicy) -> Self {
         self.access = access;
+        self
+    }
+
+    /// Sets [`ModuleOptions::id_reuse`].
+    pub fn id_reuse(mut self, policy: IdReuse) -> Self {
+        self.id_reuse = policy;
         self
     }
 

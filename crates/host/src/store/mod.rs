@@ -8,6 +8,7 @@
 //! error. Backends live in crates of their own (`wf-store-kafka`) and are
 //! built from configuration through [`crate::config::Backends`].
 
+mod forward;
 mod memory;
 mod ownership;
 pub mod validate;
@@ -19,6 +20,7 @@ pub use async_trait::async_trait;
 
 use crate::model::{WorkflowState, WorkflowStatus};
 
+pub use forward::{OwnerLink, SharedOwnerLink};
 pub use memory::MemoryStore;
 pub use ownership::{Assignment, NotOwner, Ownership, Placement, WriteGuard};
 pub use validate::StoreLimits;
@@ -50,6 +52,8 @@ pub enum StoreError {
     #[error("{0}")]
     Internal(String),
 }
+
+wf_bindgen_util::store_error_cases!(StoreError);
 
 /// Which states [`WorkflowStore::list`] returns.
 ///
@@ -182,6 +186,15 @@ pub trait WorkflowStore: std::any::Any + Send + Sync + std::fmt::Debug {
     /// hosts (a Kafka consumer group); `None`: it owns every workflow.
     fn ownership(&self) -> Option<Arc<Ownership>> {
         None
+    }
+
+    /// Waits (a short while at most) until this host's reads of
+    /// `workflow_id` reflect `version` or a newer one: after a write another
+    /// host made on this host's behalf (a forwarded conditional save), so
+    /// that this host still reads its own writes. Stores that no other host
+    /// writes return at once.
+    async fn await_version(&self, _workflow_id: &str, _version: Version) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// How far this host's cache is behind writes other hosts made (Kafka:

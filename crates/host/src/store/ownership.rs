@@ -159,6 +159,16 @@ impl Ownership {
         self.changes.subscribe()
     }
 
+    /// The name the owner of `workflow_id` announced, when another host owns
+    /// it and its name is known (asking the broker); `None` when this host
+    /// owns it or the owner is not known yet.
+    pub async fn owner(self: &Arc<Self>, workflow_id: &str) -> Option<String> {
+        match self.check(workflow_id).await {
+            Ok(()) => None,
+            Err(not_owner) => not_owner.owner,
+        }
+    }
+
     /// `Ok` when this host owns `workflow_id`, else who does (asking the
     /// broker for the owner's name).
     pub async fn check(self: &Arc<Self>, workflow_id: &str) -> Result<(), NotOwner> {

@@ -59,10 +59,11 @@ async fn on_store(
         Command::Recover {
             module,
             prefix,
+            resume_other_builds,
             sandbox,
         } => {
             let (host, module) = sandbox.host(store, &module, settings)?;
-            run::recover(&host, &module, prefix, output).await
+            run::recover(&host, &module, prefix, resume_other_builds, output).await
         }
         Command::Serve {
             module,

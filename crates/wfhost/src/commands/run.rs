@@ -1,15 +1,17 @@
 //! `wfhost run` (one workflow to its end) and `wfhost recover` (every run
-//! left `running`, to its end).
+//! of the module left `running`, to its end).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use wf_host::{Host, Module, RecoverOptions};
+use wf_host::{ExecuteOptions, Host, Module, RecoverOptions, Recovery};
 
-use crate::args::{EXIT_WORKFLOW_FAILED, Output};
+use crate::args::{EXIT_RUNS_LEFT, EXIT_WORKFLOW_FAILED, Output};
 use crate::output::{exit_code, print_list, print_state};
 
 /// `wfhost run`: prints the final state; exits 3 when the workflow failed.
+/// When the id's run answers instead of a new one (the module's id reuse
+/// policy), says so and prints that run's state.
 pub async fn run(
     host: &Host,
     module: &Module,
@@ -17,30 +19,44 @@ pub async fn run(
     input: &str,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
-    let state = host.run(module, id, input).await?;
+    let handle = host
+        .execute(module, ExecuteOptions::new(input).id(id))
+        .await?;
+    if !handle.started() {
+        eprintln!(
+            "wfhost: workflow {id:?} already has run {} ({}): not started again (--id-reuse); {}",
+            handle.run_id(),
+            handle.status(),
+            if handle.status() == wf_host::model::WorkflowStatus::Running {
+                "`wfhost recover` resumes a run a stopped host left running"
+            } else {
+                "its stored state follows"
+            }
+        );
+    }
+    let state = handle.result().await?;
     print_state(output, &state)?;
     Ok(exit_code(&state))
 }
 
-/// `wfhost recover`: prints the final states; exits 3 when one failed.
+/// `wfhost recover`: prints the final states of the runs resumed and what
+/// was left; exits 4 when runs of the module were left (failed to resume,
+/// or another build's), else 3 when a resumed run failed.
 pub async fn recover(
     host: &Host,
     module: &Module,
     prefix: Option<String>,
+    resume_other_builds: bool,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
-    let mut options = RecoverOptions::default();
+    let mut options = RecoverOptions::default().resume_other_builds(resume_other_builds);
     options.id_prefix = prefix;
-    let handles = host.recover(module, options).await?;
-    if handles.is_empty() {
-        eprintln!(
-            "wfhost: no workflows left running (store: {})",
-            host.store_for(module).describe()
-        );
-    }
+    let recovery = host.recover(module, options).await?;
+    report(host, module, &recovery);
+    let left = recovery.left_some();
     let mut code = ExitCode::SUCCESS;
     let mut states = Vec::new();
-    for handle in handles {
+    for handle in recovery.resumed {
         let state = handle.result().await?;
         if exit_code(&state) != ExitCode::SUCCESS {
             code = ExitCode::from(EXIT_WORKFLOW_FAILED);
@@ -48,5 +64,49 @@ pub async fn recover(
         states.push(Arc::new(state));
     }
     print_list(output, &states)?;
-    Ok(code)
+    Ok(if left {
+        ExitCode::from(EXIT_RUNS_LEFT)
+    } else {
+        code
+    })
+}
+
+/// What a recovery found, on stderr.
+pub fn report(host: &Host, module: &Module, recovery: &Recovery) {
+    if recovery.resumed.is_empty() && !recovery.left_some() {
+        eprintln!(
+            "wfhost: no runs of {} left running (store: {})",
+            module.name(),
+            host.store_for(module).describe()
+        );
+    } else {
+        eprintln!(
+            "wfhost: resuming {} runs of {}",
+            recovery.resumed.len(),
+            module.name()
+        );
+    }
+    if recovery.other_modules > 0 {
+        eprintln!(
+            "wfhost: left {} runs of other modules to them",
+            recovery.other_modules
+        );
+    }
+    if recovery.not_runs > 0 {
+        eprintln!(
+            "wfhost: left {} records with status running that are not runs (records guests saved are never resumed)",
+            recovery.not_runs
+        );
+    }
+    if !recovery.other_builds.is_empty() {
+        eprintln!(
+            "wfhost: left {} runs another build of {} started (--resume-other-builds resumes them): {}",
+            recovery.other_builds.len(),
+            module.name(),
+            recovery.other_builds.join(", ")
+        );
+    }
+    for (id, error) in &recovery.failed {
+        eprintln!("wfhost: could not resume {id:?}: {error}");
+    }
 }

@@ -28,11 +28,10 @@ pub async fn serve(
                 .unwrap_or_default()
         );
     } else if recover {
-        let handles = host.recover(&module, RecoverOptions::default()).await?;
-        eprintln!(
-            "wfhost serve: recovering {} workflows left running",
-            handles.len()
-        );
+        // A run that cannot be resumed is reported, not fatal: the others
+        // are resumed and the API serves.
+        let recovery = host.recover(&module, RecoverOptions::default()).await?;
+        super::run::report(&host, &module, &recovery);
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -89,6 +89,18 @@ enum Op {
     },
     /// Save a state whose id is not UTF-8: the host must refuse to lift it.
     SaveNonUtf8Id,
+    /// Save `WorkflowState::new(id)` (a record, as the SDK makes one); the
+    /// outcome is the status it was saved with.
+    NewRecord {
+        id: String,
+    },
+    /// Take one from the integer result of record `id` with a conditional
+    /// save, retrying on `conflict` up to `attempts` times; the outcome is
+    /// `{"left": n, "attempts": a}`.
+    Decrement {
+        id: String,
+        attempts: usize,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -183,6 +195,11 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
                 outcome(store.save(&state))
             }
             Op::SaveNonUtf8Id => outcome(store.save(&WorkflowState::new(non_utf8_id()))),
+            Op::NewRecord { id } => {
+                let record = WorkflowState::new(id);
+                outcome(store.save(&record).map(|()| record.status))
+            }
+            Op::Decrement { id, attempts } => outcome(decrement(store, &id, attempts)),
         };
         outcomes.push(done);
     }
@@ -210,6 +227,33 @@ fn with_raw(
         )));
     }
     state
+}
+
+/// Takes one from record `id` with conditional saves, as the SDK documents
+/// for shared records: load with the version, save expecting it, retry on
+/// `conflict`.
+fn decrement(store: &wf_guest::Store, id: &str, attempts: usize) -> Result<Value, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(found) = store.load_versioned(id)? else {
+            return Err(StoreError::InvalidArgument(format!("no record {id}")));
+        };
+        let mut record = found.state;
+        let left: i64 = record
+            .result_as()
+            .ok()
+            .flatten()
+            .ok_or_else(|| StoreError::InvalidArgument(format!("{id} holds no count")))?;
+        record
+            .set_result(&(left - 1))
+            .map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
+        match store.save_versioned(&record, Some(found.version)) {
+            Ok(_) => return Ok(json!({"left": left - 1, "attempts": attempt})),
+            Err(StoreError::Conflict(_)) if attempt < attempts => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A `String` holding bytes that are not UTF-8, which safe Rust cannot make:

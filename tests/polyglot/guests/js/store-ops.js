@@ -76,6 +76,15 @@ const OPS = {
   echo(ctx, op) {
     return { ok: 'x'.repeat(op.bytes) };
   },
+  // Saves `WorkflowState.create(id)` (a record, as the SDK makes one); the
+  // outcome is the status it was saved with.
+  new_record(ctx, op) {
+    const record = WorkflowState.create(op.id);
+    return outcome(() => {
+      ctx.store.save(record);
+      return record.status;
+    });
+  },
 };
 
 export const run = workflow((ctx, script) => {

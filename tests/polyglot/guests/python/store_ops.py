@@ -97,12 +97,19 @@ def echo(ctx, op):
     return {"ok": "x" * op["bytes"]}
 
 
+def new_record(ctx, op):
+    """Saves ``WorkflowState.new(id)`` (a record, as the SDK makes one); the
+    outcome is the status it was saved with."""
+    record = WorkflowState.new(op["id"])
+    return outcome(lambda: ctx.store.save(record) or record.status.value)
+
+
 OPS = {
     "save": save, "save_versioned": save_versioned, "load": load,
     "load_versioned": load_versioned, "list": list_ids, "delete":
     lambda ctx, op: outcome(lambda: ctx.store.delete(op["id"])),
     "record": record, "fail": fail, "trap": throw, "abort": abort, "spin": spin,
-    "allocate": allocate, "echo": echo,
+    "allocate": allocate, "echo": echo, "new_record": new_record,
 }
 
 
