@@ -2,7 +2,7 @@
 //! in the workflow store. Posting loads and updates them; closing deletes them.
 
 use serde::{Deserialize, Serialize};
-use wf_guest::{Context, ListFilter, Store, StoreError, WorkflowState, WorkflowStatus};
+use wf_guest::{Context, ListFilter, Store, StoreError, WorkflowState};
 
 /// The workflow input: post entries to an account, or close it.
 #[derive(Debug, Deserialize)]
@@ -52,11 +52,11 @@ fn post(store: &Store, account: &str, amounts: &[i64]) -> Result<Outcome, Error>
         return Err(Error::Rejected(format!("bad account name {account:?}")));
     }
     let id = balance_id(account);
-    let mut record = store.load(&id)?.unwrap_or_else(|| {
-        let mut new = WorkflowState::new(id.clone());
-        new.status = WorkflowStatus::Completed;
-        new
-    });
+    // A record, not a run: `new` makes it `completed`, and recovery never
+    // resumes what a guest saves, whatever its status.
+    let mut record = store
+        .load(&id)?
+        .unwrap_or_else(|| WorkflowState::new(id.clone()));
     let mut current: Balance = record.result_as()?.unwrap_or_default();
 
     // Check every amount before writing anything, so a refused post leaves
@@ -77,7 +77,6 @@ fn post(store: &Store, account: &str, amounts: &[i64]) -> Result<Outcome, Error>
         current.entries += 1;
         let mut entry =
             WorkflowState::new(format!("{}{:06}", entry_prefix(account), current.entries));
-        entry.status = WorkflowStatus::Completed;
         entry.set_input(amount)?;
         entry.set_result(amount)?;
         store.save(&entry)?;
