@@ -150,6 +150,8 @@ enum Kind {
     ActivityFailed,
     SignalReceived,
     TimerFired,
+    TimerStarted,
+    WorkflowSuspended,
 }
 
 /// A JSON-text field's content.
@@ -365,6 +367,8 @@ fn event_to_wit(e: &Event) -> wit::HistoryEvent {
             Kind::ActivityFailed => wit::EventType::ActivityFailed,
             Kind::SignalReceived => wit::EventType::SignalReceived,
             Kind::TimerFired => wit::EventType::TimerFired,
+            Kind::TimerStarted => wit::EventType::TimerStarted,
+            Kind::WorkflowSuspended => wit::EventType::WorkflowSuspended,
         },
         timestamp: e.timestamp.value(),
         activity_name: e.activity_name.clone(),

@@ -15,6 +15,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("durable", "DURABLE"),
     ("soak", "SOAK"),
     ("steps", "STEPS"),
+    ("waits", "WAITS"),
+    ("approval", "APPROVAL"),
 ];
 
 fn main() {

@@ -37,12 +37,24 @@ const GUESTS: &[(Lang, &str, &str)] = &[
         "examples/python/ledger/app.py",
     ),
     (
+        Lang::Python,
+        "PYTHON_WAITS",
+        "tests/polyglot/guests/python/waits.py",
+    ),
+    (
+        Lang::Python,
+        "PYTHON_APPROVAL",
+        "examples/python/approval/app.py",
+    ),
+    (
         Lang::Js,
         "JS_STORE_OPS",
         "tests/polyglot/guests/js/store-ops.js",
     ),
     (Lang::Js, "JS_PIPELINE", "examples/js/pipeline/app.js"),
     (Lang::Js, "JS_LEDGER", "examples/js/ledger/app.js"),
+    (Lang::Js, "JS_WAITS", "tests/polyglot/guests/js/waits.js"),
+    (Lang::Js, "JS_APPROVAL", "examples/js/approval/app.js"),
 ];
 
 fn main() {
@@ -211,7 +223,7 @@ fn build_guest(
             let mut cmd = Command::new(tools.join("componentize-py/bin/componentize-py"));
             cmd.arg("-d")
                 .arg(&wit)
-                .args(["-w", "wf:workflow/workflow", "componentize", "-p"])
+                .args(["-w", "wf:workflow/queryable-workflow", "componentize", "-p"])
                 .arg(stage.join("sdk"))
                 .arg("-p")
                 .arg(stage.join("app"))

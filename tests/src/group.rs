@@ -19,7 +19,7 @@ pub struct Node {
     pub store: Arc<KafkaStore>,
     /// The host on the store.
     pub host: Host,
-    /// The `steps` guest, loaded.
+    /// The guest it runs (`steps` unless joined with another), loaded.
     pub module: Module,
     /// The topic's partition count.
     pub partitions: i32,
@@ -38,6 +38,28 @@ impl Node {
         session_timeout: Duration,
         name: &str,
     ) -> Self {
+        Self::join_running(
+            brokers,
+            topic,
+            partitions,
+            group,
+            session_timeout,
+            name,
+            wf_test_artifacts::STEPS,
+        )
+        .await
+    }
+
+    /// [`Node::join`], running the guest at `guest` instead of `steps`.
+    pub async fn join_running(
+        brokers: &str,
+        topic: &str,
+        partitions: i32,
+        group: Option<&str>,
+        session_timeout: Duration,
+        name: &str,
+        guest: &str,
+    ) -> Self {
         let mut config = KafkaConfig::new(brokers).topic(topic).member_name(name);
         if let Some(group) = group {
             config = config.group(group);
@@ -47,9 +69,7 @@ impl Node {
         let store = Arc::new(KafkaStore::open(config).await.expect("opening the store"));
         let host =
             Host::with_config(store.clone(), HostConfig::default().max_running(400)).expect("host");
-        let module = host
-            .load_module_file(wf_test_artifacts::STEPS)
-            .expect("steps guest");
+        let module = host.load_module_file(guest).expect("the guest");
         let follower = host.follow_ownership(&module);
         assert_eq!(
             follower.is_some(),

@@ -10,6 +10,7 @@ pub mod group;
 pub mod kafka;
 pub mod probe;
 pub mod suite;
+pub mod waits;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

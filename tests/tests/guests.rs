@@ -162,4 +162,30 @@ mod each_guest {
     async fn steps() {
         assert_eq!(runs(guests::STEPS, json!({"steps": 3})).await, 5);
     }
+
+    #[tokio::test]
+    async fn waits() {
+        let slept = runs(guests::WAITS, json!({"op": "sleep", "ms": 10})).await;
+        assert_eq!(slept, json!({"slept": 10}));
+    }
+
+    #[tokio::test]
+    async fn approval() {
+        let host = memory_host(HostConfig::default());
+        let module = host.load_module_file(guests::APPROVAL).unwrap();
+        let input = json!({"request": "a chair"}).to_string();
+        let run = host.run(&module, "ask-1", &input);
+        let approve = async {
+            while !host.is_waiting("ask-1") {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            host.signal("ask-1", "approve", Some(r#"{"by":"ada"}"#))
+                .await
+                .unwrap();
+        };
+        let (state, ()) = tokio::join!(run, approve);
+        let state = state.unwrap();
+        assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+        assert_eq!(result_json(&state), json!({"approved": true, "by": "ada"}));
+    }
 }

@@ -130,9 +130,10 @@ async fn every_hostile_store_call_from_a_guest_gets_its_error_and_writes_nothing
             "CreatedAt",
         ),
         (
-            json!({"op": "save", "state": with_state("t-2", "updated_at", json!({"seconds": 0, "nanoseconds": 1_000_000_000u32}))}),
+            // (`updated_at` is stamped by the SDK's save: not the guest's to get wrong.)
+            json!({"op": "save", "state": with_state("t-2", "created_at", json!({"seconds": 0, "nanoseconds": 1_000_000_000u32}))}),
             "invalid-argument",
-            "UpdatedAt",
+            "CreatedAt",
         ),
         (
             json!({"op": "save", "state": with_state("t-3", "created_at", json!({"seconds": i64::MIN, "nanoseconds": 0}))}),
@@ -602,4 +603,83 @@ async fn a_module_bound_to_its_own_store_sees_and_writes_only_that_store() {
     assert_eq!(finished.status, WorkflowStatus::Completed);
     let untouched = host.store().load("shared-left").await.unwrap().unwrap();
     assert_eq!(untouched.status, WorkflowStatus::Running);
+}
+
+/// A workflow flooded with signals stays within its history bound: past the
+/// bound (less the room kept for its own steps and its end) each signal is
+/// refused with `too-large`, writing nothing, and the workflow still ends.
+/// Invalid signals (empty name, a payload that is not JSON, one over the
+/// value limit) get their own errors and write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_signals_stays_within_the_history_bound() {
+    let limits = StoreLimits::default()
+        .max_history_events(400)
+        .max_value_bytes(256 * 1024);
+    for (store, _cluster) in stores_with(limits).await {
+        let host = Host::new(store.clone()).unwrap();
+        let module = host.load_module_file(guests::WAITS).unwrap();
+        let handle = host
+            .execute(
+                &module,
+                ExecuteOptions::new(r#"{"op":"signal","name":"go","timeout_ms":null}"#).id("flood"),
+            )
+            .await
+            .unwrap();
+        while !host.is_waiting("flood") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = store.load_versioned("flood").await.unwrap().unwrap();
+        for (name, payload, kind) in [
+            ("", None, "invalid workflow request"),
+            ("noise", Some("{not json"), "invalid workflow request"),
+            ("noise", Some(r#""x""#), ""),
+        ] {
+            let outcome = host.signal("flood", name, payload).await;
+            match kind {
+                "" => assert!(outcome.is_ok(), "{outcome:?}"),
+                kind => assert!(
+                    outcome
+                        .as_ref()
+                        .is_err_and(|e| e.to_string().starts_with(kind)),
+                    "{name:?} {payload:?}: {outcome:?}"
+                ),
+            }
+        }
+        let huge = format!("\"{}\"", "x".repeat(300 * 1024));
+        match host.signal("flood", "noise", Some(&huge)).await {
+            Err(ExecuteError::Store(StoreError::TooLarge(e))) => {
+                assert!(e.contains("limit"), "{e}")
+            }
+            other => panic!("a payload over the value limit: {other:?}"),
+        }
+        let mut accepted = 1;
+        let mut refused = 0;
+        for n in 0..10_000 {
+            match host.signal("flood", "noise", Some(&n.to_string())).await {
+                Ok(_) => accepted += 1,
+                Err(ExecuteError::Store(StoreError::TooLarge(e))) => {
+                    assert!(e.contains("kept for the workflow's own steps"), "{e}");
+                    refused += 1;
+                }
+                Err(e) => panic!("signal {n}: {e}"),
+            }
+        }
+        let flooded = store.load_versioned("flood").await.unwrap().unwrap();
+        assert!(
+            flooded.state.history.len() <= 400 - 16,
+            "{}",
+            flooded.state.history.len()
+        );
+        assert_eq!(
+            flooded.state.history.len(),
+            before.state.history.len() + accepted,
+            "every accepted signal, and only those, is recorded"
+        );
+        assert_eq!(accepted + refused, 10_001);
+        // Past the bound every signal is refused, the one it waits for
+        // too; the room kept lets it still end (here, canceled).
+        host.cancel("flood").unwrap();
+        let ended = handle.result().await.unwrap();
+        assert_eq!(ended.status, WorkflowStatus::Canceled);
+    }
 }

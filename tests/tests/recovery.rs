@@ -96,14 +96,16 @@ async fn recover_reruns_left_running_workflows_without_repeating_completed_activ
             EventType::ActivityStarted,
             EventType::ActivityCompleted,
             EventType::WorkflowStarted,
+            EventType::TimerStarted,
+            EventType::WorkflowSuspended,
             EventType::TimerFired,
             EventType::ActivityStarted,
             EventType::ActivityCompleted,
             EventType::WorkflowCompleted,
         ]
     );
-    assert_eq!(state.history[4].duration_ns, 20_000_000);
-    assert_eq!(state.history[6].result.as_deref(), Some("2"));
+    assert_eq!(state.history[6].duration_ns, 20_000_000);
+    assert_eq!(state.history[8].result.as_deref(), Some("2"));
     assert_eq!(
         host.status("other-1").await.unwrap(),
         Some(WorkflowStatus::Running),

@@ -569,3 +569,123 @@ async fn real_broker_conditional_saves_of_a_shared_record_are_decided_by_its_own
     )
     .await;
 }
+
+/// A failover moves suspended workflows and their timers to the new owner:
+/// host b, holding sleeping and signal-waiting workflows, leaves; host a
+/// takes its partitions, rebuilds their waits from the stored states, wakes
+/// the sleepers at their original due times and delivers the signals sent
+/// to it, each once.
+async fn a_failover_moves_suspended_workflows_and_their_timers(brokers: &str, topic: &str) {
+    let group = format!("{topic}-hosts");
+    let join = |name: &'static str| {
+        Node::join_running(
+            brokers,
+            topic,
+            4,
+            Some(&group),
+            session_timeout(brokers),
+            name,
+            wf_test_artifacts::WAITS,
+        )
+    };
+    let a = join("a").await;
+    let b = join("b").await;
+    settled(&[&a, &b]).await;
+    let nodes = [&a, &b];
+    let mut on_b = Vec::new();
+    for i in 0..40 {
+        let (id, input) = if i % 2 == 0 {
+            (format!("nap-{i}"), r#"{"op":"sleep","ms":5000}"#)
+        } else {
+            (
+                format!("sig-{i}"),
+                r#"{"op":"signal","name":"go","timeout_ms":null}"#,
+            )
+        };
+        let at = owner_of(&nodes, &id).await;
+        let node = nodes[at];
+        node.host
+            .execute(&node.module, ExecuteOptions::new(input).id(&id))
+            .await
+            .unwrap();
+        if at == 1 {
+            on_b.push(id);
+        }
+    }
+    assert!(!on_b.is_empty(), "b owns some of the workflows");
+    for id in &on_b {
+        while !b.host.is_waiting(id) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let stored = wf_tests::kafka::snapshot(&b.store);
+    let due: BTreeMap<String, i128> = on_b
+        .iter()
+        .filter(|id| id.starts_with("nap-"))
+        .map(|id| {
+            let at = stored[id]
+                .suspended()
+                .and_then(|s| s.wake_at)
+                .expect("a due time");
+            (id.clone(), at.as_nanos())
+        })
+        .collect();
+    b.leave().await;
+    // a owns everything once the group settles; its follower keeps the
+    // suspended workflows of the partitions it gained waiting.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while a.owned().len() < 4
+        || !on_b
+            .iter()
+            .all(|id| a.host.is_waiting(id) || a.host.is_running(id))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a did not take b's waiting workflows"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in on_b.iter().filter(|id| id.starts_with("sig-")) {
+        a.host.signal(id, "go", Some("1")).await.unwrap();
+    }
+    for id in &on_b {
+        let state = loop {
+            let state = a.store.load(id).await.unwrap().expect("stored");
+            if state.status != WorkflowStatus::Running {
+                break state;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} did not end: {:?}",
+                state.history.last()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(
+            state.status,
+            WorkflowStatus::Completed,
+            "{id}: {}",
+            state.error
+        );
+        let count = |kind| state.history.iter().filter(|e| e.kind == kind).count();
+        if let Some(due) = due.get(id) {
+            assert_eq!(count(EventType::TimerStarted), 1, "{id}");
+            let fired = state
+                .history
+                .iter()
+                .find(|e| e.kind == EventType::TimerFired)
+                .unwrap();
+            assert!(fired.timestamp.as_nanos() >= *due, "{id} fired early");
+        } else {
+            assert_eq!(count(EventType::SignalReceived), 1, "{id}");
+        }
+    }
+    a.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_a_failover_moves_suspended_workflows_and_their_timers() {
+    let cluster = DevCluster::start("wf-waits", 4).expect("mock cluster");
+    a_failover_moves_suspended_workflows_and_their_timers(&cluster.bootstrap_servers(), "wf-waits")
+        .await;
+}

@@ -49,6 +49,7 @@ macro_rules! same_enum {
 ///     pub enum EventType {
 ///         WorkflowStarted, WorkflowCompleted, WorkflowFailed, WorkflowCanceled,
 ///         ActivityStarted, ActivityCompleted, ActivityFailed, SignalReceived, TimerFired,
+///         TimerStarted, WorkflowSuspended,
 ///     }
 /// }
 /// mod model {
@@ -56,6 +57,7 @@ macro_rules! same_enum {
 ///     pub enum EventType {
 ///         WorkflowStarted, WorkflowCompleted, WorkflowFailed, WorkflowCanceled,
 ///         ActivityStarted, ActivityCompleted, ActivityFailed, SignalReceived, TimerFired,
+///         TimerStarted, WorkflowSuspended,
 ///     }
 /// }
 /// wf_bindgen_util::workflow_enums!(wit, model);
@@ -81,6 +83,8 @@ macro_rules! workflow_enums {
                 ActivityFailed,
                 SignalReceived,
                 TimerFired,
+                TimerStarted,
+                WorkflowSuspended,
             ]
         );
     };

@@ -27,14 +27,21 @@
 //! wf_guest::export!(run);
 //! ```
 //!
-//! # Durable activities, timers, and the rules of a re-run
+//! # Durable activities, timers, signals, and the rules of a re-run
 //!
 //! A host that stops or crashes while a workflow runs leaves it `running`
 //! in the store; the next host's `recover` calls the workflow's `run` again,
 //! from the start, with the same input and the history saved so far. Work
-//! that must not be repeated goes in [`Context::activity`]: its outcome is
+//! that must not be repeated goes in [`Context::activity`] (or
+//! [`Context::activity_with_retry`], with a [`RetryPolicy`]): its outcome is
 //! saved in the history, and a re-run returns the saved outcome instead of
-//! running it again. [`Context::sleep`] is a durable timer.
+//! running it again.
+//!
+//! A workflow that waits — [`Context::sleep`], [`Context::wait_signal`],
+//! [`Context::wait_any_signal`], the wait before a retry — is *suspended*:
+//! the host drops its instance and calls `run` again, from the start, when
+//! the signal comes or the time is due; the run replays its history up to
+//! the wait and goes on. Queries: [`export!`]`(run, query = handler)`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -68,9 +75,15 @@
 //!    side effect but before its outcome is saved runs it again on recovery;
 //!    make such effects idempotent (an idempotency key from
 //!    [`Context::workflow_id`] and the step) where that window matters.
-//! 5. **Failures are recorded too.** An activity that failed returns
-//!    [`ActivityError::Failed`] on a re-run rather than being retried; retry
-//!    inside the activity if you want retries.
+//! 5. **Failures are recorded too.** An activity that failed (after the
+//!    attempts its [`RetryPolicy`] allows) returns [`ActivityError::Failed`]
+//!    on a re-run rather than being tried again.
+//! 6. **Waits are steps too.** Sleeps, signal waits and retries are matched
+//!    by position like activities; a woken workflow runs all of this again,
+//!    so everything outside steps must be cheap and free of side effects.
+//!
+//! The history each step writes is the same in the Python and JavaScript
+//! SDKs (the repository's docs/waiting.md).
 //!
 //! States carry their JSON fields as text; the typed helpers convert with serde:
 //!
@@ -99,7 +112,7 @@ mod durable;
 mod store;
 mod types;
 
-pub use durable::ActivityError;
+pub use durable::{ActivityError, RetryPolicy};
 pub use store::{Context, ListFilter, Store, StoreError, Version, Versioned};
 pub use types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState, WorkflowStatus};
 
@@ -120,7 +133,7 @@ use __private::bindings;
 pub mod __bindings {
     wit_bindgen::generate!({
         path: "wit",
-        world: "workflow",
+        world: "queryable-workflow",
         pub_export_macro: true,
         export_macro_name: "__export_workflow_world",
         default_bindings_module: "::wf_guest::__private::bindings",
@@ -145,12 +158,60 @@ pub mod __private {
         E: std::fmt::Display,
         F: FnOnce(&Context, T) -> Result<U, E>,
     {
+        quiet_panics();
         let input: T = serde_json::from_str(&input)
             .map_err(|e| format!("the workflow input does not match the expected type: {e}"))?;
         let ctx = Context::new(workflow_id);
         let output = f(&ctx, input).map_err(|e| e.to_string())?;
         serde_json::to_string(&output)
             .map_err(|e| format!("cannot encode the workflow result: {e}"))
+    }
+
+    /// Decodes the arguments, calls the query handler, encodes its answer.
+    pub fn query_typed<U, E, F>(
+        workflow_id: String,
+        name: String,
+        args: String,
+        f: F,
+    ) -> Result<String, String>
+    where
+        U: serde::Serialize,
+        E: std::fmt::Display,
+        F: FnOnce(&Context, &str, serde_json::Value) -> Result<U, E>,
+    {
+        quiet_panics();
+        let args: serde_json::Value = serde_json::from_str(&args)
+            .map_err(|e| format!("the query arguments are not JSON: {e}"))?;
+        let ctx = Context::new(workflow_id);
+        let answer = f(&ctx, &name, args).map_err(|e| e.to_string())?;
+        serde_json::to_string(&answer).map_err(|e| format!("cannot encode the query answer: {e}"))
+    }
+
+    /// The answer of a module that registered no query handler.
+    pub fn no_query_handler(
+        _workflow_id: String,
+        _name: String,
+        _args: String,
+    ) -> Result<String, String> {
+        Err("this workflow has no query handler".to_owned())
+    }
+
+    /// Prints a panic as one line, its place and message, without the
+    /// standard hook's advice to set `RUST_BACKTRACE` (a sandboxed guest
+    /// has no environment); the host records the line as the failure.
+    fn quiet_panics() {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            match info.location() {
+                Some(at) => eprintln!("panicked at {}:{}: {message}", at.file(), at.line()),
+                None => eprintln!("panicked: {message}"),
+            }
+        }));
     }
 }
 
@@ -169,9 +230,40 @@ pub mod __private {
 /// }
 /// wf_guest::export!(greet);
 /// ```
+///
+/// With `query = handler`, the module also answers queries (world
+/// `queryable-workflow`): `handler` has the shape `fn(&Context, &str,
+/// serde_json::Value) -> Result<U, E>` (the query's name and arguments; `U`
+/// serialized as the answer, `E` the error text), and reads the workflow's
+/// recorded state with [`Context::state`]; in a query the store is
+/// read-only. Without it, every query answers "this workflow has no query
+/// handler".
+///
+/// ```no_run
+/// use wf_guest::{Context, StoreError};
+///
+/// fn run(_ctx: &Context, _input: ()) -> Result<(), String> { Ok(()) }
+///
+/// fn query(ctx: &Context, name: &str, _args: serde_json::Value) -> Result<serde_json::Value, String> {
+///     let state = ctx.state().map_err(|e| e.to_string())?.ok_or("not stored")?;
+///     match name {
+///         "events" => Ok(state.history.len().into()),
+///         other => Err(format!("unknown query {other}")),
+///     }
+/// }
+/// wf_guest::export!(run, query = query);
+/// ```
 #[macro_export]
 macro_rules! export {
     ($run:path) => {
+        $crate::export!(@with $run, $crate::__private::no_query_handler);
+    };
+    ($run:path, query = $query:path) => {
+        $crate::export!(@with $run, |workflow_id, name, args| {
+            $crate::__private::query_typed(workflow_id, name, args, $query)
+        });
+    };
+    (@with $run:path, $query:expr) => {
         const _: () = {
             struct WfWorkflow;
 
@@ -181,6 +273,20 @@ macro_rules! export {
                     input: ::std::string::String,
                 ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
                     $crate::__private::run_typed(workflow_id, input, $run)
+                }
+
+                fn query(
+                    workflow_id: ::std::string::String,
+                    name: ::std::string::String,
+                    args: ::std::string::String,
+                ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                    let answer: fn(
+                        ::std::string::String,
+                        ::std::string::String,
+                        ::std::string::String,
+                    ) -> ::std::result::Result<::std::string::String, ::std::string::String> =
+                        $query;
+                    answer(workflow_id, name, args)
                 }
             }
 

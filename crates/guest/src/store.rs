@@ -90,7 +90,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// Creates or replaces the state under `state.workflow_id`.
+    /// Creates or replaces the state under `state.workflow_id`, with
+    /// `updated_at` set to now.
     ///
     /// Inside a run, a save of the workflow's own id is checked by the host
     /// against the version the run last wrote: if another host took the
@@ -129,12 +130,17 @@ impl Store {
     /// }
     /// # }
     /// ```
+    ///
+    /// The state saved has `updated_at` set to now (the caller's copy is
+    /// left as it is).
     pub fn save_versioned(
         &self,
         state: &WorkflowState,
         expected: Option<Version>,
     ) -> Result<Version, StoreError> {
-        wit_store::save(&state.clone().into(), expected).map_err(Into::into)
+        let mut stamped = state.clone();
+        stamped.updated_at = Timestamp::now();
+        wit_store::save(&stamped.into(), expected).map_err(Into::into)
     }
 
     /// The state under `workflow_id`, if any.
@@ -186,6 +192,9 @@ impl Store {
     }
 }
 
+/// How many times [`Context::update_state`] loads again after a conflict.
+const UPDATE_RETRIES: usize = 32;
+
 /// What a running workflow knows about itself, and its store.
 #[derive(Debug)]
 pub struct Context {
@@ -220,18 +229,30 @@ impl Context {
     }
 
     /// Loads this workflow's state (or starts a new one), applies `change`,
-    /// stamps `updated_at`, saves it and returns what was saved. The host keeps
-    /// the history saved this way when it records the end of the run.
+    /// stamps `updated_at`, saves it over the version loaded and returns
+    /// what was saved. The host keeps the history saved this way when it
+    /// records the end of the run. When a signal landed on the state
+    /// between the load and the save, it loads again and applies `change`
+    /// again (so `change` may be called more than once).
     pub fn update_state(
         &self,
-        change: impl FnOnce(&mut WorkflowState),
+        mut change: impl FnMut(&mut WorkflowState),
     ) -> Result<WorkflowState, StoreError> {
-        let mut state = self
-            .state()?
-            .unwrap_or_else(|| WorkflowState::new(self.workflow_id.clone()));
-        change(&mut state);
-        state.updated_at = Timestamp::now();
-        self.store.save(&state)?;
-        Ok(state)
+        let mut conflict = None;
+        for _ in 0..UPDATE_RETRIES {
+            let (mut state, version) = match self.store.load_versioned(&self.workflow_id)? {
+                Some(found) => (found.state, found.version),
+                None => (WorkflowState::new(self.workflow_id.clone()), 0),
+            };
+            change(&mut state);
+            state.updated_at = Timestamp::now();
+            self.steps.forget_view();
+            match self.store.save_versioned(&state, Some(version)) {
+                Ok(_) => return Ok(state),
+                Err(StoreError::Conflict(e)) => conflict = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict(conflict.unwrap_or_default()))
     }
 }

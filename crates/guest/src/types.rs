@@ -134,6 +134,10 @@ pub enum EventType {
     SignalReceived,
     /// A timer elapsed.
     TimerFired,
+    /// A durable timer was set (due at its timestamp plus its duration).
+    TimerStarted,
+    /// The run stopped to wait (written by the host).
+    WorkflowSuspended,
 }
 
 /// One entry of a workflow's history.
@@ -183,6 +187,31 @@ impl HistoryEvent {
             signal_payload: None,
             duration_ns: 0,
         }
+    }
+
+    /// Sets `input` to `value` as JSON (an activity's input).
+    pub fn set_input<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), serde_json::Error> {
+        self.input = Some(Json::from_value(value)?);
+        Ok(())
+    }
+
+    /// Sets `result` to `value` as JSON (an activity's result).
+    pub fn set_result<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), serde_json::Error> {
+        self.result = Some(Json::from_value(value)?);
+        Ok(())
+    }
+
+    /// `input` decoded, if set.
+    pub fn input_as<T: DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        self.input.as_ref().map(Json::to_value).transpose()
+    }
+
+    /// `result` decoded, if set.
+    pub fn result_as<T: DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        self.result.as_ref().map(Json::to_value).transpose()
     }
 }
 

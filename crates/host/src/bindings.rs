@@ -18,7 +18,11 @@ mod generated {
         world: "workflow",
         // Store calls await the backend (a Kafka acknowledgement) without
         // blocking the executor thread.
-        imports: { default: async },
+        // `suspend` ends the guest's call of `run`: it traps, by design.
+        imports: {
+            "wf:workflow/execution.suspend": async | trappable,
+            default: async,
+        },
         exports: { default: async },
     });
 }
@@ -39,7 +43,24 @@ pub struct WfStoreCtx {
     fence: Option<Arc<RunFence>>,
     /// Where the conditional calls of ids another host of the group owns go.
     owners: Option<SharedOwnerLink>,
+    /// A query's context: writes are refused.
+    read_only: bool,
+    /// What the run asked to wait for, once it called `suspend`.
+    suspension: Option<Suspension>,
 }
+
+/// What a run that called `execution.suspend` waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Suspension {
+    /// Wake at this instant, if set.
+    pub(crate) wake_at: Option<model::Timestamp>,
+    /// Wake when a signal of one of these names arrives.
+    pub(crate) signals: Vec<String>,
+}
+
+/// The error `suspend` traps with: the executor tells it from a failure by
+/// the [`Suspension`] left in the context.
+const SUSPENDED: &str = "the workflow suspended itself to wait";
 
 impl WfStoreCtx {
     /// The import of a guest of module `module` on `store`, limited by `access`.
@@ -54,7 +75,20 @@ impl WfStoreCtx {
             access: access.into(),
             fence: None,
             owners: None,
+            read_only: false,
+            suspension: None,
         }
+    }
+
+    /// The same context, refusing every write (`denied`): a query's.
+    pub(crate) fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// What the run asked to wait for, if it called `suspend`.
+    pub(crate) fn take_suspension(&mut self) -> Option<Suspension> {
+        self.suspension.take()
     }
 
     /// The same context, forwarding `load-versioned` and conditional saves
@@ -69,6 +103,16 @@ impl WfStoreCtx {
     pub(crate) fn fenced(mut self, fence: Arc<RunFence>) -> Self {
         self.fence = Some(fence);
         self
+    }
+
+    /// `denied` for a write in a query's read-only context.
+    fn check_writable(&self, op: &str, workflow_id: &str) -> Result<(), wit::StoreError> {
+        if self.read_only {
+            return Err(wit::StoreError::Denied(format!(
+                "{op}: workflow {workflow_id:?}: a query reads only; it may not write"
+            )));
+        }
+        Ok(())
     }
 
     /// `denied` unless the module may do `op` on `workflow_id`.
@@ -199,7 +243,35 @@ pub fn add_to_linker<T: Send + 'static>(
     ctx: fn(&mut T) -> &mut WfStoreCtx,
 ) -> wasmtime::Result<()> {
     generated::wf::workflow::types::add_to_linker::<T, HasWfStore>(linker, ctx)?;
-    generated::wf::workflow::store::add_to_linker::<T, HasWfStore>(linker, ctx)
+    generated::wf::workflow::store::add_to_linker::<T, HasWfStore>(linker, ctx)?;
+    generated::wf::workflow::execution::add_to_linker::<T, HasWfStore>(linker, ctx)
+}
+
+impl generated::wf::workflow::execution::Host for WfStoreCtx {
+    async fn suspend(
+        &mut self,
+        wake_at: Option<wit::Timestamp>,
+        signals: Vec<String>,
+    ) -> wasmtime::Result<()> {
+        if self.fence.is_none() || self.read_only {
+            return Err(wasmtime::Error::msg(
+                "suspend: only a workflow's run can wait (not a query, nor a component outside wf's executor)",
+            ));
+        }
+        for name in &signals {
+            if let Err(e) = model::validate_signal_name(name) {
+                return Err(wasmtime::Error::msg(format!("suspend: {e}")));
+            }
+        }
+        let wake_at = wake_at.map(model::Timestamp::from);
+        if let Some(at) = wake_at
+            && let Err(e) = at.check()
+        {
+            return Err(wasmtime::Error::msg(format!("suspend: wake-at: {e}")));
+        }
+        self.suspension = Some(Suspension { wake_at, signals });
+        Err(wasmtime::Error::msg(SUSPENDED))
+    }
 }
 
 impl wit::Host for WfStoreCtx {}
@@ -211,7 +283,20 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         expected: Option<Version>,
     ) -> Result<Version, wit::StoreError> {
         self.check("save", &state.workflow_id)?;
+        self.check_writable("save", &state.workflow_id)?;
         let fence = self.fence_of(&state.workflow_id).cloned();
+        if let (Some(fence), Some(expected)) = (&fence, expected)
+            && expected != fence.version()
+        {
+            // The run writes its own id only over what it wrote (or
+            // adopted): a version another writer wrote is not its to
+            // replace, even named.
+            return Err(wit::StoreError::Conflict(format!(
+                "save: workflow {:?}: version {expected} is not the one this run last wrote or read ({}); another writer wrote the workflow",
+                state.workflow_id,
+                fence.version()
+            )));
+        }
         let expected = expected.or_else(|| fence.as_ref().map(|f| f.version()));
         let state = model::WorkflowState::from(state);
         self.check_run_marks(&state).await?;
@@ -231,13 +316,19 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
                 .map_err(to_wit_error)?;
             return Ok(version);
         }
+        let shape = fence.as_ref().map(|_| {
+            (
+                state.history.len(),
+                state.history.last().map_or(0, |e| e.id),
+            )
+        });
         let version = self
             .store
             .save_versioned(state, expected)
             .await
             .map_err(to_wit_error)?;
-        if let Some(fence) = fence {
-            fence.set(version);
+        if let (Some(fence), Some((events, last_event))) = (fence, shape) {
+            fence.set_shape(version, events, last_event);
         }
         Ok(version)
     }
@@ -253,6 +344,9 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
             None => self.store.load_versioned(&workflow_id).await,
         }
         .map_err(to_wit_error)?;
+        if let (Some(fence), Some(found)) = (self.fence_of(&workflow_id), &found) {
+            fence.adopt(found.version, &found.state);
+        }
         Ok(found.map(|v| wit::VersionedState {
             state: to_wit_state(&v.state),
             version: v.version,
@@ -264,6 +358,19 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         workflow_id: String,
     ) -> Result<Option<wit::WorkflowState>, wit::StoreError> {
         self.check("load", &workflow_id)?;
+        if let Some(fence) = self.fence_of(&workflow_id) {
+            // The run's own state: read with its version, so that signals
+            // appended since the run's last save are adopted (kept by it).
+            let found = self
+                .store
+                .load_versioned(&workflow_id)
+                .await
+                .map_err(to_wit_error)?;
+            if let Some(found) = &found {
+                fence.adopt(found.version, &found.state);
+            }
+            return Ok(found.map(|v| to_wit_state(&v.state)));
+        }
         let state = self.store.load(&workflow_id).await.map_err(to_wit_error)?;
         Ok(state.map(|s| to_wit_state(&s)))
     }
@@ -287,12 +394,13 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
 
     async fn delete(&mut self, workflow_id: String) -> Result<(), wit::StoreError> {
         self.check("delete", &workflow_id)?;
+        self.check_writable("delete", &workflow_id)?;
         self.store
             .delete(&workflow_id)
             .await
             .map_err(to_wit_error)?;
         if let Some(fence) = self.fence_of(&workflow_id) {
-            fence.set(0);
+            fence.deleted();
         }
         Ok(())
     }

@@ -44,5 +44,8 @@ pub mod store;
 
 pub use access::AccessPolicy;
 pub use bindings::{WfStoreCtx, add_to_linker};
-pub use executor::{ExecuteError, ExecuteOptions, Host, RecoverOptions, Recovery, WorkflowHandle};
+pub use executor::{
+    ExecuteError, ExecuteOptions, Host, QueryError, RecoverOptions, Recovery, WaitingWorkflow,
+    WorkflowHandle,
+};
 pub use runtime::{DirGrant, HostConfig, IdReuse, Module, ModuleLimits, ModuleOptions, WhenFull};

@@ -8,8 +8,10 @@
 //! | `GET /workflows/{id}` | `200` the stored state, `404` when there is none |
 //! | `GET /workflows?status=&after=&limit=` | `200` `{"workflows":[...],"next_after":ID or null}`, ascending by id |
 //! | `DELETE /workflows/{id}` | `204`; `409` while it runs on this host |
-//! | `POST /workflows/{id}/cancel` | `202` once the guest is interrupted; `404` when it is not running here |
-//! | `GET /status` | `200` `{"store","running","group","member","owned_partitions","lag"}`: this host's share of the workflows (group fields null when not in a group) and how many records of other hosts' writes its cache has not applied yet (`{"records","partitions":[[p,n],...]}`, null for a store no other host writes) |
+//! | `POST /workflows/{id}/cancel` | `202` once the guest is interrupted (or, suspended here, once its end is being saved); `404` when it is not running here |
+//! | `POST /workflows/{id}/signals/{name}` body = payload JSON (empty = none) | `202` `{"workflow_id","signal","version"}` once the `signal_received` event is saved (acknowledged); `400` bad name or payload, `404` no such workflow, `409` it ended or is not a run, `413` past the value limit or the history's event bound, `421` another host owns it |
+//! | `GET /workflows/{id}/queries/{name}?args=JSON` | `200` the handler's answer (JSON); `400` bad name or args, `404` no such workflow, `501` the module has no query handler, `422` the handler answered an error |
+//! | `GET /status` | `200` `{"store","running","waiting","group","member","owned_partitions","lag"}`: this host's share of the workflows (group fields null when not in a group) and how many records of other hosts' writes its cache has not applied yet (`{"records","partitions":[[p,n],...]}`, null for a store no other host writes) |
 //!
 //! States are the store's wire JSON (the Go provider's `WorkflowState`). Errors
 //! are `{"error": "..."}` with `400` (bad id, input or query), `403` (denied),
@@ -53,7 +55,7 @@ use serde::Deserialize;
 
 use wf_host::model::{self, WorkflowState, WorkflowStatus};
 use wf_host::store::{ListFilter, NotOwner, StoreError};
-use wf_host::{ExecuteError, ExecuteOptions, Host, Module};
+use wf_host::{ExecuteError, ExecuteOptions, Host, Module, QueryError};
 
 pub use owners::HttpOwnerLink;
 
@@ -69,6 +71,8 @@ pub fn router(host: Host, module: Module) -> Router {
         .route("/workflows", get(list))
         .route("/workflows/{id}", post(start).get(show).delete(remove))
         .route("/workflows/{id}/cancel", post(cancel))
+        .route("/workflows/{id}/signals/{name}", post(signal))
+        .route("/workflows/{id}/queries/{name}", get(query))
         .route("/status", get(status))
         .merge(owners::routes())
         .with_state(Arc::new(Api { host, module }))
@@ -140,11 +144,27 @@ impl From<ExecuteError> for ApiError {
             ExecuteError::Store(store) => return store.clone().into(),
             ExecuteError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ExecuteError::AlreadyRunning(_) | ExecuteError::NotARun(_) => StatusCode::CONFLICT,
-            ExecuteError::NotRunning(_) => StatusCode::NOT_FOUND,
+            ExecuteError::NotRunning(_) | ExecuteError::NotFound(_) => StatusCode::NOT_FOUND,
+            ExecuteError::Ended(..) => StatusCode::CONFLICT,
             ExecuteError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ExecuteError::NotOwner(_) => StatusCode::MISDIRECTED_REQUEST,
             // Handed over while the caller waited: the new owner runs it.
             ExecuteError::Abandoned(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let status = match &e {
+            QueryError::Store(store) => return store.clone().into(),
+            QueryError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+            QueryError::Denied(_) => StatusCode::FORBIDDEN,
+            QueryError::NoHandler(_) => StatusCode::NOT_IMPLEMENTED,
+            QueryError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())
@@ -290,7 +310,7 @@ async fn list(
 }
 
 async fn remove(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if api.host.is_running(&id) {
+    if api.host.is_running(&id) || api.host.is_waiting(&id) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("workflow {id:?} is running on this host; cancel it first"),
@@ -307,6 +327,51 @@ async fn cancel(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<R
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
 }
 
+async fn signal(
+    State(api): State<Arc<Api>>,
+    Path((id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let payload = match std::str::from_utf8(&body) {
+        Ok(text) if text.trim().is_empty() => None,
+        Ok(text) => Some(text),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the request body (the signal's payload) is not UTF-8: {e}"),
+            ));
+        }
+    };
+    api.check("signal", &id)?;
+    let version = match api.host.signal(&id, &name, payload).await {
+        Ok(version) => version,
+        Err(ExecuteError::NotOwner(e)) => return Ok(misdirected(&e)),
+        Err(e) => return Err(e.into()),
+    };
+    let body = serde_json::json!({ "workflow_id": id, "signal": name, "version": version });
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct QueryArgs {
+    /// The query's arguments, JSON text; `null` when absent.
+    #[serde(default)]
+    args: Option<String>,
+}
+
+async fn query(
+    State(api): State<Arc<Api>>,
+    Path((id, name)): Path<(String, String)>,
+    Query(args): Query<QueryArgs>,
+) -> Result<Response, ApiError> {
+    let args = args.args.unwrap_or_else(|| "null".to_owned());
+    let answer = api
+        .host
+        .query_workflow(&api.module, &id, &name, &args)
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
+}
+
 async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let store = api.host.store_for(&api.module);
     let ownership = store.ownership();
@@ -317,6 +382,7 @@ async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let body = serde_json::json!({
         "store": store.describe(),
         "running": api.host.running().len(),
+        "waiting": api.host.waiting().len(),
         "group": ownership.as_ref().map(|o| o.group().to_owned()),
         "member": ownership.as_ref().map(|o| o.member().to_owned()),
         "owned_partitions": ownership.as_ref().map(|o| o.owned_partitions()),

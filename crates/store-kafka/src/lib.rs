@@ -53,8 +53,8 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use wf_host::model::WorkflowState;
 use wf_host::store::{
-    ListFilter, Ownership, StoreError, TailLag, Version, Versioned, WorkflowStore, WriteGuard,
-    validate,
+    ListFilter, Ownership, StoreError, StoreLimits, TailLag, Version, Versioned, WorkflowStore,
+    WriteGuard, validate,
 };
 
 use admin::{ensure_topic, watermarks};
@@ -552,6 +552,10 @@ impl WorkflowStore for KafkaStore {
                 self.config.close_timeout
             ))
         })
+    }
+
+    fn limits(&self) -> Option<StoreLimits> {
+        Some(self.config.limits)
     }
 
     fn describe(&self) -> String {

@@ -253,6 +253,48 @@ pub enum Command {
         /// The workflow id.
         id: String,
     },
+    /// Send a workflow a signal: a `signal_received` event appended to its
+    /// history through the store (acknowledged before this returns), so it
+    /// works whether the workflow runs, is suspended, or its host is down.
+    /// A host that has it suspended wakes it (at once through --server,
+    /// else within a second).
+    Signal {
+        /// The workflow id.
+        id: String,
+        /// The signal's name (1 to 256 bytes, no control characters or `|`).
+        name: String,
+        /// The signal's payload, as JSON text.
+        #[arg(long, value_name = "JSON")]
+        payload: Option<String>,
+        /// Send it through this serving wfhost instead of the store.
+        #[arg(long, env = "WF_SERVER", value_name = "URL")]
+        server: Option<String>,
+    },
+    /// Ask a workflow a query: the module's query handler answers from the
+    /// workflow's recorded state, writing nothing and waking nothing.
+    Query {
+        /// The workflow id.
+        id: String,
+        /// The query's name.
+        name: String,
+        /// The query's arguments, as JSON text.
+        #[arg(long, value_name = "JSON", default_value = "null")]
+        args: String,
+        /// Answer with this module, against the store, here; without it,
+        /// ask the serving wfhost at --server.
+        #[arg(long, value_name = "MODULE")]
+        module: Option<PathBuf>,
+        /// The serving wfhost's address, when no --module is given.
+        #[arg(
+            long,
+            env = "WF_SERVER",
+            default_value = "http://127.0.0.1:8080",
+            value_name = "URL"
+        )]
+        server: String,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
     /// Delete one workflow's stored state (succeeds if it is absent).
     Delete {
         /// The workflow id.

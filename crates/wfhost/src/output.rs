@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use wf_host::model::{self, Timestamp, WorkflowState, WorkflowStatus};
+use wf_host::model::{self, EventType, Timestamp, WorkflowState, WorkflowStatus};
 use wf_store_kafka::ReplayReport;
 
 use crate::args::{EXIT_WORKFLOW_FAILED, Output};
@@ -138,9 +138,72 @@ fn state_table(s: &WorkflowState) -> String {
     }
     let _ = writeln!(out, "created:   {}", time(s.created_at));
     let _ = writeln!(out, "updated:   {}", time(s.updated_at));
+    if let Some(waits) = s.suspended() {
+        let signals = match waits.signals.as_slice() {
+            [] => String::new(),
+            names => format!("signal {}", names.join(" or ")),
+        };
+        let due = waits.wake_at.map(|at| format!("until {}", time(at)));
+        let what = match (signals.is_empty(), due) {
+            (false, Some(due)) => format!("{signals}, {due}"),
+            (false, None) => signals,
+            (true, Some(due)) => format!("timer {due}"),
+            (true, None) => "cancel".to_owned(),
+        };
+        let _ = writeln!(out, "waiting:   suspended, for {what}");
+    }
+    if let Some(timer) = pending_timer(s) {
+        let _ = writeln!(out, "timer:     {timer}");
+    }
+    let signals: Vec<String> = s
+        .history
+        .iter()
+        .filter(|e| e.kind == EventType::SignalReceived)
+        .map(|e| {
+            format!(
+                "{}({})",
+                e.signal_name,
+                ellipsis(e.signal_payload.as_deref().unwrap_or("null"), 40)
+            )
+        })
+        .collect();
+    if !signals.is_empty() {
+        let _ = writeln!(out, "signals:   {}", signals.join(", "));
+    }
     let _ = writeln!(out, "history:   {} events", s.history.len());
     for e in &s.history {
         let mut detail = e.activity_name.clone();
+        if e.kind == EventType::SignalReceived {
+            detail = format!(
+                "{} {}",
+                e.signal_name,
+                e.signal_payload.as_deref().unwrap_or("null")
+            );
+        }
+        if matches!(e.kind, EventType::TimerStarted | EventType::TimerFired) {
+            let of = match (e.activity_name.as_str(), e.signal_name.as_str()) {
+                ("", "") => String::new(),
+                ("", signals) => format!(" (timeout of signal {signals})"),
+                (activity, _) => format!(" (before a retry of {activity})"),
+            };
+            detail = format!("{}{of}", length(e.duration_ns));
+        }
+        if e.kind == EventType::WorkflowSuspended
+            && let Some(waits) = model::Suspended::of_event(e)
+        {
+            detail = format!(
+                "for {}{}",
+                if waits.signals.is_empty() {
+                    "no signal".to_owned()
+                } else {
+                    waits.signals.join(" or ")
+                },
+                waits
+                    .wake_at
+                    .map(|at| format!(", until {}", time(at)))
+                    .unwrap_or_default()
+            );
+        }
         if let Some(result) = &e.result {
             detail = format!("{detail} -> {result}").trim_start().to_string();
         }
@@ -159,6 +222,31 @@ fn state_table(s: &WorkflowState) -> String {
         let _ = writeln!(out, "{}", line.trim_end());
     }
     out
+}
+
+/// The timer a running workflow has set and not yet seen fire: its due time.
+fn pending_timer(s: &WorkflowState) -> Option<String> {
+    if s.status != WorkflowStatus::Running {
+        return None;
+    }
+    let started = s
+        .history
+        .iter()
+        .rposition(|e| matches!(e.kind, EventType::TimerStarted | EventType::TimerFired))?;
+    let e = &s.history[started];
+    if e.kind != EventType::TimerStarted {
+        return None;
+    }
+    let due = Timestamp::from_nanos(e.timestamp.as_nanos() + i128::from(e.duration_ns));
+    Some(format!("{} set, due {}", length(e.duration_ns), time(due)))
+}
+
+/// A duration in nanoseconds, for people.
+fn length(ns: i64) -> String {
+    format!(
+        "{:?}",
+        std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+    )
 }
 
 fn time(t: Timestamp) -> String {

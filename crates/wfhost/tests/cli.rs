@@ -568,6 +568,8 @@ fn a_killed_wfhost_is_recovered_by_the_next_without_repeating_the_first_activity
             "workflow_started",
             "activity_started",
             "activity_completed",
+            "timer_started",
+            "workflow_suspended",
             "timer_fired",
             "workflow_started",
             "activity_started",
@@ -1381,4 +1383,239 @@ async fn a_host_in_no_group_warns_when_another_writer_writes_its_topic() {
     assert!(line.contains("--group"), "{line}");
     let _ = serve.kill();
     let _ = serve.wait();
+}
+
+/// The stored state of `id`, through the store, from another process.
+fn shown(broker: &DevBroker, id: &str) -> Value {
+    let out = broker.wfhost(&["--output", "json", "show", id]);
+    serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|_| panic!("{}", stderr(&out)))
+}
+
+/// Waits (bounded) until `id`'s stored state satisfies `check`.
+fn until_stored(broker: &DevBroker, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..600 {
+        let state = shown(broker, id);
+        if check(&state) {
+            return state;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{id} never got there: {}", shown(broker, id));
+}
+
+fn last_event(state: &Value) -> String {
+    state["History"]
+        .as_array()
+        .and_then(|h| h.last())
+        .map(|e| e["Type"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+fn count_events(state: &Value, kind: &str) -> usize {
+    state["History"]
+        .as_array()
+        .map(|h| h.iter().filter(|e| e["Type"] == kind).count())
+        .unwrap_or_default()
+}
+
+/// A serving wfhost is SIGKILLed while one workflow waits for a signal and
+/// another sleeps; the signal is sent through the store by another process
+/// while no host runs; the restarted server (without --recover) delivers the
+/// signal once, and wakes the sleeper at its original due time. For the
+/// `waits` guest of each language.
+mod waiting_workflows_survive_a_killed_server_and_a_signal_sent_while_it_is_down {
+    #[tokio::test]
+    async fn rust() {
+        super::killed_server_case(wf_test_artifacts::WAITS).await;
+    }
+
+    #[tokio::test]
+    async fn python() {
+        super::killed_server_case(wf_polyglot_tests::PYTHON_WAITS).await;
+    }
+
+    #[tokio::test]
+    async fn js() {
+        super::killed_server_case(wf_polyglot_tests::JS_WAITS).await;
+    }
+}
+
+async fn killed_server_case(guest: &str) {
+    let broker = DevBroker::start(&[]);
+    let http = reqwest::Client::new();
+    let server = Server::start(&broker, guest, &[]);
+    for (id, input) in [
+        ("sig-1", r#"{"op":"signal","name":"go","timeout_ms":null}"#),
+        ("nap-1", r#"{"op":"sleep","ms":6000}"#),
+    ] {
+        let started = http
+            .post(format!("{}/workflows/{id}?wait=false", server.url))
+            .body(input)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 202);
+    }
+    until_stored(&broker, "sig-1", |s| last_event(s) == "workflow_suspended");
+    let napping = until_stored(&broker, "nap-1", |s| last_event(s) == "workflow_suspended");
+    let suspended = napping["History"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let at =
+        wf_host::model::Timestamp::parse_rfc3339(suspended["Timestamp"].as_str().unwrap()).unwrap();
+    let due = at.as_nanos() + i128::from(suspended["Duration"].as_i64().unwrap());
+
+    // A query answers from the suspended workflow (through the server).
+    let answer = command()
+        .args(["query", "sig-1", "status", "--server", &server.url])
+        .output()
+        .unwrap();
+    assert!(answer.status.success(), "{}", stderr(&answer));
+    let answer: Value = serde_json::from_str(stdout(&answer).trim()).unwrap();
+    assert_eq!(answer["suspended"], true);
+
+    drop(server); // SIGKILL
+    let signaled = broker.wfhost(&["signal", "sig-1", "go", "--payload", r#"{"n":1}"#]);
+    assert!(signaled.status.success(), "{}", stderr(&signaled));
+    let refused = broker.wfhost(&["signal", "nobody", "go"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("no workflow \"nobody\""),
+        "{}",
+        stderr(&refused)
+    );
+    let shown_table = broker.wfhost(&["show", "nap-1"]);
+    assert!(
+        stdout(&shown_table).contains("waiting:   suspended, for timer until"),
+        "{}",
+        stdout(&shown_table)
+    );
+
+    let _restarted = Server::start(&broker, guest, &[]);
+    let delivered = until_stored(&broker, "sig-1", |s| s["Status"] != "running");
+    assert_eq!(delivered["Status"], "completed", "{delivered}");
+    assert_eq!(
+        delivered["Result"],
+        serde_json::json!({"payload": {"n": 1}})
+    );
+    assert_eq!(count_events(&delivered, "signal_received"), 1);
+
+    let woke = until_stored(&broker, "nap-1", |s| s["Status"] != "running");
+    assert_eq!(woke["Status"], "completed", "{woke}");
+    assert_eq!(count_events(&woke, "timer_started"), 1, "not slept again");
+    let fired = woke["History"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["Type"] == "timer_fired")
+        .unwrap();
+    let fired = wf_host::model::Timestamp::parse_rfc3339(fired["Timestamp"].as_str().unwrap())
+        .unwrap()
+        .as_nanos();
+    assert!(fired >= due, "fired {} ms early", (due - fired) / 1_000_000);
+    assert!(
+        fired - due < 2_000_000_000,
+        "fired {} ms late",
+        (fired - due) / 1_000_000
+    );
+}
+
+/// The HTTP API of signals and queries, and each of its errors.
+#[tokio::test]
+async fn signals_and_queries_over_http_answer_each_case_with_its_status() {
+    let broker = DevBroker::start(&[]);
+    let server = Server::start(&broker, wf_test_artifacts::WAITS, &[]);
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", server.url);
+    let post = |path: &str, body: &str| http.post(url(path)).body(body.to_owned()).send();
+
+    let unknown = post("/workflows/h-1/signals/go", "").await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(
+        unknown.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("no workflow")
+    );
+
+    let started = post(
+        "/workflows/h-1?wait=false",
+        r#"{"op":"signal","name":"go","timeout_ms":null}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(started.status(), 202);
+    until_stored(&broker, "h-1", |s| last_event(s) == "workflow_suspended");
+
+    for (path, body, status) in [
+        ("/workflows/h-1/signals/a%7Cb", "", 400),
+        ("/workflows/h-1/signals/go", "{bad", 400),
+    ] {
+        let refused = post(path, body).await.unwrap();
+        assert_eq!(refused.status(), status, "{path} {body}");
+        assert!(refused.json::<Value>().await.unwrap()["error"].is_string());
+    }
+    for (path, status) in [
+        ("/workflows/h-1/queries/nope", 422),
+        ("/workflows/h-1/queries/echo?args=%7Bbad", 400),
+        ("/workflows/nobody/queries/status", 404),
+    ] {
+        let refused = http.get(url(path)).send().await.unwrap();
+        assert_eq!(refused.status(), status, "{path}");
+    }
+    let echoed: Value = http
+        .get(url("/workflows/h-1/queries/echo?args=%7B%22a%22%3A1%7D"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed, serde_json::json!({"a": 1}));
+    let status: Value = http
+        .get(url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["waiting"], 1, "{status}");
+    let delete = http.delete(url("/workflows/h-1")).send().await.unwrap();
+    assert_eq!(
+        delete.status(),
+        409,
+        "a suspended workflow is not deleted under its host"
+    );
+
+    let sent = command()
+        .args([
+            "signal",
+            "h-1",
+            "go",
+            "--payload",
+            r#"{"x":1}"#,
+            "--server",
+            &server.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    let done = until_stored(&broker, "h-1", |s| s["Status"] != "running");
+    assert_eq!(done["Result"], serde_json::json!({"payload": {"x": 1}}));
+    let ended = post("/workflows/h-1/signals/go", "").await.unwrap();
+    assert_eq!(ended.status(), 409);
+    let through = command()
+        .args(["signal", "h-1", "go", "--server", &server.url])
+        .output()
+        .unwrap();
+    assert_eq!(through.status.code(), Some(1));
+    assert!(
+        stderr(&through).contains("has ended"),
+        "{}",
+        stderr(&through)
+    );
 }

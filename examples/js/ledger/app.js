@@ -2,7 +2,7 @@
 // in the workflow store. Posting loads and updates them; closing deletes them.
 // The same workflow as examples/rust/ledger, in JavaScript.
 
-import { workflow, InputError, Timestamp, WorkflowError, WorkflowState, WorkflowStatus } from './wf-guest.js';
+import { workflow, InputError, WorkflowError, WorkflowState, WorkflowStatus } from './wf-guest.js';
 
 const balanceId = (account) => `ledger/${account}`;
 const entryPrefix = (account) => `ledger/${account}/entry-`;
@@ -43,8 +43,7 @@ function post(store, account, amounts) {
     store.save(WorkflowState.create(id, { status: WorkflowStatus.COMPLETED, input: amount, result: amount }));
   }
   record.setResult({ balance, entries });
-  record.updatedAt = Timestamp.now();
-  store.save(record);
+  store.save(record); // stamps updatedAt
   return { account, balance, entries, deleted: 0 };
 }
 

@@ -50,6 +50,16 @@ impl Reuse {
     }
 }
 
+/// What an admission begins: a new run, a resume of a stored run (which
+/// saves it `running` again over `version`), or the wake of a suspended
+/// run (which writes nothing before the guest runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Begin {
+    New,
+    Resume(Version),
+    Wake(Version),
+}
+
 /// How a request to start an id was answered.
 pub(super) enum Admission {
     /// A new run may start: its id claimed, its slots taken, `running` saved.
@@ -89,11 +99,12 @@ impl Host {
         &self,
         module: &Module,
         running: WorkflowState,
-        over: Option<Version>,
+        begin: Begin,
         timeout: Option<Duration>,
         wait: bool,
+        carried: Option<Carried>,
     ) -> Result<WorkflowHandle, ExecuteError> {
-        let admitted = match self.admit(module, &running, over, wait).await? {
+        let admitted = match self.admit(module, &running, begin, wait, carried).await? {
             Admission::Started(admitted) => admitted,
             Admission::Existing(handle) => return Ok(handle),
         };
@@ -109,8 +120,14 @@ impl Host {
         let module = module.clone();
         tokio::spawn(async move {
             let ended = admitted.ended.clone();
-            let outcome = inner.drive(&module, running, &limits, admitted).await;
-            ended.send_replace(Some(Arc::new(outcome)));
+            // A run that suspended ends later, in the run that wakes it.
+            if let Some(outcome) = inner
+                .drive(&module, running, &limits, admitted)
+                .await
+                .transpose()
+            {
+                ended.send_replace(Some(Arc::new(outcome)));
+            }
         });
         Ok(handle)
     }
@@ -132,11 +149,22 @@ impl Host {
         &self,
         module: &Module,
         running: &WorkflowState,
-        over: Option<Version>,
+        begin: Begin,
         wait: bool,
+        carried: Option<Carried>,
     ) -> Result<Admission, ExecuteError> {
-        let (cancel, canceled) = watch::channel(Stop::Run);
-        let (ended, _) = watch::channel(None);
+        // A run suspended here keeps the handles of its first start.
+        let carried = carried.or_else(|| {
+            if begin == Begin::New {
+                return None;
+            }
+            Some(self.inner.waiting.take(&running.workflow_id)?.carried)
+        });
+        let (ended, cancel) = match carried {
+            Some(Carried { ended, cancel }) => (ended, cancel),
+            None => (watch::channel(None).0, watch::channel(Stop::Run).0),
+        };
+        let canceled = cancel.subscribe();
         let store = self.inner.store_of(module);
         let owned_in = store.ownership().map(|ownership| {
             let partition = ownership.partition_of(&running.workflow_id);
@@ -151,7 +179,7 @@ impl Host {
             owned_in,
         ) {
             Ok(claim) => claim,
-            Err(existing) if over.is_none() => return Ok(Admission::Existing(existing)),
+            Err(existing) if begin == Begin::New => return Ok(Admission::Existing(existing)),
             Err(_) => {
                 return Err(ExecuteError::AlreadyRunning(running.workflow_id.clone()));
             }
@@ -159,7 +187,9 @@ impl Host {
         // Starts of the id that join this claim meanwhile get what this
         // start gets when it does not start: the stored run, or its error.
         let admitted = self
-            .admit_claimed(module, running, over, wait, claim, cancel, canceled, &ended)
+            .admit_claimed(
+                module, running, begin, wait, claim, cancel, canceled, &ended,
+            )
             .await;
         match &admitted {
             Ok(Admission::Started(_)) => {}
@@ -183,7 +213,7 @@ impl Host {
         &self,
         module: &Module,
         running: &WorkflowState,
-        over: Option<Version>,
+        begin: Begin,
         wait: bool,
         claim: Claim,
         cancel: watch::Sender<Stop>,
@@ -191,9 +221,9 @@ impl Host {
         ended: &watch::Sender<Option<Ended>>,
     ) -> Result<Admission, ExecuteError> {
         let store = self.inner.store_of(module);
-        let over = match over {
-            Some(version) => version,
-            None => {
+        let over = match begin {
+            Begin::Resume(version) | Begin::Wake(version) => version,
+            Begin::New => {
                 let stored = store.load_versioned(&running.workflow_id).await?;
                 let policy = module.options().id_reuse;
                 match Reuse::decide(policy, stored.as_ref().map(|s| &*s.state)) {
@@ -201,9 +231,13 @@ impl Host {
                     Reuse::Return => {
                         let stored = stored.expect("a stored run is returned");
                         tracing::info!(workflow_id = %running.workflow_id, run_id = %stored.state.run_id, ?policy, "not started again: the id has a run");
-                        return Ok(Admission::Existing(WorkflowHandle::of_stored(
-                            Arc::unwrap_or_clone(stored.state),
-                        )));
+                        let mut handle =
+                            WorkflowHandle::of_stored(Arc::unwrap_or_clone(stored.state));
+                        // Suspended here: the handle follows it to its end.
+                        if let Some(ended) = self.inner.waiting.ended_of(&running.workflow_id) {
+                            handle.ended = ended;
+                        }
+                        return Ok(Admission::Existing(handle));
                     }
                     Reuse::RefuseRecord => {
                         return Err(ExecuteError::NotARun(running.workflow_id.clone()));
@@ -233,8 +267,29 @@ impl Host {
             )
         })
         .await?;
-        let version = store.save_versioned(running.clone(), Some(over)).await?;
-        tracing::info!(workflow_id = %running.workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");
+        let version = match begin {
+            // Woken: the stored state is the run's, as it suspended (plus
+            // the signals that woke it).
+            Begin::Wake(version) => {
+                tracing::debug!(workflow_id = %running.workflow_id, "suspended workflow woken");
+                version
+            }
+            Begin::New | Begin::Resume(_) => {
+                let version = store.save_versioned(running.clone(), Some(over)).await?;
+                // A new run over a run suspended here (an id reuse policy
+                // that allows it): that run is over.
+                if let Some(replaced) = self.inner.waiting.take(&running.workflow_id) {
+                    replaced.carried.ended.send_replace(Some(Arc::new(Err(
+                        ExecuteError::Internal(format!(
+                            "the suspended run of {} was replaced by a new run",
+                            running.workflow_id
+                        )),
+                    ))));
+                }
+                tracing::info!(workflow_id = %running.workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");
+                version
+            }
+        };
         Ok(Admission::Started(Admitted {
             _claim: claim,
             _module_permit: module_permit,
@@ -242,9 +297,19 @@ impl Host {
             cancel,
             canceled,
             ended: ended.clone(),
-            fence: Arc::new(RunFence::new(&running.workflow_id, version)),
+            fence: Arc::new(RunFence::new(&running.workflow_id, version, running)),
         }))
     }
+}
+
+/// The channels a run's handles hold, carried from a run that suspended to
+/// the run that wakes it.
+#[derive(Debug)]
+pub(super) struct Carried {
+    /// Where the run's end goes.
+    pub(super) ended: watch::Sender<Option<Ended>>,
+    /// What the handles ask of the run.
+    pub(super) cancel: watch::Sender<Stop>,
 }
 
 /// A run that may start: its id claimed, a slot taken, `running` saved.

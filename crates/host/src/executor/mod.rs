@@ -7,10 +7,16 @@
 //! up runs left `running` and follows the ownership of a shared store.
 
 mod admit;
+mod query;
 mod recover;
 mod run;
+mod signal;
+mod wait;
 
-use admit::Admission;
+use admit::{Admission, Begin};
+pub use query::QueryError;
+use wait::Waiting;
+pub use wait::WaitingWorkflow;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,6 +46,12 @@ pub enum ExecuteError {
     /// Cancel of a workflow that is not running on this host.
     #[error("workflow {0} is not running on this host")]
     NotRunning(String),
+    /// A signal to an id that holds no state; nothing was written.
+    #[error("no workflow {0:?} is stored")]
+    NotFound(String),
+    /// A signal to a workflow that ended; nothing was written.
+    #[error("workflow {0:?} has ended ({1}); it takes no more signals")]
+    Ended(String, WorkflowStatus),
     /// A start of an id that holds a record that is not a workflow run (a
     /// record a guest saved); nothing was written. Only
     /// [`IdReuse::AllowDuplicate`](crate::IdReuse::AllowDuplicate) starts
@@ -118,6 +130,9 @@ pub struct RecoverOptions {
     /// digest) started. Off by default: a history one build wrote may not
     /// replay under another (the SDKs' determinism rules).
     pub resume_other_builds: bool,
+    /// Only keep suspended runs waiting (rebuild their due times); leave
+    /// the others as they are. Off by default.
+    pub waiting_only: bool,
 }
 
 impl RecoverOptions {
@@ -130,6 +145,12 @@ impl RecoverOptions {
     /// Only ids in `partitions`.
     pub fn partitions(mut self, partitions: Vec<i32>) -> Self {
         self.partitions = Some(partitions);
+        self
+    }
+
+    /// Sets [`RecoverOptions::waiting_only`].
+    pub fn waiting_only(mut self, waiting_only: bool) -> Self {
+        self.waiting_only = waiting_only;
         self
     }
 
@@ -157,6 +178,9 @@ pub struct Recovery {
     /// Runs of this module that could not be resumed, and why; the others
     /// were resumed all the same.
     pub failed: Vec<(String, ExecuteError)>,
+    /// A handle per suspended run found: kept waiting here (for a signal or
+    /// a time, with no instance), and run when woken.
+    pub waiting: Vec<WorkflowHandle>,
 }
 
 impl Recovery {
@@ -305,6 +329,8 @@ struct HostInner {
     slots: Arc<Semaphore>,
     /// How guests reach the owners of ids other hosts of a group own.
     owners: std::sync::OnceLock<SharedOwnerLink>,
+    /// The workflows suspended on this host.
+    waiting: Arc<Waiting>,
 }
 
 #[derive(Debug)]
@@ -345,6 +371,7 @@ impl Host {
                 running: Mutex::new(HashMap::new()),
                 slots,
                 owners: std::sync::OnceLock::new(),
+                waiting: Arc::default(),
             }),
         })
     }
@@ -443,8 +470,15 @@ impl Host {
     ) -> Result<WorkflowHandle, ExecuteError> {
         let timeout = options.timeout;
         let running = self.new_run(module, options).await?;
-        self.start(module, running, None, timeout, self.waits_when_full())
-            .await
+        self.start(
+            module,
+            running,
+            Begin::New,
+            timeout,
+            self.waits_when_full(),
+            None,
+        )
+        .await
     }
 
     /// Runs workflow `workflow_id` of `module` with `input` (JSON text) to its
@@ -465,7 +499,7 @@ impl Host {
             .new_run(module, ExecuteOptions::new(input).id(workflow_id))
             .await?;
         let admitted = match self
-            .admit(module, &running, None, self.waits_when_full())
+            .admit(module, &running, Begin::New, self.waits_when_full(), None)
             .await?
         {
             Admission::Started(admitted) => admitted,
@@ -473,20 +507,41 @@ impl Host {
         };
         let limits = self.inner.runtime.run_limits(module, None);
         let ended = admitted.ended.clone();
-        let outcome = self.inner.drive(module, running, &limits, admitted).await;
-        ended.send_replace(Some(Arc::new(outcome.clone())));
-        outcome
+        let handle = WorkflowHandle {
+            id: running.workflow_id.clone(),
+            run_id: running.run_id.clone(),
+            cancel: admitted.cancel.clone(),
+            ended: ended.subscribe(),
+            started: true,
+        };
+        match self.inner.drive(module, running, &limits, admitted).await {
+            // Suspended: it ends in the run that wakes it.
+            Ok(None) => handle.result().await,
+            outcome => {
+                let outcome = outcome.map(|state| state.expect("not suspended"));
+                ended.send_replace(Some(Arc::new(outcome.clone())));
+                outcome
+            }
+        }
     }
 
     /// Interrupts workflow `workflow_id` running on this host; it ends
     /// `canceled` with a `workflow_canceled` event. Returns once the request
     /// is delivered, not once the state is saved.
     pub fn cancel(&self, workflow_id: &str) -> Result<(), ExecuteError> {
-        let running = self.inner.lock_running();
-        let workflow = running
-            .get(workflow_id)
+        if let Some(workflow) = self.inner.lock_running().get(workflow_id) {
+            request_stop(&workflow.cancel, Stop::Cancel);
+            return Ok(());
+        }
+        // Suspended here: no instance to interrupt; its end is saved.
+        let waiter = self
+            .inner
+            .waiting
+            .take(workflow_id)
             .ok_or_else(|| ExecuteError::NotRunning(workflow_id.to_owned()))?;
-        request_stop(&workflow.cancel, Stop::Cancel);
+        let host = self.clone();
+        let id = workflow_id.to_owned();
+        tokio::spawn(async move { host.cancel_suspended(&id, waiter).await });
         Ok(())
     }
 
@@ -500,6 +555,12 @@ impl Host {
     /// Whether workflow `workflow_id` is running on this host.
     pub fn is_running(&self, workflow_id: &str) -> bool {
         self.inner.lock_running().contains_key(workflow_id)
+    }
+
+    /// Whether workflow `workflow_id` is suspended on this host: waiting,
+    /// with no instance, for a signal or a time.
+    pub fn is_waiting(&self, workflow_id: &str) -> bool {
+        self.inner.waiting.contains(workflow_id)
     }
 
     /// The status of workflow `workflow_id`: `running` while it runs on this

@@ -5,8 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
+use super::admit::{Begin, Carried};
+use super::wait::Waiter;
 use super::{ExecuteError, Host, RecoverOptions, Recovery, Stop, WorkflowHandle, request_stop};
-use crate::model::{Timestamp, WorkflowState, WorkflowStatus};
+use crate::model::{Suspended, Timestamp, WorkflowState, WorkflowStatus};
 use crate::runtime::Module;
 use crate::store::{ListFilter, Ownership, StoreError, Version};
 
@@ -18,6 +22,9 @@ impl Host {
     /// Returns once they stopped (within an epoch tick: a store call under
     /// way is dropped, not awaited).
     pub async fn abandon_all(&self) {
+        for (id, waiter) in self.inner.waiting.remove_where(|_| true) {
+            waiter.abandon(&id);
+        }
         let stopping: Vec<(String, String)> = {
             let running = self.inner.lock_running();
             for workflow in running.values() {
@@ -83,6 +90,14 @@ impl Host {
     fn abandon_partitions(&self, ownership: &Arc<Ownership>, lost: &[i32]) {
         if lost.is_empty() {
             return;
+        }
+        let in_lost = |owned_in: &Option<(Arc<Ownership>, i32)>| {
+            owned_in.as_ref().is_some_and(|(owner, partition)| {
+                Arc::ptr_eq(owner, ownership) && lost.contains(partition)
+            })
+        };
+        for (id, waiter) in self.inner.waiting.remove_where(|w| in_lost(&w.owned_in)) {
+            waiter.abandon(&id);
         }
         for workflow in self.inner.lock_running().values() {
             if let Some((owner, partition)) = &workflow.owned_in
@@ -171,8 +186,12 @@ impl Host {
                     recovery.other_builds.push(id.clone());
                     continue;
                 }
+                if options.waiting_only && state.suspended().is_none() {
+                    continue;
+                }
                 match self.resume_stored(module, id).await {
-                    Ok(Some(handle)) => recovery.resumed.push(handle),
+                    Ok(Some((handle, false))) => recovery.resumed.push(handle),
+                    Ok(Some((handle, true))) => recovery.waiting.push(handle),
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(workflow_id = %id, module = module.name(), "not resumed: {e}");
@@ -188,19 +207,21 @@ impl Host {
             other_builds = recovery.other_builds.len(),
             not_runs = recovery.not_runs,
             failed = recovery.failed.len(),
+            waiting = recovery.waiting.len(),
             "recovered running workflows"
         );
         Ok(recovery)
     }
 
     /// Resumes the run stored under `workflow_id` if it still runs there
-    /// and not here: `None` when it ended, runs here, or was written or
+    /// and not here, or keeps it waiting here if it is suspended (`true`
+    /// with its handle): `None` when it ended, runs here, or was written or
     /// taken over meanwhile.
     async fn resume_stored(
         &self,
         module: &Module,
         workflow_id: &str,
-    ) -> Result<Option<WorkflowHandle>, ExecuteError> {
+    ) -> Result<Option<(WorkflowHandle, bool)>, ExecuteError> {
         // Re-read with its version: the resume is conditional on it.
         let store = self.store_for(module);
         let Some(current) = store.load_versioned(workflow_id).await? else {
@@ -209,11 +230,26 @@ impl Host {
         if current.state.status != WorkflowStatus::Running || !current.state.is_run() {
             return Ok(None);
         }
+        if let Some(suspended) = current.state.suspended() {
+            if self.is_running(workflow_id) {
+                return Ok(None);
+            }
+            // Signals it waits for that came while no host kept it: due now.
+            let woken = current
+                .state
+                .signals_since_suspended()
+                .any(|name| suspended.woken_by(name));
+            let handle = self.keep_suspended(module, &current.state, suspended, current.version);
+            if woken {
+                self.wake_soon(workflow_id);
+            }
+            return Ok(Some((handle, true)));
+        }
         match self
             .resume(module, Arc::unwrap_or_clone(current.state), current.version)
             .await
         {
-            Ok(handle) => Ok(Some(handle)),
+            Ok(handle) => Ok(Some((handle, false))),
             // Started here meanwhile (or already running here).
             Err(ExecuteError::AlreadyRunning(_)) => Ok(None),
             // Written meanwhile, or no longer this host's: not ours to resume.
@@ -241,6 +277,54 @@ impl Host {
         if state.input.is_none() {
             state.input = Some("null".to_owned());
         }
-        self.start(module, state, Some(version), None, true).await
+        self.start(module, state, Begin::Resume(version), None, true, None)
+            .await
+    }
+
+    /// Keeps the stored suspended run `state` waiting here (due times are
+    /// rebuilt from stored states this way, after a restart or a failover),
+    /// and returns a handle on it; one already waiting here keeps its handles.
+    fn keep_suspended(
+        &self,
+        module: &Module,
+        state: &WorkflowState,
+        suspended: Suspended,
+        version: Version,
+    ) -> WorkflowHandle {
+        let id = &state.workflow_id;
+        let (cancel, _) = watch::channel(Stop::Run);
+        let ended = match self.inner.waiting.ended_of(id) {
+            Some(ended) => ended,
+            None => {
+                let (sender, ended) = watch::channel(None);
+                let carried = Carried {
+                    ended: sender,
+                    cancel: cancel.clone(),
+                };
+                let owned_in = self.store_for(module).ownership().map(|ownership| {
+                    let partition = ownership.partition_of(id);
+                    (ownership, partition)
+                });
+                self.inner.waiting.register(
+                    &self.inner,
+                    id,
+                    Waiter {
+                        module: module.clone(),
+                        suspended,
+                        version,
+                        carried,
+                        owned_in,
+                    },
+                );
+                ended
+            }
+        };
+        WorkflowHandle {
+            id: id.clone(),
+            run_id: state.run_id.clone(),
+            cancel,
+            ended,
+            started: false,
+        }
     }
 }

@@ -5,70 +5,130 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::admit::Admitted;
-use super::{ExecuteError, HostInner, Stop};
+use super::admit::{Admitted, Begin, Carried};
+use super::wait::Waiter;
+use super::{ExecuteError, Host, HostInner, Stop, WorkflowHandle};
 use crate::fence::RunFence;
-use crate::model::{self, EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
-use crate::runtime::{GuestOutput, Module, RunLimits};
-use crate::store::{StoreError, WorkflowStore};
+use crate::model::{
+    self, EventType, HistoryEvent, Suspended, Timestamp, WorkflowState, WorkflowStatus,
+};
+use crate::runtime::{GuestOutput, Module, RunLimits, Suspension};
+use crate::store::{StoreError, Version, WorkflowStore};
 
 /// How a guest's run ended, before it is recorded.
+#[derive(Debug, Clone)]
 enum Outcome {
     Completed(String),
     Failed(String),
     Canceled,
+    /// The guest called `suspend`: it waits, with no outcome yet.
+    Suspended(Suspension),
+}
+
+/// How many times a write of the run's own state is tried again when
+/// signals arrived between reading the state and writing it.
+const SIGNAL_RACE_RETRIES: usize = 32;
+
+/// What the host does with a run that suspended.
+enum Suspend {
+    /// Keep it waiting: its `workflow_suspended` state is at this version.
+    Wait(Version),
+    /// A signal it waits for came meanwhile: run it again now.
+    RunAgain,
 }
 
 impl HostInner {
     /// Runs the guest to its end, deadline or cancellation and saves the
-    /// final state.
+    /// final state; `None` when the run suspended (it is then kept waiting,
+    /// and ends in the run that wakes it).
     pub(super) async fn drive(
-        &self,
+        self: &Arc<Self>,
         module: &Module,
         running: WorkflowState,
         limits: &RunLimits,
         admitted: Admitted,
-    ) -> Result<WorkflowState, ExecuteError> {
+    ) -> Result<Option<WorkflowState>, ExecuteError> {
         let mut canceled = admitted.canceled.clone();
         let fence = admitted.fence.clone();
         let clock = Instant::now();
         let input = running.input.clone().unwrap_or_else(|| "null".to_owned());
-        // The guest yields at every epoch tick, so these are noticed within
-        // a tick; dropping the call future drops the guest's store with it.
-        let outcome = tokio::select! {
-            outcome = self.call_guest(module, limits, &running.workflow_id, &input, &fence) => outcome,
-            () = tokio::time::sleep(limits.timeout) => Outcome::Failed(format!(
-                "deadline exceeded: the workflow ran longer than {:?}",
-                limits.timeout
-            )),
-            stop = canceled.wait_for(|stop| *stop != Stop::Run) => match stop.map(|stop| *stop) {
-                Ok(Stop::Abandon) => {
-                    tracing::info!(workflow_id = %running.workflow_id, "workflow handed over; its run here stopped");
-                    return Err(ExecuteError::Abandoned(running.workflow_id));
+        let outcome = loop {
+            // The guest yields at every epoch tick, so these are noticed within
+            // a tick; dropping the call future drops the guest's store with it.
+            let outcome = tokio::select! {
+                outcome = self.call_guest(module, limits, &running.workflow_id, &input, &fence) => outcome,
+                () = tokio::time::sleep(limits.timeout) => Outcome::Failed(format!(
+                    "deadline exceeded: the workflow ran longer than {:?}",
+                    limits.timeout
+                )),
+                stop = canceled.wait_for(|stop| *stop != Stop::Run) => match stop.map(|stop| *stop) {
+                    Ok(Stop::Abandon) => {
+                        tracing::info!(workflow_id = %running.workflow_id, "workflow handed over; its run here stopped");
+                        return Err(ExecuteError::Abandoned(running.workflow_id));
+                    }
+                    _ => Outcome::Canceled,
+                },
+            };
+            let Outcome::Suspended(suspension) = outcome else {
+                break outcome;
+            };
+            match self.suspend(module, &running, &fence, &suspension).await? {
+                Suspend::RunAgain => continue,
+                Suspend::Wait(version) => {
+                    self.keep_waiting(module, &running.workflow_id, suspension, version, admitted);
+                    return Ok(None);
                 }
-                _ => Outcome::Canceled,
-            },
+            }
         };
         let elapsed = clock.elapsed();
+        self.record_end(module, running, &fence, outcome, elapsed)
+            .await
+            .map(Some)
+    }
 
+    /// Saves the end of a run: `outcome` applied to its last state.
+    async fn record_end(
+        &self,
+        module: &Module,
+        running: WorkflowState,
+        fence: &RunFence,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) -> Result<WorkflowState, ExecuteError> {
         let store = self.store_of(module);
-        let last = self.current_state(store, running, &fence).await;
-        let final_state = finish(&last, outcome, elapsed);
-        let id = last.workflow_id.clone();
+        let id = running.workflow_id.clone();
+        // Signals may land between reading the last state and saving the
+        // end: read again (adopting them) and save again.
+        let mut tries = 0;
+        let (last, refusal) = loop {
+            let last = self.current_state(store, &running, fence).await;
+            let final_state = finish(&last, outcome.clone(), elapsed);
+            match store
+                .save_versioned(final_state.clone(), Some(fence.version()))
+                .await
+            {
+                Ok(_) => return Ok(log_end(final_state)),
+                Err(StoreError::Conflict(_))
+                    if tries < SIGNAL_RACE_RETRIES && self.adopts(store, fence, &id).await =>
+                {
+                    tries += 1;
+                }
+                // The final state itself was refused (a result too large or not
+                // JSON, a history at its bound): record that as the failure
+                // rather than leave the run `running`.
+                Err(StoreError::TooLarge(e) | StoreError::InvalidArgument(e)) => break (last, e),
+                Err(e) => return Err(lost_to_another_writer(&id, e).into()),
+            }
+        };
         let save_final = |state: WorkflowState| async {
             store
                 .save_versioned(state, Some(fence.version()))
                 .await
                 .map_err(|e| lost_to_another_writer(&id, e))
         };
-        let refusal = match save_final(final_state.clone()).await {
-            Ok(_) => return Ok(log_end(final_state)),
-            // The final state itself was refused (a result too large or not
-            // JSON, a history at its bound): record that as the failure
-            // rather than leave the run `running`.
-            Err(StoreError::TooLarge(e) | StoreError::InvalidArgument(e)) => e,
-            Err(e) => return Err(e.into()),
-        };
+        // The final state itself was refused (a result too large or not
+        // JSON, a history at its bound): record that as the failure
+        // rather than leave the run `running`.
         let why = format!("the store refused the workflow's final state: {refusal}");
         let mut refused = finish(&last, Outcome::Failed(why.clone()), elapsed);
         if let Err(StoreError::TooLarge(_) | StoreError::InvalidArgument(_)) =
@@ -110,7 +170,7 @@ impl HostInner {
             limits,
             workflow_id,
             self.store_of(module).clone(),
-            fence.clone(),
+            Some(fence.clone()),
             self.owners.get(),
         ) {
             Ok(created) => created,
@@ -142,32 +202,228 @@ impl HostInner {
                 Err(e) => Outcome::Failed(format!("the workflow returned invalid JSON: {e}")),
             },
             Ok(Err(message)) => Outcome::Failed(message),
-            Err(trap) => Outcome::Failed(describe_trap(
-                &trap,
-                limits,
-                wasm_store.data().limiter.refused(),
-                &stderr,
-            )),
+            Err(trap) => match wasm_store.data_mut().take_suspension() {
+                // `suspend` traps to end the call; what it asked is kept.
+                Some(suspension) => Outcome::Suspended(suspension),
+                None => Outcome::Failed(describe_trap(
+                    &trap,
+                    limits,
+                    wasm_store.data().limiter.refused(),
+                    &stderr,
+                )),
+            },
         }
     }
 
     /// The state to finish from: what is stored now if this run wrote it
-    /// last (so history the guest appended is kept), else the host's own copy
-    /// (whose save then fails on the fence, if another writer came between).
+    /// last (plus signals appended since, which it adopts), so history the
+    /// guest appended is kept; else the host's own copy (whose save then
+    /// fails on the fence, if another writer came between).
     async fn current_state(
         &self,
         store: &Arc<dyn WorkflowStore>,
-        running: WorkflowState,
+        running: &WorkflowState,
         fence: &RunFence,
     ) -> WorkflowState {
         match store.load_versioned(&running.workflow_id).await {
             Ok(Some(stored))
-                if stored.version == fence.version() && stored.state.run_id == running.run_id =>
+                if stored.state.run_id == running.run_id
+                    && fence.adopt(stored.version, &stored.state) =>
             {
                 Arc::unwrap_or_clone(stored.state)
             }
-            _ => running,
+            _ => running.clone(),
         }
+    }
+
+    /// Whether the run still holds its id after a conflicting save: the
+    /// state stored now is its own plus signals (adopted).
+    async fn adopts(&self, store: &Arc<dyn WorkflowStore>, fence: &RunFence, id: &str) -> bool {
+        match store.load_versioned(id).await {
+            Ok(Some(stored)) => fence.adopt(stored.version, &stored.state),
+            _ => false,
+        }
+    }
+
+    /// Records that the run suspended as `suspension` asks: a
+    /// `workflow_suspended` event on its last state, unless a signal it
+    /// waits for arrived since it last read its state (then it runs again).
+    async fn suspend(
+        &self,
+        module: &Module,
+        running: &WorkflowState,
+        fence: &RunFence,
+        suspension: &Suspension,
+    ) -> Result<Suspend, ExecuteError> {
+        let store = self.store_of(module);
+        let id = &running.workflow_id;
+        let waits_for = Suspended {
+            wake_at: suspension.wake_at,
+            signals: suspension.signals.clone(),
+        };
+        for _ in 0..SIGNAL_RACE_RETRIES {
+            let Some(stored) = store.load_versioned(id).await? else {
+                return Err(lost_to_another_writer(
+                    id,
+                    StoreError::Conflict("the workflow was deleted while it ran".into()),
+                )
+                .into());
+            };
+            let arrived = fence
+                .signals_since(&stored.state)
+                .iter()
+                .any(|name| waits_for.woken_by(name));
+            if stored.state.run_id != running.run_id || !fence.adopt(stored.version, &stored.state)
+            {
+                return Err(lost_to_another_writer(
+                    id,
+                    StoreError::Conflict("another writer wrote the workflow while it ran".into()),
+                )
+                .into());
+            }
+            if arrived {
+                return Ok(Suspend::RunAgain);
+            }
+            // Woken for nothing (a signal it does not wait for): it waits
+            // as it did, and its state says so already.
+            if stored.state.suspended().as_ref() == Some(&waits_for) {
+                return Ok(Suspend::Wait(stored.version));
+            }
+            let now = Timestamp::now();
+            let mut next = Arc::unwrap_or_clone(stored.state);
+            next.history
+                .push(waits_for.event(next.next_event_id(), now));
+            next.updated_at = now;
+            match store
+                .save_versioned(next.clone(), Some(stored.version))
+                .await
+            {
+                Ok(version) => {
+                    fence.set(version, &next);
+                    tracing::debug!(workflow_id = %id, ?waits_for, "workflow suspended");
+                    return Ok(Suspend::Wait(version));
+                }
+                // A signal landed meanwhile: read again.
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ExecuteError::Store(StoreError::Unavailable(format!(
+            "suspending workflow {id}: its state kept changing under the suspension (signals arriving faster than it could be saved)"
+        ))))
+    }
+
+    /// Keeps a suspended run waiting: its instance and slots are released,
+    /// and its due time and signals registered. A signal that came while
+    /// it was being registered wakes it at once.
+    fn keep_waiting(
+        self: &Arc<Self>,
+        module: &Module,
+        id: &str,
+        suspension: Suspension,
+        version: Version,
+        admitted: Admitted,
+    ) {
+        let owned_in = self.store_of(module).ownership().map(|ownership| {
+            let partition = ownership.partition_of(id);
+            (ownership, partition)
+        });
+        let carried = Carried {
+            ended: admitted.ended.clone(),
+            cancel: admitted.cancel.clone(),
+        };
+        // Released first: a wake must find the id free.
+        drop(admitted);
+        self.waiting.register(
+            self,
+            id,
+            Waiter {
+                module: module.clone(),
+                suspended: Suspended {
+                    wake_at: suspension.wake_at,
+                    signals: suspension.signals,
+                },
+                version,
+                carried,
+                owned_in,
+            },
+        );
+        // A signal that came between the suspension's save and now found
+        // nothing to wake: look once more.
+        let host = Host {
+            inner: self.clone(),
+        };
+        let (id, store) = (id.to_owned(), self.store_of(module).clone());
+        tokio::spawn(async move {
+            if let Ok(Some(current)) = store.load_versioned(&id).await
+                && current.version != version
+            {
+                host.wake_soon(&id);
+            }
+        });
+    }
+}
+
+impl Host {
+    /// Runs the suspended run `state` (stored at `version`) again, without
+    /// writing anything first; `ended` is where its end goes.
+    pub(super) async fn start_woken(
+        &self,
+        module: &Module,
+        state: WorkflowState,
+        version: Version,
+        carried: Carried,
+    ) -> Result<WorkflowHandle, ExecuteError> {
+        self.start(
+            module,
+            state,
+            Begin::Wake(version),
+            None,
+            true,
+            Some(carried),
+        )
+        .await
+    }
+
+    /// Saves a suspended run `canceled` (it has no instance to interrupt).
+    pub(super) async fn cancel_suspended(&self, id: &str, waiter: Waiter) {
+        let store = self.store_for(&waiter.module).clone();
+        let mut outcome = Err(ExecuteError::Internal(format!(
+            "canceling suspended workflow {id}: its state kept changing"
+        )));
+        for _ in 0..SIGNAL_RACE_RETRIES {
+            let stored = match store.load_versioned(id).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => {
+                    outcome = Err(ExecuteError::NotFound(id.to_owned()));
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(e.into());
+                    break;
+                }
+            };
+            if stored.state.status != WorkflowStatus::Running {
+                outcome = Ok(Arc::unwrap_or_clone(stored.state));
+                break;
+            }
+            let end = finish(&stored.state, Outcome::Canceled, Duration::ZERO);
+            match store
+                .save_versioned(end.clone(), Some(stored.version))
+                .await
+            {
+                Ok(_) => {
+                    outcome = Ok(log_end(end));
+                    break;
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => {
+                    outcome = Err(e.into());
+                    break;
+                }
+            }
+        }
+        waiter.carried.ended.send_replace(Some(Arc::new(outcome)));
     }
 }
 /// Explains a lifecycle save that lost to another writer: the run keeps
@@ -218,7 +474,8 @@ fn finish(state: &WorkflowState, outcome: Outcome, elapsed: Duration) -> Workflo
             end.result = None;
             end.error = error;
         }
-        Outcome::Canceled => {
+        // A suspended run is never finished; were it, as canceled.
+        Outcome::Canceled | Outcome::Suspended(_) => {
             event = HistoryEvent::new(next_id, EventType::WorkflowCanceled, now);
             event.error = CANCELED.to_owned();
             end.status = WorkflowStatus::Canceled;

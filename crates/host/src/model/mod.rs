@@ -22,11 +22,13 @@ mod run;
 #[cfg(test)]
 mod tests;
 mod time;
+mod wait;
 
 pub use decode::decode_state;
 pub use encode::{encode_state, encoded_len_hint, validate_json};
 pub use run::ModuleIdentity;
 use time::{append_rfc3339, parse_rfc3339};
+pub use wait::{MAX_SIGNAL_NAME_BYTES, SIGNAL_NAME_SEPARATOR, Suspended, validate_signal_name};
 
 /// JSON text.
 pub type Json = String;
@@ -163,7 +165,7 @@ fn unknown_event_type(value: String) -> ModelError {
 
 wire_enum!(
     /// The kind of a [`HistoryEvent`].
-    EventType, 9, unknown_event_type, {
+    EventType, 11, unknown_event_type, {
         /// `"workflow_started"`.
         WorkflowStarted = "workflow_started",
         /// `"workflow_completed"`.
@@ -182,6 +184,10 @@ wire_enum!(
         SignalReceived = "signal_received",
         /// `"timer_fired"`.
         TimerFired = "timer_fired",
+        /// `"timer_started"`.
+        TimerStarted = "timer_started",
+        /// `"workflow_suspended"`.
+        WorkflowSuspended = "workflow_suspended",
     }
 );
 

@@ -24,6 +24,7 @@ use crate::bindings::{self, WfStoreCtx, WorkflowWorldPre};
 use crate::fence::RunFence;
 use crate::store::{SharedOwnerLink, WorkflowStore};
 
+pub(crate) use crate::bindings::Suspension;
 pub(crate) use guest_io::GuestOutput;
 pub use module::Module;
 pub(crate) use options::RunLimits;
@@ -160,18 +161,22 @@ impl Runtime {
     }
 
     /// A fresh sandboxed store for one run of `module` as workflow
-    /// `workflow_id` on `store`, fenced by `fence`.
+    /// `workflow_id` on `store`, fenced by `fence`; without a fence, a
+    /// query's, which may not write.
     pub(crate) fn new_store(
         &self,
         module: &Module,
         limits: &RunLimits,
         workflow_id: &str,
         store: Arc<dyn WorkflowStore>,
-        fence: Arc<RunFence>,
+        fence: Option<Arc<RunFence>>,
         owners: Option<&SharedOwnerLink>,
     ) -> anyhow::Result<(Store<GuestState>, GuestOutput)> {
-        let mut import =
-            WfStoreCtx::new(store, module.name.clone(), module.access.clone()).fenced(fence);
+        let import = WfStoreCtx::new(store, module.name.clone(), module.access.clone());
+        let mut import = match fence {
+            Some(fence) => import.fenced(fence),
+            None => import.read_only(),
+        };
         if let Some(owners) = owners {
             import = import.with_owner_link(owners.clone());
         }

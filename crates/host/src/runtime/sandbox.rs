@@ -76,6 +76,13 @@ pub(super) fn new_store(
     Ok((wasm_store, stderr))
 }
 
+impl GuestState {
+    /// What the run asked to wait for, if it called `suspend`.
+    pub(crate) fn take_suspension(&mut self) -> Option<crate::bindings::Suspension> {
+        self.store.take_suspension()
+    }
+}
+
 /// Where the store import finds its context in a [`GuestState`].
 pub(super) fn store_ctx(state: &mut GuestState) -> &mut WfStoreCtx {
     &mut state.store

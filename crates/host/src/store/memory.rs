@@ -158,6 +158,10 @@ impl WorkflowStore for MemoryStore {
         Ok(())
     }
 
+    fn limits(&self) -> Option<StoreLimits> {
+        Some(self.limits)
+    }
+
     fn describe(&self) -> String {
         "in-memory (nothing is kept after the process exits)".to_string()
     }

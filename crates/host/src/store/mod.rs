@@ -182,6 +182,13 @@ pub trait WorkflowStore: std::any::Any + Send + Sync + std::fmt::Debug {
     /// A short human description, e.g. `in-memory` or `kafka topic t on b:9092`.
     fn describe(&self) -> String;
 
+    /// The limits the store enforces, when it has them (the host keeps
+    /// room under the event bound for a workflow's own steps when it
+    /// appends signals).
+    fn limits(&self) -> Option<StoreLimits> {
+        None
+    }
+
     /// Which workflows this host owns when it shares the store with other
     /// hosts (a Kafka consumer group); `None`: it owns every workflow.
     fn ownership(&self) -> Option<Arc<Ownership>> {

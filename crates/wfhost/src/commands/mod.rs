@@ -26,6 +26,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Dev => return dev::dev(&backends, &settings).await,
         Command::Cancel { id, server } => return cancel::cancel(server, id).await,
+        Command::Signal {
+            id,
+            name,
+            payload,
+            server: Some(server),
+        } => return cancel::signal(server, id, name, payload.as_deref()).await,
+        Command::Query {
+            id,
+            name,
+            args,
+            module: None,
+            server,
+            ..
+        } => return cancel::query(server, id, name, args).await,
         _ => {}
     }
     let bar = progress::OpenBar::new();
@@ -81,8 +95,39 @@ async fn on_store(
         } => inspect::list(store, status, limit, after, output).await,
         Command::Show { id } => inspect::show(store, &id, output).await,
         Command::Delete { id } => inspect::delete(store, &id).await,
+        Command::Signal {
+            id,
+            name,
+            payload,
+            server: None,
+        } => {
+            let host = wf_host::Host::new(store.clone())?;
+            let version = host.signal(&id, &name, payload.as_deref()).await?;
+            eprintln!("wfhost: signal {name:?} recorded for {id:?} (version {version})");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query {
+            id,
+            name,
+            args,
+            module: Some(module),
+            sandbox,
+            ..
+        } => {
+            let (host, module) = sandbox.host(store, &module, settings)?;
+            let answer = host.query_workflow(&module, &id, &name, &args).await?;
+            println!("{answer}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Topic => inspect::topic(store, output),
-        Command::Dev | Command::Cancel { .. } => unreachable!("handled before a store is opened"),
+        Command::Dev
+        | Command::Cancel { .. }
+        | Command::Signal {
+            server: Some(_), ..
+        }
+        | Command::Query { module: None, .. } => {
+            unreachable!("handled before a store is opened")
+        }
     }
 }
 

@@ -56,7 +56,9 @@ pub async fn recover(
     let left = recovery.left_some();
     let mut code = ExitCode::SUCCESS;
     let mut states = Vec::new();
-    for handle in recovery.resumed {
+    // Suspended runs too: this process wakes them when they are due (or
+    // signaled), and they end here.
+    for handle in recovery.resumed.into_iter().chain(recovery.waiting) {
         let state = handle.result().await?;
         if exit_code(&state) != ExitCode::SUCCESS {
             code = ExitCode::from(EXIT_WORKFLOW_FAILED);
@@ -73,7 +75,14 @@ pub async fn recover(
 
 /// What a recovery found, on stderr.
 pub fn report(host: &Host, module: &Module, recovery: &Recovery) {
-    if recovery.resumed.is_empty() && !recovery.left_some() {
+    if !recovery.waiting.is_empty() {
+        eprintln!(
+            "wfhost: {} runs of {} are suspended (waiting for a signal or a time): kept until they are woken",
+            recovery.waiting.len(),
+            module.name()
+        );
+    }
+    if recovery.resumed.is_empty() && recovery.waiting.is_empty() && !recovery.left_some() {
         eprintln!(
             "wfhost: no runs of {} left running (store: {})",
             module.name(),

@@ -27,11 +27,21 @@ pub async fn serve(
                 .map(|o| o.group().to_owned())
                 .unwrap_or_default()
         );
-    } else if recover {
+    } else {
         // A run that cannot be resumed is reported, not fatal: the others
-        // are resumed and the API serves.
-        let recovery = host.recover(&module, RecoverOptions::default()).await?;
-        super::run::report(&host, &module, &recovery);
+        // are resumed and the API serves. Suspended runs are kept waiting
+        // (their due times rebuilt) with or without --recover: waking
+        // them when due is what serving them means.
+        let options = RecoverOptions::default().waiting_only(!recover);
+        let recovery = host.recover(&module, options).await?;
+        if recover {
+            super::run::report(&host, &module, &recovery);
+        } else if !recovery.waiting.is_empty() {
+            eprintln!(
+                "wfhost serve: {} suspended workflows kept waiting for their signals or times",
+                recovery.waiting.len()
+            );
+        }
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await

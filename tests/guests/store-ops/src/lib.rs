@@ -167,7 +167,7 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
                 ctx.update_state(|state| {
                     state
                         .push_event(wf_guest::EventType::ActivityCompleted)
-                        .activity_name = activity;
+                        .activity_name = activity.clone();
                 })
                 .map(|s| s.history.len()),
             ),

@@ -25,6 +25,8 @@ function stateOf(op) {
   return state;
 }
 
+// The states are saved as given, but for `updatedAt`, which the SDK stamps
+// with the time of the save (as every SDK does).
 const OPS = {
   save(ctx, op) {
     const state = stateOf(op);

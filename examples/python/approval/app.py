@@ -1,0 +1,39 @@
+"""An approval: the workflow waits, without holding an instance, up to 24
+hours for a decision sent as a signal (``approve`` with ``{"by": ...}`` or
+``reject`` with ``{"reason": ...}``), and a query tells whether it still
+waits. The host keeps the due time: a host restarted meanwhile still times
+the workflow out on time.
+
+Input: ``{"request": <anything>}``. Result: ``{"approved": true, "by": ...}``
+or ``{"approved": false, "reason": ...}``; with no decision within 24 hours
+the workflow fails with "no decision within 24 hours". Query ``status``:
+``{"waiting": <bool>}``."""
+
+import wf_guest
+from wf_guest import Context, InputError, WorkflowError, WorkflowStatus
+
+DECISION_TIMEOUT = 24 * 3600  # seconds
+
+
+def run(ctx: Context, order) -> dict:
+    if not isinstance(order, dict) or "request" not in order:
+        raise InputError('expected {"request": ...}')
+    decision = ctx.wait_any_signal(["approve", "reject"], timeout=DECISION_TIMEOUT)
+    if decision is None:
+        raise WorkflowError("no decision within 24 hours")
+    name, payload = decision
+    payload = payload if isinstance(payload, dict) else {}
+    if name == "approve":
+        return {"approved": True, "by": payload.get("by")}
+    return {"approved": False, "reason": payload.get("reason")}
+
+
+def query(ctx: Context, name: str, args) -> dict:
+    if name != "status":
+        raise WorkflowError(f"unknown query {name}")
+    state = ctx.state()
+    # Running means no decision is recorded yet: it waits (or is about to).
+    return {"waiting": state is not None and state.status == WorkflowStatus.RUNNING}
+
+
+WitWorld = wf_guest.workflow(run, query=query)

@@ -1,0 +1,222 @@
+"""The store calls, saves and the errors a workflow fails with."""
+
+import os
+import unittest
+
+from _support import SDK
+
+import wf_guest
+from wf_guest import Harness, StoreError, Timestamp, Versioned, WorkflowError, WorkflowState, WorkflowStatus
+
+HERE = os.path.basename(__file__)
+
+
+def run_in_harness(body):
+    """Runs ``body(ctx)`` as a workflow; returns the harness and the state."""
+    h = Harness(lambda ctx, _: body(ctx))
+    return h, h.start("w", None)
+
+
+class Versions(unittest.TestCase):
+    def test_only_non_negative_ints_are_versions(self):
+        def body(ctx):
+            state = WorkflowState.new("rec")
+            outcomes = []
+            for version in ["3", 2.9, True, -1, 2 ** 64, None, 0]:
+                try:
+                    outcomes.append(["ok", ctx.store.save_versioned(state, version)])
+                except TypeError as e:
+                    outcomes.append(["TypeError", str(e)])
+                except ValueError as e:
+                    outcomes.append(["ValueError", str(e)])
+                except StoreError as e:
+                    outcomes.append([e.kind, e.message])
+            return outcomes
+
+        h, state = run_in_harness(body)
+        outcomes = state.result_value()
+        self.assertEqual([o[0] for o in outcomes],
+                         ["TypeError", "TypeError", "TypeError", "ValueError", "ValueError", "ok",
+                          "conflict"])
+        self.assertIn("got str '3'", outcomes[0][1])
+        self.assertIn("got float 2.9", outcomes[1][1])
+        self.assertIn("got bool True", outcomes[2][1])
+        self.assertEqual(h.version("rec"), outcomes[5][1], "only the save without a version wrote")
+
+    def test_a_versioned_result_is_not_a_version(self):
+        def body(ctx):
+            ctx.store.save(WorkflowState.new("rec"))
+            found = ctx.store.load_versioned("rec")
+            ctx.store.save_versioned(found.state, found)
+
+        _, state = run_in_harness(body)
+        self.assertIn("uncaught TypeError: expected_version is the int version, not the Versioned",
+                      state.error)
+        self.assertIn("pass found.version", state.error)
+
+    def test_conditional_saves(self):
+        def body(ctx):
+            first = ctx.store.save_versioned(WorkflowState.new("rec", result=1), 0)
+            try:
+                ctx.store.save_versioned(WorkflowState.new("rec", result=2), 0)
+            except StoreError as e:
+                kind = e.kind
+            second = ctx.store.save_versioned(WorkflowState.new("rec", result=3), first)
+            return [second > first, kind, ctx.store.load("rec").result_value()]
+
+        _, state = run_in_harness(body)
+        self.assertEqual(state.result_value(), [True, "conflict", 3])
+
+
+class UpdatedAt(unittest.TestCase):
+    def test_save_stamps_updated_at_and_stamp_false_keeps_it(self):
+        def body(ctx):
+            stale = WorkflowState.new("a")
+            stale.updated_at = Timestamp(5)
+            kept = WorkflowState.new("b")
+            kept.updated_at = Timestamp(5)
+            ctx.store.save(stale)
+            ctx.store.save(kept, stamp=False)
+            ctx.store.save_versioned(WorkflowState.new("c"), 0)
+            return stale.updated_at.seconds
+
+        h = Harness(lambda ctx, _: body(ctx))
+        h.advance(100)
+        state = h.start("w", None)
+        now = wf_guest.HARNESS_EPOCH + 100
+        self.assertEqual(state.result_value(), now, "the saved object is stamped too")
+        self.assertEqual(h.state("a").updated_at, Timestamp(now))
+        self.assertEqual(h.state("b").updated_at, Timestamp(5))
+        self.assertEqual(h.state("c").updated_at, Timestamp(now))
+
+    def test_update_state_stamps_and_keeps_signals(self):
+        h = None
+
+        def body(ctx):
+            def change(state):
+                if not calls:
+                    h.signal("w", "s", 1)  # lands between the load and the save
+                calls.append(1)
+                state.push_event(wf_guest.EventType.ACTIVITY_COMPLETED, activity_name="note")
+            calls = []
+            saved = ctx.update_state(change)
+            return [len(calls), saved.updated_at.seconds]
+
+        h = Harness(lambda ctx, _: body(ctx))
+        state = h.start("w", None)
+        self.assertEqual(state.result_value(), [2, wf_guest.HARNESS_EPOCH])
+        self.assertEqual([e.kind.value for e in state.history],
+                         ["workflow_started", "signal_received", "activity_completed", "workflow_completed"])
+
+
+class ErrorLocations(unittest.TestCase):
+    def test_an_uncaught_exception_names_the_workflows_line(self):
+        def run(ctx, order):
+            return order["sku"]  # KeyError here
+
+        state = Harness(run).start("w", {})
+        self.assertRegex(state.error, rf"^uncaught KeyError: 'sku' \(at {HERE}:\d+ in run\)$")
+
+    def test_an_sdk_error_names_the_line_that_called_the_sdk(self):
+        def run(ctx, _):
+            ctx.store.save_versioned(WorkflowState.new("x"), "3")  # the call
+
+        state = Harness(run).start("w", None)
+        self.assertRegex(state.error, rf"^uncaught TypeError: expected_version must be an int .* "
+                                      rf"\(at {HERE}:\d+ in run\)$")
+        self.assertNotIn("wf_guest.py", state.error)
+
+    def test_a_store_error_names_the_line(self):
+        def run(ctx, _):
+            ctx.store.save(WorkflowState.new(""))
+
+        state = Harness(run).start("w", None)
+        self.assertRegex(state.error, rf"^invalid-argument: .*workflow ID is required \(at {HERE}:\d+ in run\)$")
+
+    def test_a_standard_library_error_names_the_workflows_line(self):
+        import json
+
+        def run(ctx, _):
+            return json.loads("{nope")
+
+        state = Harness(run).start("w", None)
+        self.assertRegex(state.error, rf"^uncaught JSONDecodeError: .* \(at {HERE}:\d+ in run\)$")
+
+    def test_the_line_is_the_innermost_frame_of_the_workflows_code(self):
+        def helper(items):
+            return items[3]
+
+        def run(ctx, _):
+            return helper([])
+
+        state = Harness(run).start("w", None)
+        self.assertRegex(state.error, rf"^uncaught IndexError: list index out of range \(at {HERE}:\d+ in helper\)$")
+
+    def test_workflow_error_is_exact(self):
+        def run(ctx, _):
+            raise WorkflowError("card declined")
+
+        self.assertEqual(Harness(run).start("w", None).error, "card declined")
+
+    def test_a_failed_activitys_error_names_the_activitys_line(self):
+        def charge(_):
+            raise RuntimeError("gateway down")
+
+        def run(ctx, _):
+            return ctx.activity("charge", None, charge)
+
+        state = Harness(run).start("w", None)
+        self.assertRegex(state.error, rf"^RuntimeError: gateway down \(at {HERE}:\d+ in charge\)$")
+
+    def test_sdk_frames_are_recognised(self):
+        self.assertTrue(wf_guest._is_sdk(os.path.join(SDK, "wf_guest.py")))
+        self.assertFalse(wf_guest._is_sdk(__file__))
+
+
+class Outside(unittest.TestCase):
+    def test_the_sdk_imports_outside_a_component_and_says_what_is_missing(self):
+        self.assertIsInstance(Timestamp.now(), Timestamp)
+        with self.assertRaisesRegex(RuntimeError, "outside a component.*Harness"):
+            wf_guest.Store().load("x")
+
+    def test_the_harness_store_checks_ids_and_json(self):
+        def run(ctx, _):
+            outcomes = []
+            bad_json = WorkflowState.new("j")
+            bad_json.input = "{not json"
+            for call in [lambda: ctx.store.save(WorkflowState.new("x" * 1025)),
+                         lambda: ctx.store.save(WorkflowState.new("a\nb")),
+                         lambda: ctx.store.save(bad_json),
+                         lambda: ctx.store.list(limit=0)]:
+                try:
+                    call()
+                    outcomes.append("ok")
+                except StoreError as e:
+                    outcomes.append(e.kind)
+            return outcomes
+
+        self.assertEqual(Harness(run).start("w", None).result_value(), ["invalid-argument"] * 4)
+
+    def test_list_pages_in_byte_order(self):
+        def run(ctx, _):
+            for i in ["b", "a", "c"]:
+                ctx.store.save(WorkflowState.new(f"rec/{i}"))
+            page = [s.workflow_id for s in ctx.store.list(after="rec/a", limit=1)]
+            every = [s.workflow_id for s in ctx.store.list_all(status=WorkflowStatus.COMPLETED)]
+            return [page, every]
+
+        self.assertEqual(Harness(run).start("w", None).result_value(),
+                         [["rec/b"], ["rec/a", "rec/b", "rec/c"]])
+
+    def test_to_dict_is_the_sdks_form_and_round_trips(self):
+        state = WorkflowState.new("x", input={"a": 1})
+        state.push_event(wf_guest.EventType.SIGNAL_RECEIVED, signal_name="s", signal_payload=[1])
+        d = state.to_dict()
+        self.assertIn("workflow_id", d)
+        self.assertEqual(d["history"][0]["signal_payload"], [1])
+        self.assertEqual(WorkflowState.from_dict(d), state)
+        self.assertIsInstance(wf_guest.Versioned(state, 1), Versioned)
+
+
+if __name__ == "__main__":
+    unittest.main()
