@@ -1251,9 +1251,15 @@ def workflow(run: Callable[[Context, Any], Any],
 class _MemoryRuntime:
     """The harness's store and clock as one call of the workflow sees them."""
 
-    def __init__(self, harness: "Harness", read_only: bool):
+    def __init__(self, harness: "Harness", read_only: bool, own: Optional[str] = None):
         self.harness = harness
         self.read_only = read_only
+        # A run's fence, as the host keeps it: a plain save of its own id is
+        # conditional on the version the run last read or wrote, so a save
+        # of a state loaded before a signal arrived conflicts.
+        self.own = own
+        found = harness._states.get(own) if own is not None else None
+        self.fence = None if found is None else found[1]
 
     def now_ns(self) -> int:
         return self.harness._now
@@ -1261,7 +1267,13 @@ class _MemoryRuntime:
     def save(self, state: WorkflowState, expected: Optional[int]) -> int:
         if self.read_only:
             raise StoreError("denied", "a query cannot save")
-        return self.harness._save(state, expected)
+        own = self.own is not None and state.workflow_id == self.own
+        if own and expected is None and self.fence is not None:
+            expected = self.fence
+        version = self.harness._save(state, expected)
+        if own:
+            self.fence = version
+        return version
 
     def load(self, workflow_id: str) -> Optional[WorkflowState]:
         found = self.load_versioned(workflow_id)
@@ -1270,6 +1282,8 @@ class _MemoryRuntime:
     def load_versioned(self, workflow_id: str) -> Optional[Versioned]:
         self.harness._check_id(workflow_id)
         found = self.harness._states.get(workflow_id)
+        if found is not None and workflow_id == self.own:
+            self.fence = found[1]
         return None if found is None else Versioned(copy.deepcopy(found[0]), found[1])
 
     def list(self, status: Optional[WorkflowStatus], limit: Optional[int],
@@ -1560,7 +1574,7 @@ class Harness:
             self._running, self._arrived = workflow_id, set()
             suspended: Optional[_Suspended] = None
             try:
-                with _Using(_MemoryRuntime(self, read_only=False)):
+                with _Using(_MemoryRuntime(self, read_only=False, own=workflow_id)):
                     outcome = _call_run(self._run_fn, workflow_id, input_text)
             except _Suspended as s:
                 suspended = s

@@ -21,6 +21,24 @@ async fn start(host: &Host, module: &Module, id: &str, input: Value) -> wf_host:
         .unwrap_or_else(|e| panic!("starting {id}: {e}"))
 }
 
+/// The `waits` guest's input to wait for the signal `go`, at most
+/// `timeout_ms` when given.
+fn waits_for_go(timeout_ms: Option<u64>) -> Value {
+    json!({"op": "signal", "name": "go", "timeout_ms": timeout_ms})
+}
+
+/// Starts `input` as `id` and waits until it is suspended: its handle and
+/// its stored state then.
+async fn start_suspended(
+    host: &Host,
+    module: &Module,
+    id: &str,
+    input: Value,
+) -> (wf_host::WorkflowHandle, Arc<WorkflowState>) {
+    let handle = start(host, module, id, input).await;
+    (handle, until_suspended(host, id).await)
+}
+
 /// Waits until `id` is suspended on `host`, and returns its stored state.
 async fn until_suspended(host: &Host, id: &str) -> Arc<WorkflowState> {
     let clock = Instant::now();
@@ -37,6 +55,30 @@ async fn until_suspended(host: &Host, id: &str) -> Arc<WorkflowState> {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A host on `host`'s store after `host` stopped (its runs handed over),
+/// with the `waits` guest: what its recovery found (with `options`): how
+/// many runs it resumed at once and kept waiting; and the final state of
+/// the one run it took up, once that ends.
+async fn restarted(
+    host: &Host,
+    lang: &Language,
+    options: RecoverOptions,
+) -> (Host, Module, (usize, usize), WorkflowState) {
+    let restarted = Host::with_config(host.store().clone(), lang.config()).unwrap();
+    let module = load(&restarted, lang.waits);
+    let mut recovery = restarted.recover(&module, options).await.unwrap();
+    let found = (recovery.resumed.len(), recovery.waiting.len());
+    assert_eq!(found.0 + found.1, 1, "one run taken up");
+    let handle = match recovery.resumed.pop() {
+        Some(handle) => handle,
+        None => restarted
+            .handle(&recovery.waiting[0])
+            .expect("a handle on a waiting run"),
+    };
+    let state = handle.result().await.unwrap();
+    (restarted, module, found, state)
 }
 
 /// The history's events of `kind`.
@@ -87,13 +129,7 @@ fn completed(state: &WorkflowState) -> Value {
 /// delivered once; the run's own saves keep it.
 pub async fn a_signal_sent_while_the_workflow_runs_is_delivered_once(host: &Host, lang: &Language) {
     let module = load(host, lang.waits);
-    let handle = start(
-        host,
-        &module,
-        "w-live",
-        json!({"op": "signal", "name": "go", "timeout_ms": null}),
-    )
-    .await;
+    let handle = start(host, &module, "w-live", waits_for_go(None)).await;
     host.signal("w-live", "go", Some(r#"{"n":1}"#))
         .await
         .unwrap();
@@ -111,14 +147,7 @@ pub async fn a_signal_wakes_a_suspended_workflow_and_is_delivered_once(
     lang: &Language,
 ) {
     let module = load(host, lang.waits);
-    let handle = start(
-        host,
-        &module,
-        "w-sus",
-        json!({"op": "signal", "name": "go", "timeout_ms": null}),
-    )
-    .await;
-    let suspended = until_suspended(host, "w-sus").await;
+    let (handle, suspended) = start_suspended(host, &module, "w-sus", waits_for_go(None)).await;
     assert_eq!(suspended.status, WorkflowStatus::Running);
     assert!(!host.is_running("w-sus"), "no instance while suspended");
     let waits = suspended.suspended().unwrap();
@@ -150,14 +179,7 @@ pub async fn a_wait_times_out_at_its_due_time_and_later_signals_are_refused(
 ) {
     let module = load(host, lang.waits);
     let clock = Instant::now();
-    let handle = start(
-        host,
-        &module,
-        "w-to",
-        json!({"op": "signal", "name": "go", "timeout_ms": 400}),
-    )
-    .await;
-    let suspended = until_suspended(host, "w-to").await;
+    let (handle, suspended) = start_suspended(host, &module, "w-to", waits_for_go(Some(400))).await;
     assert!(suspended.suspended().unwrap().wake_at.is_some());
     let state = handle.result().await.unwrap();
     assert!(clock.elapsed() >= Duration::from_millis(400));
@@ -178,8 +200,8 @@ pub async fn a_wait_times_out_at_its_due_time_and_later_signals_are_refused(
 /// `sleep` suspends the workflow, and its timer fires once.
 pub async fn sleep_suspends_the_workflow_and_fires_once(host: &Host, lang: &Language) {
     let module = load(host, lang.waits);
-    let handle = start(host, &module, "w-sleep", json!({"op": "sleep", "ms": 300})).await;
-    until_suspended(host, "w-sleep").await;
+    let (handle, _) =
+        start_suspended(host, &module, "w-sleep", json!({"op": "sleep", "ms": 300})).await;
     let state = handle.result().await.unwrap();
     assert_eq!(completed(&state), json!({"slept": 300}));
     assert_eq!(count(&state, EventType::TimerStarted), 1);
@@ -201,14 +223,13 @@ pub async fn sleep_suspends_the_workflow_and_fires_once(host: &Host, lang: &Lang
 /// A wait for several signals takes the one that arrived first.
 pub async fn a_wait_for_several_signals_takes_the_first_to_arrive(host: &Host, lang: &Language) {
     let module = load(host, lang.waits);
-    let handle = start(
+    let (handle, _) = start_suspended(
         host,
         &module,
         "w-any",
         json!({"op": "any", "names": ["approve", "reject"], "timeout_ms": 60000}),
     )
     .await;
-    until_suspended(host, "w-any").await;
     host.signal("w-any", "reject", Some(r#"{"reason":"budget"}"#))
         .await
         .unwrap();
@@ -313,14 +334,7 @@ pub async fn a_query_answers_from_a_suspended_workflow_without_waking_it_or_writ
     lang: &Language,
 ) {
     let module = load(host, lang.waits);
-    let handle = start(
-        host,
-        &module,
-        "w-q",
-        json!({"op": "signal", "name": "go", "timeout_ms": null}),
-    )
-    .await;
-    until_suspended(host, "w-q").await;
+    let (handle, _) = start_suspended(host, &module, "w-q", waits_for_go(None)).await;
     host.signal("w-q", "unrelated", None).await.unwrap();
     let before = host.store().load_versioned("w-q").await.unwrap().unwrap();
     let answer = host
@@ -380,36 +394,22 @@ pub async fn a_timer_survives_a_host_restart_and_fires_at_its_due_time(
     lang: &Language,
 ) {
     let module = load(host, lang.waits);
-    start(
+    let (_, suspended) = start_suspended(
         host,
         &module,
         "w-restart",
         json!({"op": "sleep", "ms": 1500}),
     )
     .await;
-    let suspended = until_suspended(host, "w-restart").await;
     let due = suspended.suspended().unwrap().wake_at.unwrap();
     // The host goes away; another on the same store takes over.
     host.abandon_all().await;
-    let restarted = Host::with_config(host.store().clone(), lang.config()).unwrap();
-    let module = load(&restarted, lang.waits);
-    let recovery = restarted
-        .recover(&module, RecoverOptions::default())
-        .await
-        .unwrap();
-    assert!(
-        recovery.resumed.is_empty(),
-        "a suspended run is not run at once"
+    let (_, _, found, state) = restarted(host, lang, RecoverOptions::default()).await;
+    assert_eq!(
+        found,
+        (0, 1),
+        "a suspended run is kept waiting, not run at once"
     );
-    assert_eq!(recovery.waiting.len(), 1);
-    let state = recovery
-        .waiting
-        .into_iter()
-        .next()
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
     assert_eq!(completed(&state), json!({"slept": 1500}));
     let fired = state
         .history
@@ -429,35 +429,18 @@ pub async fn a_signal_sent_while_the_host_is_down_is_delivered_once_after_it_res
     lang: &Language,
 ) {
     let module = load(host, lang.waits);
-    start(
-        host,
-        &module,
-        "w-down",
-        json!({"op": "signal", "name": "go", "timeout_ms": null}),
-    )
-    .await;
-    until_suspended(host, "w-down").await;
+    start_suspended(host, &module, "w-down", waits_for_go(None)).await;
     host.abandon_all().await;
     let sender = Host::new(host.store().clone()).unwrap();
     sender.signal("w-down", "go", Some("42")).await.unwrap();
-    let restarted = Host::with_config(host.store().clone(), lang.config()).unwrap();
-    let module = load(&restarted, lang.waits);
-    // Kept as a waiting run (it was suspended), and woken at once: the
-    // signal it waits for is there.
-    let recovery = restarted
-        .recover(&module, RecoverOptions::default().waiting_only(true))
-        .await
-        .unwrap();
-    assert!(recovery.resumed.is_empty());
-    assert_eq!(recovery.waiting.len(), 1);
-    let state = recovery
-        .waiting
-        .into_iter()
-        .next()
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
+    // A suspended run (so taken up with `waiting_only`), woken at once.
+    let options = RecoverOptions::default().waiting_only(true);
+    let (_, _, found, state) = restarted(host, lang, options).await;
+    assert_eq!(
+        found,
+        (1, 0),
+        "woken at once: the signal it waits for is there"
+    );
     assert_eq!(completed(&state), json!({"payload": 42}));
     assert_eq!(count(&state, EventType::SignalReceived), 1);
 }
@@ -465,14 +448,13 @@ pub async fn a_signal_sent_while_the_host_is_down_is_delivered_once_after_it_res
 /// A suspended workflow is canceled without an instance.
 pub async fn a_suspended_workflow_is_canceled_without_an_instance(host: &Host, lang: &Language) {
     let module = load(host, lang.waits);
-    let handle = start(
+    let (handle, _) = start_suspended(
         host,
         &module,
         "w-cancel",
         json!({"op": "sleep", "ms": 3_600_000}),
     )
     .await;
-    until_suspended(host, "w-cancel").await;
     host.cancel("w-cancel").unwrap();
     let state = handle.result().await.unwrap();
     assert_eq!(state.status, WorkflowStatus::Canceled);
@@ -493,22 +475,10 @@ pub async fn a_replay_after_a_crash_does_not_repeat_recorded_attempts(
     let module = load(host, lang.waits);
     // Long retry waits: the run is suspended after its first failure.
     let input = json!({"op": "retry", "fail_times": 1, "max_attempts": 3, "initial_ms": 1000});
-    start(host, &module, "w-crash", input).await;
-    until_suspended(host, "w-crash").await;
+    start_suspended(host, &module, "w-crash", input).await;
     host.abandon_all().await;
-    let restarted = Host::with_config(host.store().clone(), lang.config()).unwrap();
-    let module = load(&restarted, lang.waits);
-    let mut recovery = restarted
-        .recover(&module, RecoverOptions::default())
-        .await
-        .unwrap();
-    let state = recovery
-        .waiting
-        .pop()
-        .expect("waiting")
-        .result()
-        .await
-        .unwrap();
+    let (restarted, module, found, state) = restarted(host, lang, RecoverOptions::default()).await;
+    assert_eq!(found, (0, 1));
     assert_eq!(completed(&state), json!({"attempts": 2}));
     let calls = restarted.query("w-crash/attempts").await.unwrap().unwrap();
     assert_eq!(calls.result.as_deref(), Some("2"), "each attempt ran once");
@@ -537,10 +507,10 @@ pub async fn the_approval_example_completes_on_a_signal_and_answers_its_query(
     lang: &Language,
 ) {
     let module = load(host, lang.approval);
-    let approved = start(host, &module, "expense-1", json!({"request": "laptop"})).await;
-    let rejected = start(host, &module, "expense-2", json!({"request": "yacht"})).await;
-    until_suspended(host, "expense-1").await;
-    until_suspended(host, "expense-2").await;
+    let (approved, _) =
+        start_suspended(host, &module, "expense-1", json!({"request": "laptop"})).await;
+    let (rejected, _) =
+        start_suspended(host, &module, "expense-2", json!({"request": "yacht"})).await;
     let status = host
         .query_workflow(&module, "expense-1", "status", "null")
         .await
@@ -576,14 +546,13 @@ pub async fn a_woken_workflow_replays_its_activities_without_running_them_again(
     lang: &Language,
 ) {
     let module = load(host, lang.waits);
-    let handle = start(
+    let (handle, _) = start_suspended(
         host,
         &module,
         "w-replay",
         json!({"op": "steps", "count": 20, "wait": "go"}),
     )
     .await;
-    until_suspended(host, "w-replay").await;
     host.signal("w-replay", "go", Some("true")).await.unwrap();
     let state = handle.result().await.unwrap();
     assert_eq!(completed(&state), json!({"sum": 190, "payload": true}));

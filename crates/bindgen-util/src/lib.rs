@@ -193,3 +193,29 @@ macro_rules! __store_error_arms {
         }
     }};
 }
+
+/// The longest signal name, in bytes.
+pub const MAX_SIGNAL_NAME_BYTES: usize = 256;
+
+/// What is wrong with a signal name, if anything: the rule the host and
+/// the SDK both check (1 to 256 bytes, no control characters, no `|`,
+/// which separates the names one wait waits for).
+///
+/// ```
+/// assert_eq!(wf_bindgen_util::signal_name_problem("approve"), None);
+/// assert_eq!(wf_bindgen_util::signal_name_problem(""), Some("is empty"));
+/// assert!(wf_bindgen_util::signal_name_problem("a|b").is_some());
+/// ```
+pub fn signal_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > MAX_SIGNAL_NAME_BYTES {
+        Some("is longer than 256 bytes")
+    } else if name.chars().any(char::is_control) {
+        Some("has a control character")
+    } else if name.contains('|') {
+        Some("has a `|` (it separates the names a wait waits for)")
+    } else {
+        None
+    }
+}

@@ -21,12 +21,10 @@ use crate::types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState};
 /// the workflow's state between reading and writing it.
 const SIGNAL_RACE_RETRIES: usize = 32;
 
-/// The longest signal name, in bytes.
-const MAX_SIGNAL_NAME_BYTES: usize = 256;
-
 /// Why a durable step ([`Context::activity`], [`Context::sleep`],
 /// [`Context::wait_signal`], ...) returned no result.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ActivityError {
     /// The activity failed with this message, now or in an earlier run,
     /// and its retry policy allows no further attempt (the failures are
@@ -280,20 +278,12 @@ fn timestamp_of(nanos: i128) -> Timestamp {
 }
 
 fn check_signal_name(name: &str) -> Result<(), ActivityError> {
-    let problem = if name.is_empty() {
-        "is empty"
-    } else if name.len() > MAX_SIGNAL_NAME_BYTES {
-        "is longer than 256 bytes"
-    } else if name.chars().any(char::is_control) {
-        "has a control character"
-    } else if name.contains('|') {
-        "has a `|`"
-    } else {
-        return Ok(());
-    };
-    Err(ActivityError::InvalidSignalName(format!(
-        "{name:?} {problem}"
-    )))
+    match wf_bindgen_util::signal_name_problem(name) {
+        None => Ok(()),
+        Some(problem) => Err(ActivityError::InvalidSignalName(format!(
+            "{name:?} {problem}"
+        ))),
+    }
 }
 
 /// What a write of a step found.

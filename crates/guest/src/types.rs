@@ -114,6 +114,7 @@ pub enum WorkflowStatus {
 
 /// What a history event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
     /// A run began.

@@ -176,7 +176,8 @@ pub enum Output {
 pub enum Command {
     /// Run a workflow module once and print the workflow's final state.
     Run {
-        /// The workflow module: a .wasm component of world wf:workflow/workflow.
+        /// The workflow module: a .wasm component of world wf:workflow/workflow
+        /// (or wf:workflow/queryable-workflow).
         module: PathBuf,
         /// The workflow id (1 to 1024 bytes, no control characters).
         #[arg(long)]
@@ -190,7 +191,10 @@ pub enum Command {
     /// Serve the HTTP API for workflows of one module until Ctrl-C or SIGTERM:
     /// POST /workflows/{id} (body = input) runs one, GET /workflows/{id} and
     /// GET /workflows?status= read, DELETE /workflows/{id} deletes,
-    /// POST /workflows/{id}/cancel cancels (see `wfhost cancel`).
+    /// POST /workflows/{id}/cancel cancels (see `wfhost cancel`),
+    /// POST /workflows/{id}/signals/{name} (body = payload) signals, GET
+    /// /workflows/{id}/queries/{name}?args= queries. Suspended workflows are
+    /// kept waiting and woken when due, with or without --recover.
     Serve {
         /// The workflow module.
         module: PathBuf,

@@ -1566,23 +1566,13 @@ async fn signals_and_queries_over_http_answer_each_case_with_its_status() {
         let refused = http.get(url(path)).send().await.unwrap();
         assert_eq!(refused.status(), status, "{path}");
     }
-    let echoed: Value = http
-        .get(url("/workflows/h-1/queries/echo?args=%7B%22a%22%3A1%7D"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get_json = |path: &str| {
+        let request = http.get(url(path)).send();
+        async { request.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let echoed = get_json("/workflows/h-1/queries/echo?args=%7B%22a%22%3A1%7D").await;
     assert_eq!(echoed, serde_json::json!({"a": 1}));
-    let status: Value = http
-        .get(url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json("/status").await;
     assert_eq!(status["waiting"], 1, "{status}");
     let delete = http.delete(url("/workflows/h-1")).send().await.unwrap();
     assert_eq!(

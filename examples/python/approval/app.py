@@ -10,7 +10,7 @@ the workflow fails with "no decision within 24 hours". Query ``status``:
 ``{"waiting": <bool>}``."""
 
 import wf_guest
-from wf_guest import Context, InputError, WorkflowError, WorkflowStatus
+from wf_guest import Context, EventType, InputError, WorkflowError, WorkflowStatus
 
 DECISION_TIMEOUT = 24 * 3600  # seconds
 
@@ -32,8 +32,12 @@ def query(ctx: Context, name: str, args) -> dict:
     if name != "status":
         raise WorkflowError(f"unknown query {name}")
     state = ctx.state()
-    # Running means no decision is recorded yet: it waits (or is about to).
-    return {"waiting": state is not None and state.status == WorkflowStatus.RUNNING}
+    if state is None:
+        raise WorkflowError(f"no workflow {ctx.workflow_id}")
+    # Waiting: still running and no decision recorded yet.
+    decided = any(e.kind == EventType.SIGNAL_RECEIVED and e.signal_name in ("approve", "reject")
+                  for e in state.history)
+    return {"waiting": state.status == WorkflowStatus.RUNNING and not decided}
 
 
 WitWorld = wf_guest.workflow(run, query=query)

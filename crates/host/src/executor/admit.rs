@@ -158,7 +158,7 @@ impl Host {
             if begin == Begin::New {
                 return None;
             }
-            Some(self.inner.waiting.take(&running.workflow_id)?.carried)
+            self.inner.waiting.take(&running.workflow_id)?.carried
         });
         let (ended, cancel) = match carried {
             Some(Carried { ended, cancel }) => (ended, cancel),
@@ -234,8 +234,8 @@ impl Host {
                         let mut handle =
                             WorkflowHandle::of_stored(Arc::unwrap_or_clone(stored.state));
                         // Suspended here: the handle follows it to its end.
-                        if let Some(ended) = self.inner.waiting.ended_of(&running.workflow_id) {
-                            handle.ended = ended;
+                        if let Some(waiting) = self.inner.waiting.handle_of(&running.workflow_id) {
+                            handle = waiting;
                         }
                         return Ok(Admission::Existing(handle));
                     }
@@ -279,11 +279,9 @@ impl Host {
                 // A new run over a run suspended here (an id reuse policy
                 // that allows it): that run is over.
                 if let Some(replaced) = self.inner.waiting.take(&running.workflow_id) {
-                    replaced.carried.ended.send_replace(Some(Arc::new(Err(
-                        ExecuteError::Internal(format!(
-                            "the suspended run of {} was replaced by a new run",
-                            running.workflow_id
-                        )),
+                    replaced.end(Err(ExecuteError::Internal(format!(
+                        "the suspended run of {} was replaced by a new run",
+                        running.workflow_id
                     ))));
                 }
                 tracing::info!(workflow_id = %running.workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");

@@ -178,9 +178,10 @@ pub struct Recovery {
     /// Runs of this module that could not be resumed, and why; the others
     /// were resumed all the same.
     pub failed: Vec<(String, ExecuteError)>,
-    /// A handle per suspended run found: kept waiting here (for a signal or
-    /// a time, with no instance), and run when woken.
-    pub waiting: Vec<WorkflowHandle>,
+    /// The ids of the suspended runs found: kept waiting here (for a signal
+    /// or a time, with no instance), and run when woken. [`Host::handle`]
+    /// gives a handle on one, to wait for its end.
+    pub waiting: Vec<String>,
 }
 
 impl Recovery {
@@ -555,6 +556,21 @@ impl Host {
     /// Whether workflow `workflow_id` is running on this host.
     pub fn is_running(&self, workflow_id: &str) -> bool {
         self.inner.lock_running().contains_key(workflow_id)
+    }
+
+    /// A handle on workflow `workflow_id`'s run, when it runs or is
+    /// suspended on this host (to wait for its end, or cancel it).
+    pub fn handle(&self, workflow_id: &str) -> Option<WorkflowHandle> {
+        if let Some(running) = self.inner.lock_running().get(workflow_id) {
+            return Some(WorkflowHandle {
+                id: workflow_id.to_owned(),
+                run_id: running.run_id.clone(),
+                cancel: running.cancel.clone(),
+                ended: running.ended.clone(),
+                started: false,
+            });
+        }
+        self.inner.waiting.handle_of(workflow_id)
     }
 
     /// Whether workflow `workflow_id` is suspended on this host: waiting,

@@ -5,14 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
-use super::admit::{Begin, Carried};
+use super::admit::Begin;
 use super::wait::Waiter;
 use super::{ExecuteError, Host, RecoverOptions, Recovery, Stop, WorkflowHandle, request_stop};
 use crate::model::{Suspended, Timestamp, WorkflowState, WorkflowStatus};
 use crate::runtime::Module;
 use crate::store::{ListFilter, Ownership, StoreError, Version};
+
+/// What [`Host::resume_stored`] did with a stored run.
+enum Resumed {
+    /// Ran it again: its handle.
+    Running(WorkflowHandle),
+    /// Kept it waiting (it is suspended).
+    Waiting,
+}
 
 impl Host {
     /// Stops every workflow running on this host without recording an end:
@@ -190,8 +196,8 @@ impl Host {
                     continue;
                 }
                 match self.resume_stored(module, id).await {
-                    Ok(Some((handle, false))) => recovery.resumed.push(handle),
-                    Ok(Some((handle, true))) => recovery.waiting.push(handle),
+                    Ok(Some(Resumed::Running(handle))) => recovery.resumed.push(handle),
+                    Ok(Some(Resumed::Waiting)) => recovery.waiting.push(id.clone()),
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(workflow_id = %id, module = module.name(), "not resumed: {e}");
@@ -221,7 +227,7 @@ impl Host {
         &self,
         module: &Module,
         workflow_id: &str,
-    ) -> Result<Option<(WorkflowHandle, bool)>, ExecuteError> {
+    ) -> Result<Option<Resumed>, ExecuteError> {
         // Re-read with its version: the resume is conditional on it.
         let store = self.store_for(module);
         let Some(current) = store.load_versioned(workflow_id).await? else {
@@ -239,17 +245,22 @@ impl Host {
                 .state
                 .signals_since_suspended()
                 .any(|name| suspended.woken_by(name));
-            let handle = self.keep_suspended(module, &current.state, suspended, current.version);
+            self.keep_suspended(module, &current.state, suspended, current.version);
             if woken {
+                // Resumed now, as a waiting run woken: its handle first.
+                let handle = self.inner.waiting.handle_of(workflow_id);
                 self.wake_soon(workflow_id);
+                if let Some(handle) = handle {
+                    return Ok(Some(Resumed::Running(handle)));
+                }
             }
-            return Ok(Some((handle, true)));
+            return Ok(Some(Resumed::Waiting));
         }
         match self
             .resume(module, Arc::unwrap_or_clone(current.state), current.version)
             .await
         {
-            Ok(handle) => Ok(Some((handle, false))),
+            Ok(handle) => Ok(Some(Resumed::Running(handle))),
             // Started here meanwhile (or already running here).
             Err(ExecuteError::AlreadyRunning(_)) => Ok(None),
             // Written meanwhile, or no longer this host's: not ours to resume.
@@ -282,49 +293,34 @@ impl Host {
     }
 
     /// Keeps the stored suspended run `state` waiting here (due times are
-    /// rebuilt from stored states this way, after a restart or a failover),
-    /// and returns a handle on it; one already waiting here keeps its handles.
+    /// rebuilt from stored states this way, after a restart or a failover);
+    /// one already waiting here is left as it is.
     fn keep_suspended(
         &self,
         module: &Module,
         state: &WorkflowState,
         suspended: Suspended,
         version: Version,
-    ) -> WorkflowHandle {
+    ) {
         let id = &state.workflow_id;
-        let (cancel, _) = watch::channel(Stop::Run);
-        let ended = match self.inner.waiting.ended_of(id) {
-            Some(ended) => ended,
-            None => {
-                let (sender, ended) = watch::channel(None);
-                let carried = Carried {
-                    ended: sender,
-                    cancel: cancel.clone(),
-                };
-                let owned_in = self.store_for(module).ownership().map(|ownership| {
-                    let partition = ownership.partition_of(id);
-                    (ownership, partition)
-                });
-                self.inner.waiting.register(
-                    &self.inner,
-                    id,
-                    Waiter {
-                        module: module.clone(),
-                        suspended,
-                        version,
-                        carried,
-                        owned_in,
-                    },
-                );
-                ended
-            }
-        };
-        WorkflowHandle {
-            id: id.clone(),
-            run_id: state.run_id.clone(),
-            cancel,
-            ended,
-            started: false,
+        if self.inner.waiting.contains(id) {
+            return;
         }
+        let owned_in = self.store_for(module).ownership().map(|ownership| {
+            let partition = ownership.partition_of(id);
+            (ownership, partition)
+        });
+        self.inner.waiting.register(
+            &self.inner,
+            id,
+            Waiter {
+                module: module.clone(),
+                run_id: state.run_id.clone(),
+                suspended,
+                version,
+                carried: None,
+                owned_in,
+            },
+        );
     }
 }

@@ -75,7 +75,7 @@ impl HostInner {
             match self.suspend(module, &running, &fence, &suspension).await? {
                 Suspend::RunAgain => continue,
                 Suspend::Wait(version) => {
-                    self.keep_waiting(module, &running.workflow_id, suspension, version, admitted);
+                    self.keep_waiting(module, &running, suspension, version, admitted);
                     return Ok(None);
                 }
             }
@@ -284,9 +284,12 @@ impl HostInner {
             if arrived {
                 return Ok(Suspend::RunAgain);
             }
-            // Woken for nothing (a signal it does not wait for): it waits
-            // as it did, and its state says so already.
-            if stored.state.suspended().as_ref() == Some(&waits_for) {
+            // Woken for nothing (no signal came since it last suspended):
+            // it waits as it did, and its state says so already. After
+            // signals (even ones it does not wait for), it says so again,
+            // so that the state's last event is what it waits for now.
+            let last = stored.state.history.last().and_then(Suspended::of_event);
+            if last.as_ref() == Some(&waits_for) {
                 return Ok(Suspend::Wait(stored.version));
             }
             let now = Timestamp::now();
@@ -319,11 +322,12 @@ impl HostInner {
     fn keep_waiting(
         self: &Arc<Self>,
         module: &Module,
-        id: &str,
+        running: &WorkflowState,
         suspension: Suspension,
         version: Version,
         admitted: Admitted,
     ) {
+        let (id, run_id) = (running.workflow_id.as_str(), running.run_id.as_str());
         let owned_in = self.store_of(module).ownership().map(|ownership| {
             let partition = ownership.partition_of(id);
             (ownership, partition)
@@ -334,11 +338,14 @@ impl HostInner {
         };
         // Released first: a wake must find the id free.
         drop(admitted);
+        // Kept only for handles that wait on the run.
+        let carried = (carried.ended.receiver_count() > 0).then_some(carried);
         self.waiting.register(
             self,
             id,
             Waiter {
                 module: module.clone(),
+                run_id: run_id.to_owned(),
                 suspended: Suspended {
                     wake_at: suspension.wake_at,
                     signals: suspension.signals,
@@ -372,17 +379,10 @@ impl Host {
         module: &Module,
         state: WorkflowState,
         version: Version,
-        carried: Carried,
+        carried: Option<Carried>,
     ) -> Result<WorkflowHandle, ExecuteError> {
-        self.start(
-            module,
-            state,
-            Begin::Wake(version),
-            None,
-            true,
-            Some(carried),
-        )
-        .await
+        self.start(module, state, Begin::Wake(version), None, true, carried)
+            .await
     }
 
     /// Saves a suspended run `canceled` (it has no instance to interrupt).
@@ -423,7 +423,7 @@ impl Host {
                 }
             }
         }
-        waiter.carried.ended.send_replace(Some(Arc::new(outcome)));
+        waiter.end(outcome);
     }
 }
 /// Explains a lifecycle save that lost to another writer: the run keeps

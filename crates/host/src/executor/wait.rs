@@ -2,31 +2,42 @@
 //! and signal names only, and the task that wakes them when the time is
 //! due or their state changed (a signal another process appended).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
 use super::admit::Carried;
-use super::{Ended, ExecuteError, Host, HostInner, Stop};
+use super::{ExecuteError, Host, HostInner, Stop, WorkflowHandle};
 use crate::model::{Suspended, Timestamp};
 use crate::runtime::Module;
-use crate::store::{Ownership, Version};
+use crate::store::{Ownership, Version, WorkflowStore};
 
 /// How often the waiting task re-reads the versions of suspended
-/// workflows, to wake those a signal from another process reached.
+/// workflows, to wake those a signal from another process reached (the
+/// host's own signals wake them at once)...
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// ...and how many it re-reads each time, in id order, round the set: a
+/// signal another process wrote wakes its workflow within a second per
+/// 5 000 suspended here, and a host with many suspended workflows does not
+/// spend its CPU re-reading them.
+const SWEEP_BATCH: usize = 5_000;
 
 /// A suspended workflow of this host.
 #[derive(Debug)]
 pub(super) struct Waiter {
     pub(super) module: Module,
+    /// The run's id.
+    pub(super) run_id: String,
     pub(super) suspended: Suspended,
     /// The version of the state that says it is suspended.
     pub(super) version: Version,
-    /// The channels of the handles on its run.
-    pub(super) carried: Carried,
+    /// The channels of the handles on its run, while there are handles
+    /// (made on demand: most suspended runs have none, and channels cost
+    /// more memory than the rest of the waiter).
+    pub(super) carried: Option<Carried>,
     /// With hosts sharing the store: who decides ownership, and the
     /// workflow's partition.
     pub(super) owned_in: Option<(Arc<Ownership>, i32)>,
@@ -54,7 +65,9 @@ pub struct WaitingWorkflow {
 
 #[derive(Debug, Default)]
 struct Entries {
-    by_id: HashMap<String, Waiter>,
+    by_id: BTreeMap<String, Waiter>,
+    /// Where the next sweep starts (ids after it).
+    swept_to: Option<String>,
     /// (due, id) of the waiters with a due time.
     due: BTreeSet<(i128, String)>,
 }
@@ -108,12 +121,22 @@ impl Waiting {
         self.lock().by_id.contains_key(id)
     }
 
-    /// A receiver of the end of `id`'s run, if it is suspended here.
-    pub(super) fn ended_of(&self, id: &str) -> Option<watch::Receiver<Option<Ended>>> {
-        self.lock()
-            .by_id
-            .get(id)
-            .map(|w| w.carried.ended.subscribe())
+    /// A handle on `id`'s run, if it is suspended here (its channels made
+    /// now if it had none).
+    pub(super) fn handle_of(&self, id: &str) -> Option<WorkflowHandle> {
+        let mut entries = self.lock();
+        let waiter = entries.by_id.get_mut(id)?;
+        let carried = waiter.carried.get_or_insert_with(|| Carried {
+            ended: watch::channel(None).0,
+            cancel: watch::channel(Stop::Run).0,
+        });
+        Some(WorkflowHandle {
+            id: id.to_owned(),
+            run_id: waiter.run_id.clone(),
+            cancel: carried.cancel.clone(),
+            ended: carried.ended.subscribe(),
+            started: false,
+        })
     }
 
     /// Whether a signal named `name` wakes `id`, suspended here.
@@ -232,33 +255,71 @@ impl Host {
     /// they suspended: a signal another process appended, say.
     async fn sweep_waiting(&self) {
         // Cancels asked through a handle while the run had no instance.
-        for (id, waiter) in self
-            .inner
-            .waiting
-            .remove_where(|w| *w.carried.cancel.borrow() != Stop::Run)
-        {
+        for (id, waiter) in self.inner.waiting.remove_where(|w| {
+            w.carried
+                .as_ref()
+                .is_some_and(|c| *c.cancel.borrow() != Stop::Run)
+        }) {
             self.cancel_suspended(&id, waiter).await;
         }
-        let registered: Vec<(String, Version, Module)> = {
-            let entries = self.inner.waiting.lock();
-            entries
-                .by_id
-                .iter()
-                .map(|(id, w)| (id.clone(), w.version, w.module.clone()))
-                .collect()
+        let registered: Vec<(String, Version, Arc<dyn WorkflowStore>)> = {
+            let mut entries = self.inner.waiting.lock();
+            let after = entries.swept_to.take();
+            let batch: Vec<_> = match &after {
+                Some(after) => entries
+                    .by_id
+                    .range::<str, _>((
+                        std::ops::Bound::Excluded(after.as_str()),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .take(SWEEP_BATCH)
+                    .map(|(id, w)| (id.clone(), w.version, self.store_for(&w.module).clone()))
+                    .collect(),
+                None => entries
+                    .by_id
+                    .iter()
+                    .take(SWEEP_BATCH)
+                    .map(|(id, w)| (id.clone(), w.version, self.store_for(&w.module).clone()))
+                    .collect(),
+            };
+            // Round the set: the next sweep goes on after this batch, or
+            // starts again after the last.
+            entries.swept_to = match batch.last() {
+                Some((last, ..)) if batch.len() == SWEEP_BATCH => Some(last.clone()),
+                _ => None,
+            };
+            batch
         };
-        for (id, version, module) in registered {
-            let store = self.store_for(&module);
+        for (id, version, store) in registered {
             match store.load_versioned(&id).await {
                 Ok(Some(current)) if current.version == version => {}
-                // Written (a signal, a cancel from elsewhere) or deleted:
-                // the wake finds out what.
+                // Only signals it does not wait for came: it waits on.
+                Ok(Some(current)) if self.waits_on(&id, &current.state) => {
+                    if let Some(waiter) = self.inner.waiting.lock().by_id.get_mut(&id) {
+                        waiter.version = current.version;
+                    }
+                }
+                // Written (a signal it waits for, a cancel from elsewhere)
+                // or deleted: the wake finds out what.
                 Ok(_) => self.wake_soon(&id),
                 Err(e) => {
                     tracing::debug!(workflow_id = %id, "checking a suspended workflow failed: {e}")
                 }
             }
         }
+    }
+
+    /// Whether `state` (of `id`, suspended here) still waits as registered:
+    /// its suspension is the same, and no signal after it wakes it.
+    fn waits_on(&self, id: &str, state: &crate::model::WorkflowState) -> bool {
+        let entries = self.inner.waiting.lock();
+        let Some(waiter) = entries.by_id.get(id) else {
+            return true;
+        };
+        state.suspended().as_ref() == Some(&waiter.suspended)
+            && !state
+                .signals_since_suspended()
+                .any(|name| waiter.suspended.woken_by(name))
     }
 
     /// Runs `id` again, as the run that suspended as `waiter` says, unless
@@ -268,18 +329,12 @@ impl Host {
         let store = self.store_for(&module).clone();
         let current = store.load_versioned(id).await?;
         let Some(current) = current else {
-            waiter
-                .carried
-                .ended
-                .send_replace(Some(Arc::new(Err(ExecuteError::NotFound(id.to_owned())))));
+            waiter.end(Err(ExecuteError::NotFound(id.to_owned())));
             return Ok(());
         };
         if current.state.status != crate::model::WorkflowStatus::Running || !current.state.is_run()
         {
-            waiter
-                .carried
-                .ended
-                .send_replace(Some(Arc::new(Ok(Arc::unwrap_or_clone(current.state)))));
+            waiter.end(Ok(Arc::unwrap_or_clone(current.state)));
             return Ok(());
         }
         if let Some(ownership) = store.ownership()
@@ -302,8 +357,13 @@ impl Host {
 impl Waiter {
     /// Lets the handles on this run know it was handed over.
     pub(super) fn abandon(self, id: &str) {
-        self.carried
-            .ended
-            .send_replace(Some(Arc::new(Err(ExecuteError::Abandoned(id.to_owned())))));
+        self.end(Err(ExecuteError::Abandoned(id.to_owned())));
+    }
+
+    /// Lets the handles on this run (if any) know how it ended.
+    pub(super) fn end(&self, outcome: Result<crate::model::WorkflowState, ExecuteError>) {
+        if let Some(carried) = &self.carried {
+            carried.ended.send_replace(Some(Arc::new(outcome)));
+        }
     }
 }

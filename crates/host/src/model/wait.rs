@@ -6,7 +6,7 @@ use super::time::{append_rfc3339, writable};
 use super::*;
 
 /// The longest signal name, in bytes.
-pub const MAX_SIGNAL_NAME_BYTES: usize = 256;
+pub const MAX_SIGNAL_NAME_BYTES: usize = wf_bindgen_util::MAX_SIGNAL_NAME_BYTES;
 
 /// The separator of several signal names in one event's `SignalName`.
 pub const SIGNAL_NAME_SEPARATOR: char = '|';
@@ -14,21 +14,13 @@ pub const SIGNAL_NAME_SEPARATOR: char = '|';
 /// `Ok` for a signal name the host accepts: 1 to 256 bytes of UTF-8 without
 /// control characters or `|` (which separates names in one event).
 pub fn validate_signal_name(name: &str) -> Result<(), ModelError> {
-    let problem = if name.is_empty() {
-        "is empty"
-    } else if name.len() > MAX_SIGNAL_NAME_BYTES {
-        "is longer than 256 bytes"
-    } else if name.chars().any(char::is_control) {
-        "has a control character"
-    } else if name.contains(SIGNAL_NAME_SEPARATOR) {
-        "has a `|` (it separates the names a wait waits for)"
-    } else {
-        return Ok(());
-    };
-    Err(ModelError::InvalidField {
-        field: "signal name".to_owned(),
-        message: format!("{:?} {problem}", name.chars().take(64).collect::<String>()),
-    })
+    match wf_bindgen_util::signal_name_problem(name) {
+        None => Ok(()),
+        Some(problem) => Err(ModelError::InvalidField {
+            field: "signal name".to_owned(),
+            message: format!("{:?} {problem}", name.chars().take(64).collect::<String>()),
+        }),
+    }
 }
 
 impl Timestamp {

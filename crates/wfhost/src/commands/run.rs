@@ -58,7 +58,8 @@ pub async fn recover(
     let mut states = Vec::new();
     // Suspended runs too: this process wakes them when they are due (or
     // signaled), and they end here.
-    for handle in recovery.resumed.into_iter().chain(recovery.waiting) {
+    let waiting = recovery.waiting.iter().filter_map(|id| host.handle(id));
+    for handle in recovery.resumed.into_iter().chain(waiting) {
         let state = handle.result().await?;
         if exit_code(&state) != ExitCode::SUCCESS {
             code = ExitCode::from(EXIT_WORKFLOW_FAILED);

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! wfhost serve approval.wasm &
-//! curl -X POST localhost:8080/workflows/expense-7 -d '{"request":"laptop, 1200 EUR"}'
+//! curl -X POST 'localhost:8080/workflows/expense-7?wait=false' -d '{"request":"laptop, 1200 EUR"}'
 //! curl localhost:8080/workflows/expense-7/queries/status      # {"waiting":true}
 //! curl -X POST localhost:8080/workflows/expense-7/signals/approve -d '{"by":"ada"}'
 //! curl localhost:8080/workflows/expense-7                     # completed
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use wf_guest::{ActivityError, Context, EventType};
+use wf_guest::{ActivityError, Context, EventType, WorkflowStatus};
 
 /// What is asked for.
 #[derive(Debug, Deserialize, Serialize)]
@@ -68,11 +68,12 @@ fn query(ctx: &Context, name: &str, _args: Value) -> Result<Value, String> {
         .state()
         .map_err(|e| e.to_string())?
         .ok_or("the workflow is not stored")?;
-    let waiting = state
-        .history
-        .last()
-        .is_some_and(|e| e.kind == EventType::WorkflowSuspended);
-    Ok(json!({ "waiting": waiting }))
+    // Waiting: still running and no decision recorded yet.
+    let decided = state.history.iter().any(|e| {
+        e.kind == EventType::SignalReceived
+            && ["approve", "reject"].contains(&e.signal_name.as_str())
+    });
+    Ok(json!({ "waiting": state.status == WorkflowStatus::Running && !decided }))
 }
 
 wf_guest::export!(run, query = query);
