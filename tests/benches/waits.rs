@@ -363,7 +363,8 @@ fn suspended_memory(rt: &Runtime) {
     });
     let stored = resident_bytes();
     // The same stored states, not kept waiting: what suspension adds.
-    let alone = throughput("alone");
+    // Alternated (before, beside, beside, after) against the machine's noise.
+    let alone_before = throughput("alone");
     let recovery = rt
         .block_on(host.recover(
             &module,
@@ -371,11 +372,11 @@ fn suspended_memory(rt: &Runtime) {
         ))
         .unwrap();
     assert_eq!(recovery.waiting.len(), WAITING);
-    // The handles are the caller's, not the waits': measured without them.
-    drop(recovery);
     let waiting = resident_bytes();
     assert_eq!(host.waiting().len(), WAITING + 1);
-    let beside = throughput("beside");
+    let beside = (throughput("beside-1") + throughput("beside-2")) / 2.0;
+    rt.block_on(host.abandon_all());
+    let alone = (alone_before + throughput("after")) / 2.0;
     let per = |bytes: u64| bytes as f64 / WAITING as f64;
     say(format!(
         "suspended: {WAITING} workflows waiting on one host add {:.0} bytes each beyond their cached states ({:.0} bytes each in the memory store); other workflows run at {beside:.0}/s beside them, {:.2}× the {alone:.0}/s without",

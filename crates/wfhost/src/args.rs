@@ -261,7 +261,7 @@ pub enum Command {
     /// history through the store (acknowledged before this returns), so it
     /// works whether the workflow runs, is suspended, or its host is down.
     /// A host that has it suspended wakes it (at once through --server,
-    /// else within a second).
+    /// else within about a second per 5 000 workflows suspended there).
     Signal {
         /// The workflow id.
         id: String,
