@@ -39,8 +39,11 @@ fn errors(output: &Output) -> String {
 
 /// A `wfhost dev` process: a mock Kafka cluster other processes connect to.
 struct DevBroker {
-    child: Child,
+    /// `wfhost dev`'s process; none for a real broker.
+    child: Option<Child>,
     brokers: String,
+    /// A topic of its own on a real broker (the default topic on `wfhost dev`).
+    topic: Option<String>,
 }
 
 impl DevBroker {
@@ -58,12 +61,35 @@ impl DevBroker {
             .expect("wfhost dev prints its address");
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, brokers }
+        Self {
+            child: Some(child),
+            brokers,
+            topic: None,
+        }
+    }
+
+    /// The real broker of the end-to-end run (`WF_KAFKA_BROKERS`), with a
+    /// fresh topic; `None` without one.
+    fn real(name: &str) -> Option<Self> {
+        Some(Self {
+            child: None,
+            brokers: wf_tests::kafka::real_broker()?,
+            topic: Some(wf_tests::kafka::fresh_topic(name)),
+        })
+    }
+
+    /// `--brokers` (and `--topic`) for a wfhost on this broker.
+    fn store_args(&self) -> Vec<&str> {
+        let mut args = vec!["--brokers", self.brokers.as_str()];
+        if let Some(topic) = &self.topic {
+            args.extend(["--topic", topic.as_str()]);
+        }
+        args
     }
 
     fn wfhost(&self, args: &[&str]) -> Output {
         command()
-            .args(["--brokers", &self.brokers])
+            .args(self.store_args())
             .args(args)
             .output()
             .expect("running wfhost")
@@ -72,8 +98,10 @@ impl DevBroker {
 
 impl Drop for DevBroker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -589,14 +617,8 @@ struct Server {
 impl Server {
     fn start(broker: &DevBroker, module: &str, extra: &[&str]) -> Self {
         let mut child = command()
-            .args([
-                "--brokers",
-                &broker.brokers,
-                "serve",
-                module,
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .args(broker.store_args())
+            .args(["serve", module, "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -1426,22 +1448,35 @@ fn count_events(state: &Value, kind: &str) -> usize {
 mod waiting_workflows_survive_a_killed_server_and_a_signal_sent_while_it_is_down {
     #[tokio::test]
     async fn rust() {
-        super::killed_server_case(wf_test_artifacts::WAITS).await;
+        super::killed_server_case(super::DevBroker::start(&[]), wf_test_artifacts::WAITS).await;
+    }
+
+    /// On the real broker of the end-to-end run: the restarted server
+    /// replays a real topic to rebuild the waits.
+    #[tokio::test]
+    async fn rust_on_a_real_broker() {
+        let Some(broker) = super::DevBroker::real("waits") else {
+            return;
+        };
+        super::killed_server_case(broker, wf_test_artifacts::WAITS).await;
     }
 
     #[tokio::test]
     async fn python() {
-        super::killed_server_case(wf_polyglot_tests::PYTHON_WAITS).await;
+        super::killed_server_case(
+            super::DevBroker::start(&[]),
+            wf_polyglot_tests::PYTHON_WAITS,
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn js() {
-        super::killed_server_case(wf_polyglot_tests::JS_WAITS).await;
+        super::killed_server_case(super::DevBroker::start(&[]), wf_polyglot_tests::JS_WAITS).await;
     }
 }
 
-async fn killed_server_case(guest: &str) {
-    let broker = DevBroker::start(&[]);
+async fn killed_server_case(broker: DevBroker, guest: &str) {
     let http = reqwest::Client::new();
     let server = Server::start(&broker, guest, &[]);
     for (id, input) in [
