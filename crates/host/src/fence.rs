@@ -6,12 +6,13 @@
 //!
 //! Signals are the one write of the id a run takes over as its own: a
 //! state that is the run's last one plus `signal_received` events appended
-//! after it (by this host or any other sender) is *adopted* when the run
-//! reads it, and the run's next conditional save goes over it.
+//! after it (by this host or any other sender), still `running`, is
+//! *adopted* when the run reads it, and the run's next conditional save
+//! goes over it.
 
 use std::sync::Mutex;
 
-use crate::model::{EventType, WorkflowState};
+use crate::model::{EventType, WorkflowState, WorkflowStatus};
 use crate::store::Version;
 
 /// The version a run last wrote (or adopted) of its own workflow id.
@@ -96,7 +97,12 @@ impl RunFence {
         if version == written.version {
             return true;
         }
-        if version < written.version || written.version == 0 {
+        // Only a state still running: a writer that ended the workflow
+        // (canceled it, say) is not the run's to write over, signals or not.
+        if version < written.version
+            || written.version == 0
+            || stored.status != WorkflowStatus::Running
+        {
             return false;
         }
         let Some(appended) = stored.history.get(written.events..) else {
@@ -130,5 +136,68 @@ impl RunFence {
             .filter(|e| e.kind == EventType::SignalReceived)
             .map(|e| e.signal_name.as_str())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{HistoryEvent, Timestamp};
+
+    fn state(kinds: &[EventType], status: WorkflowStatus) -> WorkflowState {
+        let history = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| HistoryEvent::new(i as u64 + 1, *kind, Timestamp::GO_ZERO))
+            .collect();
+        WorkflowState {
+            workflow_id: "w".into(),
+            run_id: "r".into(),
+            status,
+            input: None,
+            result: None,
+            error: String::new(),
+            history,
+            created_at: Timestamp::GO_ZERO,
+            updated_at: Timestamp::GO_ZERO,
+        }
+    }
+
+    #[test]
+    fn a_run_adopts_its_own_state_plus_signals_and_nothing_else() {
+        use EventType::*;
+        use WorkflowStatus::*;
+        let written = state(&[WorkflowStarted, ActivityStarted], Running);
+        let fence = RunFence::new("w", 5, &written);
+        // Another writer's events, or an end, are not adopted.
+        for (other, status) in [
+            (
+                vec![WorkflowStarted, ActivityStarted, ActivityCompleted],
+                Running,
+            ),
+            (
+                vec![WorkflowStarted, ActivityStarted, WorkflowCanceled],
+                Canceled,
+            ),
+            (
+                vec![WorkflowStarted, ActivityStarted, SignalReceived],
+                Canceled,
+            ),
+            (vec![WorkflowStarted], Running),
+        ] {
+            assert!(
+                !fence.adopt(7, &state(&other, status)),
+                "{other:?} {status:?}"
+            );
+            assert_eq!(fence.version(), 5);
+        }
+        // Its own state plus signals is, and the run then writes over it.
+        let signaled = state(&[WorkflowStarted, ActivityStarted, SignalReceived], Running);
+        assert_eq!(fence.signals_since(&signaled).len(), 1);
+        assert!(fence.adopt(6, &signaled));
+        assert_eq!(fence.version(), 6);
+        assert!(fence.signals_since(&signaled).is_empty());
+        // An older version never is.
+        assert!(!fence.adopt(4, &written));
     }
 }
