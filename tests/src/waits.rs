@@ -366,6 +366,9 @@ pub async fn a_query_answers_from_a_suspended_workflow_without_waking_it_or_writ
         host.query_workflow(&module, "w-q", "status", "{oops").await,
         Err(QueryError::InvalidRequest(_))
     ));
+    // Past a sweep of the waiting workflows too: the unrelated signal
+    // woke nothing, then or since.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     let after = host.store().load_versioned("w-q").await.unwrap().unwrap();
     assert_eq!(after.version, before.version, "a query writes nothing");
     assert!(host.is_waiting("w-q") && !host.is_running("w-q"));

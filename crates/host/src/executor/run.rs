@@ -361,13 +361,7 @@ impl HostInner {
             inner: self.clone(),
         };
         let (id, store) = (id.to_owned(), self.store_of(module).clone());
-        tokio::spawn(async move {
-            if let Ok(Some(current)) = store.load_versioned(&id).await
-                && current.version != version
-            {
-                host.wake_soon(&id);
-            }
-        });
+        tokio::spawn(async move { host.recheck_waiting(&id, version, &store).await });
     }
 }
 

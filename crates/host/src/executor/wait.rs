@@ -291,20 +291,33 @@ impl Host {
             batch
         };
         for (id, version, store) in registered {
-            match store.load_versioned(&id).await {
-                Ok(Some(current)) if current.version == version => {}
-                // Only signals it does not wait for came: it waits on.
-                Ok(Some(current)) if self.waits_on(&id, &current.state) => {
-                    if let Some(waiter) = self.inner.waiting.lock().by_id.get_mut(&id) {
-                        waiter.version = current.version;
-                    }
+            self.recheck_waiting(&id, version, &store).await;
+        }
+    }
+
+    /// Reads `id` (suspended here, registered at `version`) again from
+    /// `store`, and wakes it if it was written since with anything but
+    /// signals it does not wait for: a signal it waits for, a cancel from
+    /// elsewhere, a delete (the wake finds out what).
+    pub(super) async fn recheck_waiting(
+        &self,
+        id: &str,
+        version: Version,
+        store: &Arc<dyn WorkflowStore>,
+    ) {
+        match store.load_versioned(id).await {
+            Ok(Some(current)) if current.version == version => {}
+            // Only signals it does not wait for came: it waits on.
+            Ok(Some(current)) if self.waits_on(id, &current.state) => {
+                if let Some(waiter) = self.inner.waiting.lock().by_id.get_mut(id)
+                    && waiter.version == version
+                {
+                    waiter.version = current.version;
                 }
-                // Written (a signal it waits for, a cancel from elsewhere)
-                // or deleted: the wake finds out what.
-                Ok(_) => self.wake_soon(&id),
-                Err(e) => {
-                    tracing::debug!(workflow_id = %id, "checking a suspended workflow failed: {e}")
-                }
+            }
+            Ok(_) => self.wake_soon(id),
+            Err(e) => {
+                tracing::debug!(workflow_id = %id, "checking a suspended workflow failed: {e}")
             }
         }
     }
