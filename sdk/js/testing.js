@@ -95,6 +95,20 @@ function checkTime(what, t) {
   }
 }
 
+// The host's id order, ascending UTF-8 bytes: that is code point order,
+// which `<` on strings (UTF-16 code units) is not beyond U+FFFF.
+function compareIds(a, b) {
+  const x = a[Symbol.iterator]();
+  const y = b[Symbol.iterator]();
+  for (;;) {
+    const p = x.next();
+    const q = y.next();
+    if (p.done || q.done) return (p.done ? 0 : 1) - (q.done ? 0 : 1);
+    const d = p.value.codePointAt(0) - q.value.codePointAt(0);
+    if (d !== 0) return d;
+  }
+}
+
 function checkState(s) {
   checkId(s.workflowId);
   checkJson('input', s.input);
@@ -205,12 +219,18 @@ export class TestHost {
     return structuredClone(found);
   }
 
-  _list({ status, limit, after } = {}) {
+  _list({ status, limit, after, prefix } = {}) {
+    const prefixBytes = prefix === undefined || prefix === null ? 0 : new TextEncoder().encode(prefix).length;
+    if (prefixBytes > 1024) {
+      throw storeError('invalid-argument', `the id prefix is ${prefixBytes} bytes; no id is longer than 1024`);
+    }
     if (limit === 0) throw storeError('invalid-argument', 'limit must be at least 1');
     const max = Math.min(limit ?? 100, 1000);
     return [...this._records.keys()]
-      .sort()
-      .filter((id) => after === undefined || after === null || id > after)
+      .sort(compareIds)
+      .filter((id) => after === undefined || after === null || compareIds(id, after) > 0)
+      // A string prefix is a byte prefix of the UTF-8 forms as well.
+      .filter((id) => !prefix || id.startsWith(prefix))
       .map((id) => this._records.get(id).state)
       .filter((s) => status === undefined || status === null || s.status === status)
       .slice(0, max)

@@ -674,21 +674,23 @@ export class Store {
 
   /**
    * One page of states (default 100, at most 1000), ascending by id; only
-   * `status` if given, only ids after `after` if given.
+   * `status` if given, only ids after `after` if given, only ids starting
+   * with `prefix` if given (bytewise; `'order/'`, say).
    */
-  list({ status, limit, after } = {}) {
+  list({ status, limit, after, prefix } = {}) {
     const filter = {
       status: status === undefined || status === null ? undefined : checkOne(WorkflowStatus, 'workflow status', status),
       limit: limit === undefined || limit === null ? undefined : limit,
       after: after === undefined || after === null ? undefined : after,
+      prefix: prefix === undefined || prefix === null ? undefined : prefix,
     };
     return call(host().list, filter).map((s) => WorkflowState.fromWit(s));
   }
 
   /** Every matching state, fetching page after page from `after` on. */
-  *listAll({ status, after } = {}) {
+  *listAll({ status, after, prefix } = {}) {
     for (;;) {
-      const page = this.list({ status, limit: 1000, after });
+      const page = this.list({ status, limit: 1000, after, prefix });
       if (page.length === 0) return;
       yield* page;
       after = page[page.length - 1].workflowId;

@@ -532,9 +532,9 @@ class _HostRuntime:
         return None if found is None else Versioned(WorkflowState._from_wit(found.state), found.version)
 
     def list(self, status: Optional[WorkflowStatus], limit: Optional[int],
-             after: Optional[str]) -> List[WorkflowState]:
+             after: Optional[str], prefix: Optional[str]) -> List[WorkflowState]:
         wit_status = None if status is None else _wit.WorkflowStatus[WorkflowStatus(status).name]
-        page = _call(_wit_store.list, _wit.WorkflowFilter(wit_status, limit, after))
+        page = _call(_wit_store.list, _wit.WorkflowFilter(wit_status, limit, after, prefix))
         return [WorkflowState._from_wit(s) for s in page]
 
     def delete(self, workflow_id: str) -> None:
@@ -665,16 +665,17 @@ class Store:
         return _runtime().load_versioned(workflow_id)
 
     def list(self, status: Optional[WorkflowStatus] = None, limit: Optional[int] = None,
-             after: Optional[str] = None) -> List[WorkflowState]:
+             after: Optional[str] = None, prefix: Optional[str] = None) -> List[WorkflowState]:
         """One page of states (default 100, at most 1000), ascending by id,
-        only ``status`` if given, only ids after ``after`` if given."""
-        return _runtime().list(None if status is None else WorkflowStatus(status), limit, after)
+        only ``status`` if given, only ids after ``after`` if given, only
+        ids starting with ``prefix`` if given (bytewise; ``"order/"``, say)."""
+        return _runtime().list(None if status is None else WorkflowStatus(status), limit, after, prefix)
 
     def list_all(self, status: Optional[WorkflowStatus] = None,
-                 after: Optional[str] = None) -> Iterable[WorkflowState]:
+                 after: Optional[str] = None, prefix: Optional[str] = None) -> Iterable[WorkflowState]:
         """Every matching state, fetching page after page from ``after`` on."""
         while True:
-            page = self.list(status=status, limit=1000, after=after)
+            page = self.list(status=status, limit=1000, after=after, prefix=prefix)
             if not page:
                 return
             yield from page
@@ -1287,7 +1288,11 @@ class _MemoryRuntime:
         return None if found is None else Versioned(copy.deepcopy(found[0]), found[1])
 
     def list(self, status: Optional[WorkflowStatus], limit: Optional[int],
-             after: Optional[str]) -> List[WorkflowState]:
+             after: Optional[str], prefix: Optional[str]) -> List[WorkflowState]:
+        size = 0 if prefix is None else len(prefix.encode("utf-8"))
+        if size > 1024:
+            raise StoreError("invalid-argument",
+                             f"memory/list: the id prefix is {size} bytes; no id is longer than 1024")
         if limit is not None and limit <= 0:
             raise StoreError("invalid-argument", "memory/list: a limit of 0")
         limit = 100 if limit is None else min(limit, 1000)
@@ -1295,6 +1300,8 @@ class _MemoryRuntime:
         page = []
         for workflow_id in ids:
             if after is not None and workflow_id.encode("utf-8") <= after.encode("utf-8"):
+                continue
+            if prefix and not workflow_id.encode("utf-8").startswith(prefix.encode("utf-8")):
                 continue
             state = self.harness._states[workflow_id][0]
             if status is not None and state.status != status:

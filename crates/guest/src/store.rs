@@ -41,6 +41,8 @@ pub struct ListFilter {
     pub limit: Option<u32>,
     /// Only ids after this one (exclusive).
     pub after: Option<String>,
+    /// Only ids starting with this; all when `None` or empty.
+    pub prefix: Option<String>,
 }
 
 impl ListFilter {
@@ -64,6 +66,12 @@ impl ListFilter {
     /// Only ids greater than `after`.
     pub fn after(mut self, after: impl Into<String>) -> Self {
         self.after = Some(after.into());
+        self
+    }
+
+    /// Only ids starting with `prefix` (`"order/"`, say).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
         self
     }
 }
@@ -165,6 +173,7 @@ impl Store {
             status: filter.status.map(Into::into),
             limit: filter.limit,
             after: filter.after.clone(),
+            prefix: filter.prefix.clone(),
         };
         Ok(wit_store::list(&filter)?
             .into_iter()

@@ -74,36 +74,163 @@ impl AccessPolicy {
     }
 
     /// One page of `filter` from `store` holding only ids this policy
-    /// allows: still a full page when there is one, reading on through pages
-    /// of others' ids.
+    /// allows: a full page when there is one. Each allowed prefix is listed
+    /// as a range of its own (narrowed by the filter's prefix) and the
+    /// pages merged in id order, so a restricted list reads only ids the
+    /// module may see, however many others the store holds.
     pub async fn list(
         &self,
         store: &dyn WorkflowStore,
-        mut filter: ListFilter,
+        filter: ListFilter,
     ) -> Result<Vec<Arc<WorkflowState>>, StoreError> {
         if self.is_unrestricted() {
             return store.list(&filter).await;
         }
-        // The store checks and clamps `limit` (0 is refused) as usual.
+        let mut merged: Vec<Arc<WorkflowState>> = Vec::new();
+        for prefix in self.ranges(filter.id_prefix()) {
+            let mut narrowed = filter.clone();
+            narrowed.prefix = Some(prefix);
+            // The store checks and clamps `limit` (0 is refused) as usual.
+            merged.extend(store.list(&narrowed).await?);
+        }
+        // Ranges are disjoint: sorting interleaves their pages.
+        merged.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
         let defaults = StoreLimits::default();
         let wanted = filter
             .limit
             .unwrap_or(defaults.default_page_size)
             .min(defaults.max_page_size) as usize;
-        let mut visible = Vec::new();
-        loop {
-            let page = store.list(&filter).await?;
-            let Some(last) = page.last() else { break };
-            filter.after = Some(last.workflow_id.clone());
-            for state in page {
-                if self.allows(&state.workflow_id) {
-                    visible.push(state);
-                    if visible.len() == wanted {
-                        return Ok(visible);
-                    }
-                }
+        merged.truncate(wanted);
+        // A store that does not narrow by prefix still shows nothing else.
+        merged
+            .retain(|state| self.allows(&state.workflow_id) && filter.in_range(&state.workflow_id));
+        Ok(merged)
+    }
+
+    /// The disjoint id prefixes that hold every id this policy allows and
+    /// `within` (a list's own prefix) keeps, ascending.
+    fn ranges(&self, within: Option<&str>) -> Vec<String> {
+        let mut prefixes: Vec<&str> = self.id_prefixes.iter().map(String::as_str).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        // A prefix under another adds nothing to it.
+        let mut ranges: Vec<&str> = Vec::new();
+        for prefix in prefixes {
+            if !ranges.last().is_some_and(|last| prefix.starts_with(last)) {
+                ranges.push(prefix);
             }
         }
-        Ok(visible)
+        ranges
+            .into_iter()
+            .filter_map(|allowed| match within {
+                None => Some(allowed.to_owned()),
+                Some(within) if within.starts_with(allowed) => Some(within.to_owned()),
+                Some(within) if allowed.starts_with(within) => Some(allowed.to_owned()),
+                Some(_) => None,
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::model::{Timestamp, WorkflowStatus};
+    use crate::store::{MemoryStore, Version, Versioned, async_trait};
+
+    /// A memory store that counts the states its lists return.
+    #[derive(Debug, Default)]
+    struct Counting(MemoryStore, AtomicUsize);
+
+    #[async_trait]
+    impl WorkflowStore for Counting {
+        async fn save_versioned(
+            &self,
+            state: WorkflowState,
+            expected: Option<Version>,
+        ) -> Result<Version, StoreError> {
+            self.0.save_versioned(state, expected).await
+        }
+        async fn load_versioned(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
+            self.0.load_versioned(id).await
+        }
+        async fn list(&self, filter: &ListFilter) -> Result<Vec<Arc<WorkflowState>>, StoreError> {
+            let page = self.0.list(filter).await?;
+            self.1.fetch_add(page.len(), Ordering::Relaxed);
+            Ok(page)
+        }
+        async fn delete(&self, id: &str) -> Result<(), StoreError> {
+            self.0.delete(id).await
+        }
+        async fn close(&self) -> Result<(), StoreError> {
+            self.0.close().await
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+    }
+
+    fn state(id: &str) -> WorkflowState {
+        WorkflowState {
+            workflow_id: id.into(),
+            run_id: "r".into(),
+            status: WorkflowStatus::Completed,
+            input: None,
+            result: None,
+            error: String::new(),
+            history: Vec::new(),
+            created_at: Timestamp::GO_ZERO,
+            updated_at: Timestamp::GO_ZERO,
+        }
+    }
+
+    fn ids(page: &[Arc<WorkflowState>]) -> Vec<&str> {
+        page.iter().map(|s| s.workflow_id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_restricted_list_reads_only_what_the_module_may_see() {
+        let store = Counting::default();
+        for i in 0..2_000 {
+            store.save(state(&format!("m/{i:05}"))).await.unwrap();
+        }
+        for id in ["a/1", "a/2", "a/b/1", "z/1", "z/2"] {
+            store.save(state(id)).await.unwrap();
+        }
+        let policy = AccessPolicy::prefixes(["z/", "a/", "a/b/"]);
+        let page = policy
+            .list(&store, ListFilter::default().limit(1))
+            .await
+            .unwrap();
+        assert_eq!(ids(&page), ["a/1"]);
+        let page = policy.list(&store, ListFilter::default()).await.unwrap();
+        assert_eq!(ids(&page), ["a/1", "a/2", "a/b/1", "z/1", "z/2"]);
+        let page = policy
+            .list(&store, ListFilter::default().after("a/b/1").limit(1))
+            .await
+            .unwrap();
+        assert_eq!(ids(&page), ["z/1"]);
+        // The 2 000 ids of others were never read.
+        assert!(store.1.load(Ordering::Relaxed) <= 10, "{:?}", store.1);
+        // A list's own prefix narrows within the policy, never past it.
+        let page = policy
+            .list(&store, ListFilter::default().prefix("a/b"))
+            .await
+            .unwrap();
+        assert_eq!(ids(&page), ["a/b/1"]);
+        let page = policy
+            .list(&store, ListFilter::default().prefix("m/"))
+            .await
+            .unwrap();
+        assert!(page.is_empty());
+        let page = policy
+            .list(&store, ListFilter::default().prefix("a"))
+            .await
+            .unwrap();
+        assert_eq!(ids(&page), ["a/1", "a/2", "a/b/1"]);
     }
 }

@@ -277,6 +277,7 @@ impl generated::wf::workflow::execution::Host for WfStoreCtx {
 impl wit::Host for WfStoreCtx {}
 
 impl generated::wf::workflow::store::Host for WfStoreCtx {
+    #[tracing::instrument(name = "store.save", skip_all, fields(workflow_id = %state.workflow_id))]
     async fn save(
         &mut self,
         state: wit::WorkflowState,
@@ -316,6 +317,21 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
                 .map_err(to_wit_error)?;
             return Ok(version);
         }
+        if let Some(last) = state.history.last()
+            && matches!(
+                last.kind,
+                model::EventType::ActivityCompleted | model::EventType::ActivityFailed
+            )
+        {
+            // The guest records an activity's end as it saves it: the
+            // activity, as the run's traces show it.
+            tracing::info!(
+                activity = %last.activity_name,
+                kind = last.kind.as_str(),
+                duration_ms = last.duration_ns as f64 / 1e6,
+                "activity ended"
+            );
+        }
         let shape = fence.as_ref().map(|_| {
             (
                 state.history.len(),
@@ -333,6 +349,7 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         Ok(version)
     }
 
+    #[tracing::instrument(name = "store.load_versioned", skip_all, fields(%workflow_id))]
     async fn load_versioned(
         &mut self,
         workflow_id: String,
@@ -353,6 +370,7 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         }))
     }
 
+    #[tracing::instrument(name = "store.load", skip_all, fields(%workflow_id))]
     async fn load(
         &mut self,
         workflow_id: String,
@@ -375,6 +393,7 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         Ok(state.map(|s| to_wit_state(&s)))
     }
 
+    #[tracing::instrument(name = "store.list", skip_all)]
     async fn list(
         &mut self,
         filter: wit::WorkflowFilter,
@@ -383,6 +402,7 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
             status: filter.status.map(model::WorkflowStatus::from),
             limit: filter.limit,
             after: filter.after,
+            prefix: filter.prefix,
         };
         let states = self
             .access
@@ -392,6 +412,7 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         Ok(states.iter().map(|s| to_wit_state(s)).collect())
     }
 
+    #[tracing::instrument(name = "store.delete", skip_all, fields(%workflow_id))]
     async fn delete(&mut self, workflow_id: String) -> Result<(), wit::StoreError> {
         self.check("delete", &workflow_id)?;
         self.check_writable("delete", &workflow_id)?;

@@ -38,6 +38,7 @@ mod fence;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 pub mod model;
 mod runtime;
 pub mod store;

@@ -6,17 +6,23 @@
 //! |---|---|
 //! | `POST /workflows/{id}` body = input JSON (empty = `null`) | `200` the final state; with `?wait=false`, `202` `{"workflow_id","run_id","status","started"}` once `running` is saved. Header `wf-started: false` when the id's run answered instead of a new one (the module's id reuse policy: by default a start of an id with a run, running or ended, returns that run); `409` when the id holds a record that is not a run |
 //! | `GET /workflows/{id}` | `200` the stored state, `404` when there is none |
-//! | `GET /workflows?status=&after=&limit=` | `200` `{"workflows":[...],"next_after":ID or null}`, ascending by id |
+//! | `GET /workflows?status=&prefix=&after=&limit=` | `200` `{"workflows":[...],"next_after":ID or null}`, ascending by id, only ids starting with `prefix` when given |
 //! | `DELETE /workflows/{id}` | `204`; `409` while it runs on this host |
 //! | `POST /workflows/{id}/cancel` | `202` once the guest is interrupted (or, suspended here, once its end is being saved); `404` when it is not running here |
 //! | `POST /workflows/{id}/signals/{name}` body = payload JSON (empty = none) | `202` `{"workflow_id","signal","version"}` once the `signal_received` event is saved (acknowledged); `400` bad name or payload, `404` no such workflow, `409` it ended or is not a run, `413` past the value limit or the history's event bound, `421` another host owns it |
 //! | `GET /workflows/{id}/queries/{name}?args=JSON` | `200` the handler's answer (JSON); `400` bad name or args, `404` no such workflow, `501` the module has no query handler, `422` the handler answered an error |
-//! | `GET /status` | `200` `{"store","running","waiting","group","member","owned_partitions","lag"}`: this host's share of the workflows (group fields null when not in a group) and how many records of other hosts' writes its cache has not applied yet (`{"records","partitions":[[p,n],...]}`, null for a store no other host writes) |
+//! | `GET /ui` | the web console (see [`ApiOptions::console`]) |
+//! | `GET /metrics` | Prometheus text of every metric wf records (see [`wf_host::metrics`]), when [`ApiOptions::metrics`] is set (`wfhost serve` sets it) |
+//! | `GET /status` | `200` `{"store","running","waiting","group","member","owned_partitions","lag"}`: the store's kind (its address too with [`ApiOptions::show_store`]), this host's share of the workflows (group fields null when not in a group) and how many records of other hosts' writes its cache has not applied yet, as of its last fetch (`{"records","partitions":[[p,n],...]}`, null for a store no other host writes); answered from figures the host keeps, without a round trip to the store |
 //!
-//! States are the store's wire JSON (the Go provider's `WorkflowState`). Errors
-//! are `{"error": "..."}` with `400` (bad id, input or query), `403` (denied),
-//! `409` (already running, conflict), `413` (too large), `503` (store
-//! unavailable, or every slot taken on a host set to refuse) or `500`.
+//! States are the store's wire JSON (the Go provider's `WorkflowState`). Every
+//! error is `{"error": "..."}` JSON, whoever refused the request: `400`
+//! (bad id, input, query, path or parameter), `403` (denied), `404` (no such
+//! workflow, or no such route), `405` (a method the route does not take),
+//! `408` (a body slower than [`ServerConfig::body_timeout`]), `409`
+//! (already running, conflict), `413` (too large), `503` (store
+//! unavailable, every slot taken on a host set to refuse, or a [`serve`]
+//! bound reached) or `500`.
 //! When hosts share the store in a group, a start of a workflow another host
 //! owns gets `421` (Misdirected Request) with `"owner"` (its announced name,
 //! or null when not known yet) and `"partition"`: the request is refused, not
@@ -41,7 +47,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod console;
+mod errors;
 mod owners;
+mod server;
 
 use std::sync::Arc;
 
@@ -54,19 +63,89 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use wf_host::model::{self, WorkflowState, WorkflowStatus};
-use wf_host::store::{ListFilter, NotOwner, StoreError};
-use wf_host::{ExecuteError, ExecuteOptions, Host, Module, QueryError};
+use wf_host::store::{ListFilter, StoreError};
+use wf_host::{ExecuteError, ExecuteOptions, Host, Module};
 
+use errors::{ApiError, misdirected};
 pub use owners::HttpOwnerLink;
+pub use server::{Served, ServerConfig, serve};
 
 /// The response header of a start that says whether it started the run
 /// (`true`) or the id's run answered instead (`false`: the module's id
 /// reuse policy returned the run already running or ended).
 pub const STARTED_HEADER: &str = "wf-started";
 
+/// What the API shows beyond the workflows.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ApiOptions {
+    /// `GET /status` describes the store with its address (brokers,
+    /// topic); without it, only its kind (`kafka`, `memory`).
+    pub show_store: bool,
+    /// Serve the web console at `/ui` (on by default).
+    pub console: bool,
+    /// Serve `GET /metrics` with what this renders (Prometheus text),
+    /// after the host set its gauges
+    /// ([`Host::record_metrics`](wf_host::Host::record_metrics)).
+    pub metrics: Option<MetricsText>,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            show_store: false,
+            console: true,
+            metrics: None,
+        }
+    }
+}
+
+/// Renders the metrics a recorder holds as Prometheus text (with
+/// `metrics-exporter-prometheus`: its handle's `render`).
+#[derive(Clone)]
+pub struct MetricsText(Arc<dyn Fn() -> String + Send + Sync>);
+
+impl MetricsText {
+    /// Renders with `render`.
+    pub fn new(render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        Self(Arc::new(render))
+    }
+}
+
+impl std::fmt::Debug for MetricsText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsText")
+    }
+}
+
+impl ApiOptions {
+    /// Sets [`ApiOptions::metrics`].
+    pub fn metrics(mut self, render: MetricsText) -> Self {
+        self.metrics = Some(render);
+        self
+    }
+
+    /// Sets [`ApiOptions::console`].
+    pub fn console(mut self, serve: bool) -> Self {
+        self.console = serve;
+        self
+    }
+
+    /// Sets [`ApiOptions::show_store`].
+    pub fn show_store(mut self, show: bool) -> Self {
+        self.show_store = show;
+        self
+    }
+}
+
 /// The API for workflows of `module` on `host`. Merge it into a larger
-/// router, or serve it with `axum::serve`.
+/// router, or serve it with [`serve`] (or `axum::serve`).
 pub fn router(host: Host, module: Module) -> Router {
+    router_with(host, module, ApiOptions::default())
+}
+
+/// [`router`] with `options`.
+pub fn router_with(host: Host, module: Module, options: ApiOptions) -> Router {
     Router::new()
         .route("/workflows", get(list))
         .route("/workflows/{id}", post(start).get(show).delete(remove))
@@ -75,12 +154,28 @@ pub fn router(host: Host, module: Module) -> Router {
         .route("/workflows/{id}/queries/{name}", get(query))
         .route("/status", get(status))
         .merge(owners::routes())
-        .with_state(Arc::new(Api { host, module }))
+        .merge(if options.metrics.is_some() {
+            Router::new().route("/metrics", get(metrics))
+        } else {
+            Router::new()
+        })
+        .merge(if options.console {
+            console::routes()
+        } else {
+            Router::new()
+        })
+        .layer(axum::middleware::from_fn(errors::as_json))
+        .with_state(Arc::new(Api {
+            host,
+            module,
+            options,
+        }))
 }
 
 struct Api {
     host: Host,
     module: Module,
+    options: ApiOptions,
 }
 
 impl Api {
@@ -90,84 +185,6 @@ impl Api {
             .options()
             .access
             .check(self.module.name(), op, id)
-    }
-}
-
-/// An error response: a status and a message, as `{"error": message}`,
-/// with `"kind"` (the WIT `store-error` case) when the store refused.
-#[derive(Debug)]
-struct ApiError(StatusCode, String, Option<&'static str>);
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self(status, message.into(), None)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = match self.2 {
-            Some(kind) => serde_json::json!({ "error": self.1, "kind": kind }),
-            None => serde_json::json!({ "error": self.1 }),
-        };
-        (self.0, axum::Json(body)).into_response()
-    }
-}
-
-/// A request for a workflow another host owns: `421` naming the owner.
-fn misdirected(e: &NotOwner) -> Response {
-    let body = serde_json::json!({
-        "error": format!("not the owner: {e}"),
-        "owner": e.owner,
-        "partition": e.partition,
-    });
-    (StatusCode::MISDIRECTED_REQUEST, axum::Json(body)).into_response()
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        let status = match &e {
-            StoreError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-            StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            StoreError::Denied(_) => StatusCode::FORBIDDEN,
-            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            StoreError::Conflict(_) => StatusCode::CONFLICT,
-            StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self(status, e.to_string(), Some(e.kind()))
-    }
-}
-
-impl From<ExecuteError> for ApiError {
-    fn from(e: ExecuteError) -> Self {
-        let status = match &e {
-            ExecuteError::Store(store) => return store.clone().into(),
-            ExecuteError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            ExecuteError::AlreadyRunning(_) | ExecuteError::NotARun(_) => StatusCode::CONFLICT,
-            ExecuteError::NotRunning(_) | ExecuteError::NotFound(_) => StatusCode::NOT_FOUND,
-            ExecuteError::Ended(..) => StatusCode::CONFLICT,
-            ExecuteError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ExecuteError::NotOwner(_) => StatusCode::MISDIRECTED_REQUEST,
-            // Handed over while the caller waited: the new owner runs it.
-            ExecuteError::Abandoned(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
-    }
-}
-
-impl From<QueryError> for ApiError {
-    fn from(e: QueryError) -> Self {
-        let status = match &e {
-            QueryError::Store(store) => return store.clone().into(),
-            QueryError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            QueryError::NotFound(_) => StatusCode::NOT_FOUND,
-            QueryError::Denied(_) => StatusCode::FORBIDDEN,
-            QueryError::NoHandler(_) => StatusCode::NOT_IMPLEMENTED,
-            QueryError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
     }
 }
 
@@ -262,6 +279,8 @@ struct ListQuery {
     after: Option<String>,
     #[serde(default)]
     limit: Option<u32>,
+    #[serde(default)]
+    prefix: Option<String>,
 }
 
 async fn list(
@@ -286,6 +305,7 @@ async fn list(
     filter.status = status;
     filter.limit = query.limit;
     filter.after = query.after;
+    filter.prefix = query.prefix;
     let store = api.host.store_for(&api.module);
     let states = api.module.options().access.list(&**store, filter).await?;
     let mut body = String::from("{\"workflows\":[");
@@ -372,6 +392,29 @@ async fn query(
     Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
 
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    api.host.record_metrics();
+    let store = api.host.store_for(&api.module);
+    if !Arc::ptr_eq(store, api.host.store()) {
+        // The module keeps its states in a store of its own.
+        store.record_metrics();
+    }
+    let text = api
+        .options
+        .metrics
+        .as_ref()
+        .map(|m| (m.0)())
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
 async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let store = api.host.store_for(&api.module);
     let ownership = store.ownership();
@@ -379,8 +422,14 @@ async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
         .tail_lag()
         .await?
         .map(|lag| serde_json::json!({ "records": lag.records, "partitions": lag.partitions }));
+    // Where the store is (brokers, topic) only when the operator asked.
+    let described = if api.options.show_store {
+        store.describe()
+    } else {
+        store.kind().to_owned()
+    };
     let body = serde_json::json!({
-        "store": store.describe(),
+        "store": described,
         "running": api.host.running().len(),
         "waiting": api.host.waiting().len(),
         "group": ownership.as_ref().map(|o| o.group().to_owned()),

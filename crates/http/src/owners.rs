@@ -26,7 +26,8 @@ use serde_json::value::RawValue;
 use wf_host::model::{self, WorkflowState};
 use wf_host::store::{OwnerLink, StoreError, Version, Versioned, async_trait};
 
-use crate::{Api, ApiError, misdirected};
+use crate::Api;
+use crate::errors::{ApiError, misdirected};
 
 /// The path of an id's versioned state.
 const VERSIONED: &str = "/internal/v1/versioned";

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use wf_host::model::{self, WorkflowState, WorkflowStatus};
-use wf_host::store::validate;
+use wf_host::model::{self, WorkflowState};
+use wf_host::store::{ListFilter, validate};
 
 /// One decoded record of the topic.
 #[derive(Debug)]
@@ -141,18 +141,13 @@ impl Cache {
             .map_or(0, |slot| version_at(slot.at.offset))
     }
 
-    /// Up to `limit` live states with ids above `after`, ascending, matching `status`.
-    pub fn page(
-        &self,
-        after: Option<&str>,
-        status: Option<WorkflowStatus>,
-        limit: usize,
-    ) -> Vec<Arc<WorkflowState>> {
-        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+    /// Up to `limit` live states `filter` lists, ascending by id.
+    pub fn page(&self, filter: &ListFilter, limit: usize) -> Vec<Arc<WorkflowState>> {
         self.slots
-            .range::<str, _>((start, Bound::Unbounded))
+            .range::<str, _>((filter.start(), Bound::Unbounded))
+            .take_while(|(id, _)| filter.in_range(id))
             .filter_map(|(_, slot)| slot.state.as_ref())
-            .filter(|state| status.is_none_or(|s| state.status == s))
+            .filter(|state| filter.status.is_none_or(|s| state.status == s))
             .take(limit)
             .cloned()
             .collect()
@@ -296,6 +291,7 @@ fn cost(key: &str, state: Option<&WorkflowState>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wf_host::model::WorkflowStatus;
     use wf_host::model::{Timestamp, encode_state};
 
     fn state(id: &str, run: &str) -> WorkflowState {
@@ -424,17 +420,33 @@ mod tests {
         for (offset, id) in ["c", "a", "d", "b"].into_iter().enumerate() {
             cache.apply_consumed(0, offset as i64, record(id, Some("r")));
         }
+        for (offset, id) in ["p/1", "p/2", "p0", "o"].into_iter().enumerate() {
+            cache.apply_consumed(1, offset as i64, record(id, Some("r")));
+        }
         cache.apply_ack("b", None, 0, 9);
         let ids = |page: Vec<Arc<WorkflowState>>| {
             page.iter()
                 .map(|s| s.workflow_id.clone())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(ids(cache.page(None, None, 10)), ["a", "c", "d"]);
-        assert_eq!(ids(cache.page(Some("a"), None, 1)), ["c"]);
+        let all = ListFilter::default();
+        assert_eq!(
+            ids(cache.page(&all, 10)),
+            ["a", "c", "d", "o", "p/1", "p/2", "p0"]
+        );
+        assert_eq!(ids(cache.page(&all.clone().after("a"), 1)), ["c"]);
+        let under_p = ListFilter::default().prefix("p/");
+        assert_eq!(ids(cache.page(&under_p, 10)), ["p/1", "p/2"]);
+        assert_eq!(
+            ids(cache.page(&under_p.clone().after("a"), 10)),
+            ["p/1", "p/2"]
+        );
+        assert_eq!(ids(cache.page(&under_p.clone().after("p/1"), 10)), ["p/2"]);
+        assert!(cache.page(&under_p.clone().after("p/2"), 10).is_empty());
+        assert!(cache.page(&under_p.after("q"), 10).is_empty());
         assert!(
             cache
-                .page(None, Some(WorkflowStatus::Completed), 10)
+                .page(&all.status(WorkflowStatus::Completed), 10)
                 .is_empty()
         );
     }

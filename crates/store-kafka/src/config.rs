@@ -21,6 +21,67 @@ const FIXED_PRODUCER_PROPERTIES: [(&str, &str); 3] = [
     ("partitioner", "murmur2_random"),
 ];
 
+/// Properties wf sets for its clients from its own settings or for its
+/// guarantees, each with librdkafka's other names for it: a pass-through
+/// property may set none of them, in any spelling (two names for one
+/// property would be applied in no set order).
+const OWNED_PROPERTIES: &[(&[&str], &str)] = &[
+    (
+        &["bootstrap.servers", "metadata.broker.list"],
+        "give the brokers with --brokers or `brokers`",
+    ),
+    (
+        &["enable.idempotence"],
+        "wf sets it for acknowledged, ordered writes",
+    ),
+    (
+        &["acks", "request.required.acks"],
+        "wf sets it for acknowledged, ordered writes",
+    ),
+    (
+        &["partitioner"],
+        "wf sets it so that one id lands on one partition whoever writes it",
+    ),
+    (
+        &["message.timeout.ms", "delivery.timeout.ms"],
+        "give it with --produce-timeout or `produce_timeout_secs`",
+    ),
+    (&["group.id"], "give it with --group or `group_id`"),
+    (
+        &["session.timeout.ms"],
+        "give it with --session-timeout or `session_timeout_secs`",
+    ),
+    (
+        &[
+            "heartbeat.interval.ms",
+            "partition.assignment.strategy",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "enable.partition.eof",
+            "auto.offset.reset",
+            "allow.auto.create.topics",
+        ],
+        "wf sets it for how it reads the topic",
+    ),
+];
+
+/// Properties wf sets unless given: each may be given only by its first
+/// name, so that wf sees it was.
+const TUNED_PROPERTIES: &[&[&str]] = &[
+    &["linger.ms", "queue.buffering.max.ms"],
+    &["fetch.message.max.bytes", "max.partition.fetch.bytes"],
+    &["message.max.bytes"],
+    &["fetch.wait.max.ms"],
+    &["fetch.min.bytes"],
+];
+
+/// The largest record librdkafka sends or fetches (`message.max.bytes`'s
+/// ceiling).
+const MAX_RECORD_BYTES: usize = 1_000_000_000;
+
+/// What a record adds to its value: the longest key and the batch's framing.
+const RECORD_OVERHEAD_BYTES: usize = wf_host::store::validate::MAX_ID_BYTES + 64 * 1024;
+
 /// How to reach the broker and which topic to keep workflow states in.
 ///
 /// In code:
@@ -58,7 +119,7 @@ const FIXED_PRODUCER_PROPERTIES: [(&str, &str); 3] = [
 /// assert_eq!(kafka.partitions, KafkaConfig::default().partitions);
 /// # Ok::<(), anyhow::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct KafkaConfig {
@@ -92,8 +153,11 @@ pub struct KafkaConfig {
     /// How long `close` waits for pending writes to be acknowledged.
     #[serde(skip)]
     pub close_timeout: Duration,
-    /// librdkafka properties passed to every client (security settings, tuning).
-    /// Cannot override `enable.idempotence`, `acks` or `partitioner`.
+    /// librdkafka properties passed to every client (security settings,
+    /// tuning). Cannot set what wf sets from its own settings or for its
+    /// guarantees (brokers, acks, idempotence, the partitioner, timeouts,
+    /// the group's settings), by any of its names. `Debug` shows the values
+    /// of secrets (passwords, keys) as `<redacted>`.
     pub properties: BTreeMap<String, String>,
     /// The consumer group of the hosts sharing this topic. With a group,
     /// the host owns only the workflows of the partitions the group assigns
@@ -111,6 +175,55 @@ pub struct KafkaConfig {
         deserialize_with = "session_timeout_secs"
     )]
     pub session_timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Configurations end up in logs and error reports: no secrets.
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(key, value)| {
+                let shown = if is_secret_property(key) {
+                    "<redacted>"
+                } else {
+                    value.as_str()
+                };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("partitions", &self.partitions)
+            .field("replication", &self.replication)
+            .field("create_topic", &self.create_topic)
+            .field("accept_uncompacted", &self.accept_uncompacted)
+            .field("limits", &self.limits)
+            .field("produce_timeout", &self.produce_timeout)
+            .field("open_timeout", &self.open_timeout)
+            .field("close_timeout", &self.close_timeout)
+            .field("properties", &properties)
+            .field("group_id", &self.group_id)
+            .field("member_name", &self.member_name)
+            .field("session_timeout", &self.session_timeout)
+            .finish()
+    }
+}
+
+/// Whether a librdkafka property holds a secret: a password, a private
+/// key, a client secret or an OAuth configuration.
+fn is_secret_property(key: &str) -> bool {
+    [
+        "password",
+        "secret",
+        "key.pem",
+        "oauthbearer.config",
+        "ssl_key",
+        "jaas",
+    ]
+    .iter()
+    .any(|part| key.contains(part))
 }
 
 /// Deserializers of the `*_secs` keys: a positive number of seconds, the
@@ -242,9 +355,22 @@ impl KafkaConfig {
             ("produce timeout", self.produce_timeout),
             ("open timeout", self.open_timeout),
         ] {
-            if timeout.is_zero() || timeout > Duration::from_secs(i32::MAX as u64 / 1000) {
-                return Err(format!("{name} must be between 1 ms and 24 days"));
+            // Whole milliseconds for librdkafka, where 0 means no timeout.
+            if timeout < Duration::from_millis(1)
+                || timeout > Duration::from_secs(i32::MAX as u64 / 1000)
+            {
+                return Err(format!(
+                    "{name} must be between 1 ms and 24 days, not {} s",
+                    timeout.as_secs_f64()
+                ));
             }
+        }
+        let most = MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES;
+        if self.limits.max_value_bytes > most {
+            return Err(format!(
+                "max_value_bytes must be at most {most} (Kafka's largest record, less a key and framing), not {}",
+                self.limits.max_value_bytes
+            ));
         }
         if let Some(group) = &self.group_id
             && (group.is_empty() || group.len() > 255)
@@ -257,13 +383,8 @@ impl KafkaConfig {
                 self.session_timeout
             ));
         }
-        for (key, _) in FIXED_PRODUCER_PROPERTIES {
-            if let Some(value) = self.properties.get(key) {
-                return Err(format!(
-                    "property {key}={value} is not allowed: wf sets {key} itself for acknowledged, \
-                     ordered writes"
-                ));
-            }
+        for (key, value) in &self.properties {
+            check_property(key, value)?;
         }
         Ok(())
     }
@@ -301,8 +422,10 @@ impl KafkaConfig {
     /// The largest record batch a save may need: the value limit plus the
     /// longest key and the batch's framing.
     pub(crate) fn max_record_bytes(&self) -> usize {
-        (self.limits.max_value_bytes + wf_host::store::validate::MAX_ID_BYTES + 64 * 1024)
-            .min(1_000_000_000)
+        self.limits
+            .max_value_bytes
+            .saturating_add(RECORD_OVERHEAD_BYTES)
+            .min(MAX_RECORD_BYTES)
     }
 
     /// The replay/tail consumer's configuration: assigned partitions, no group, no commits.
@@ -319,7 +442,13 @@ impl KafkaConfig {
         // writes included: fetch in batches (up to 64 KiB or 100 ms, the bound
         // on how late another host's write reaches this cache) rather than
         // one small fetch per write, which costs the broker as much as the writes.
-        for (key, value) in [("fetch.wait.max.ms", "100"), ("fetch.min.bytes", "65536")] {
+        // Statistics each second carry the partitions' high watermarks:
+        // the lag a status page shows, without asking the broker.
+        for (key, value) in [
+            ("fetch.wait.max.ms", "100"),
+            ("fetch.min.bytes", "65536"),
+            ("statistics.interval.ms", "1000"),
+        ] {
             if !self.properties.contains_key(key) {
                 config.set(key, value);
             }
@@ -366,5 +495,97 @@ impl KafkaConfig {
     /// The admin client's configuration.
     pub(crate) fn admin(&self) -> ClientConfig {
         self.base()
+    }
+}
+
+/// `Ok` unless `key` names a property wf owns ([`OWNED_PROPERTIES`]), or
+/// another name of one it tunes ([`TUNED_PROPERTIES`]).
+fn check_property(key: &str, value: &str) -> Result<(), String> {
+    // librdkafka's names are lower case; a differently cased one is
+    // refused by librdkafka itself, so only exact names matter here.
+    for (names, why) in OWNED_PROPERTIES {
+        if names.contains(&key) {
+            let also = names
+                .iter()
+                .filter(|n| **n != key)
+                .map(|n| format!(" (nor its other name {n})"))
+                .collect::<String>();
+            return Err(format!(
+                "property {key}={value} is not allowed{also}: {why}"
+            ));
+        }
+    }
+    for names in TUNED_PROPERTIES {
+        if let [first, others @ ..] = names
+            && others.contains(&key)
+        {
+            return Err(format!(
+                "property {key}={value}: give it by its first name, {first}={value} (wf sets {first} when it is not given)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(config: KafkaConfig) -> Result<(), String> {
+        config.check()
+    }
+
+    fn config() -> KafkaConfig {
+        KafkaConfig::new("b:9092")
+    }
+
+    #[test]
+    fn a_property_wf_sets_is_refused_by_every_name() {
+        for (key, value, says) in [
+            ("acks", "0", "acknowledged"),
+            ("request.required.acks", "0", "nor its other name acks"),
+            ("metadata.broker.list", "evil:9092", "--brokers"),
+            ("bootstrap.servers", "evil:9092", "--brokers"),
+            ("delivery.timeout.ms", "0", "--produce-timeout"),
+            ("enable.idempotence", "false", "acknowledged"),
+            ("group.id", "g", "--group"),
+        ] {
+            let e = checked(config().property(key, value)).unwrap_err();
+            assert!(e.contains(key) && e.contains(says), "{key}: {e}");
+        }
+        let e = checked(config().property("queue.buffering.max.ms", "5")).unwrap_err();
+        assert!(e.contains("linger.ms=5"), "{e}");
+        checked(config().property("linger.ms", "5")).unwrap();
+        checked(config().property("security.protocol", "sasl_ssl")).unwrap();
+    }
+
+    #[test]
+    fn timeouts_librdkafka_would_read_as_none_are_refused() {
+        let e = checked(config().produce_timeout(Duration::from_micros(100))).unwrap_err();
+        assert!(e.contains("between 1 ms"), "{e}");
+        checked(config().produce_timeout(Duration::from_millis(1))).unwrap();
+    }
+
+    #[test]
+    fn a_value_limit_past_kafkas_largest_record_is_refused_without_overflow() {
+        let mut config = config();
+        config.limits.max_value_bytes = usize::MAX;
+        assert_eq!(config.max_record_bytes(), MAX_RECORD_BYTES);
+        let e = checked(config).unwrap_err();
+        assert!(e.contains("max_value_bytes must be at most"), "{e}");
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let config = config()
+            .property("sasl.password", "hunter2")
+            .property("ssl.key.password", "hunter3")
+            .property("sasl.username", "alice");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 }

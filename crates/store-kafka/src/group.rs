@@ -81,11 +81,11 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        LogContext.log(level, facility, message);
+        LogContext::default().log(level, facility, message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        LogContext.error(error, reason);
+        LogContext::default().error(error, reason);
     }
 }
 
@@ -94,6 +94,8 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Revoke(list) => {
                 let revoked = self.partitions(list);
+                ::metrics::counter!(wf_host::metrics::REBALANCES, "change" => "revoked")
+                    .increment(1);
                 self.lock_pending().retain(|p| !revoked.contains(p));
                 self.ownership.revoke(&revoked, self.revoke_timeout);
             }
@@ -119,6 +121,7 @@ impl ConsumerContext for GroupContext {
                 tracing::warn!(group = %self.ownership.group(), "cannot pause the group consumer: {error}");
             }
             let assigned = self.partitions(list);
+            ::metrics::counter!(wf_host::metrics::REBALANCES, "change" => "assigned").increment(1);
             if assigned.is_empty() {
                 // Nothing to catch up with; still tells `open` the host is a
                 // member now (with more hosts than partitions, some own none).

@@ -60,7 +60,7 @@ use wf_host::store::{
 use admin::{ensure_topic, watermarks};
 use cache::{Cache, version_at};
 use consume::{Consumption, Counters, WRITER_HEADER};
-use context::LogContext;
+use context::{HighWatermarks, LogContext};
 use dev::DevClusterThread;
 use group::EndPositions;
 use key_locks::KeyLocks;
@@ -89,6 +89,9 @@ pub struct KafkaStore {
     writer: String,
     producer: FutureProducer<LogContext>,
     consumer: Arc<BaseConsumer<LogContext>>,
+    /// The partitions' high watermarks, as the tail's statistics report
+    /// them each second: what [`KafkaStore::fetched_lag`] measures against.
+    highs: Arc<HighWatermarks>,
     cache: Arc<RwLock<Cache>>,
     counters: Arc<Counters>,
     replay: ReplayReport,
@@ -179,17 +182,18 @@ impl KafkaStore {
         };
         let producer: FutureProducer<LogContext> = config
             .producer()
-            .create_with_context(LogContext)
+            .create_with_context(LogContext::default())
             .map_err(invalid)?;
+        let highs = Arc::new(HighWatermarks::default());
         let consumer: Arc<BaseConsumer<LogContext>> = Arc::new(
             config
                 .consumer()
-                .create_with_context(LogContext)
+                .create_with_context(LogContext::keeping(highs.clone()))
                 .map_err(invalid)?,
         );
         let admin: AdminClient<LogContext> = config
             .admin()
-            .create_with_context(LogContext)
+            .create_with_context(LogContext::default())
             .map_err(invalid)?;
 
         let partitions = ensure_topic(&config, &consumer, &admin).await?;
@@ -278,6 +282,7 @@ impl KafkaStore {
             config,
             producer,
             consumer,
+            highs,
             cache,
             counters,
             replay,
@@ -353,6 +358,28 @@ impl KafkaStore {
             .map(|(p, high)| (p, (high - 1 - cache.consumed(p)).max(0) as u64))
             .collect();
         Ok(TailLag::new(partitions))
+    }
+
+    /// How far the tail is behind the end of the topic, measured against
+    /// the high watermarks the tail's statistics reported (each second,
+    /// from its fetches): no round trip to the broker, at most a second
+    /// old (a partition not reported yet counts as not behind).
+    /// [`KafkaStore::lag`] asks the broker.
+    pub fn fetched_lag(&self) -> TailLag {
+        let cache = self.read_cache();
+        let partitions = self
+            .replay
+            .partitions
+            .iter()
+            .map(|p| {
+                let behind = match self.highs.of(p.partition) {
+                    Some(high) if high > 0 => (high - 1 - cache.consumed(p.partition)).max(0),
+                    _ => 0,
+                };
+                (p.partition, u64::try_from(behind).unwrap_or(0))
+            })
+            .collect();
+        TailLag::new(partitions)
     }
 
     /// The partition `workflow_id`'s records are written to (the producer's
@@ -437,9 +464,9 @@ impl KafkaStore {
     }
 }
 
-#[async_trait]
-impl WorkflowStore for KafkaStore {
-    async fn save_versioned(
+/// The writes, timed by the trait's methods.
+impl KafkaStore {
+    async fn save_now(
         &self,
         mut state: WorkflowState,
         expected: Option<Version>,
@@ -475,6 +502,36 @@ impl WorkflowStore for KafkaStore {
         Ok(version_at(offset))
     }
 
+    async fn delete_now(&self, workflow_id: &str) -> Result<(), StoreError> {
+        const OP: &str = "kafka/delete";
+        self.check_open(OP)?;
+        validate::check_id(OP, workflow_id)?;
+        let _serial = self.key_locks.lock(workflow_id).await;
+        let _write = self.begin_write(OP, workflow_id, false)?;
+        let (partition, offset) = self
+            .write(workflow_id, None, "kafka/delete: write tombstone")
+            .await?;
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_ack(workflow_id, None, partition, offset);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for KafkaStore {
+    async fn save_versioned(
+        &self,
+        state: WorkflowState,
+        expected: Option<Version>,
+    ) -> Result<Version, StoreError> {
+        let clock = std::time::Instant::now();
+        let saved = self.save_now(state, expected).await;
+        wf_host::metrics::store_call("save", "kafka", clock.elapsed(), &saved);
+        saved
+    }
+
     async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError> {
         const OP: &str = "kafka/load";
         self.check_open(OP)?;
@@ -496,25 +553,14 @@ impl WorkflowStore for KafkaStore {
         const OP: &str = "kafka/list";
         self.check_open(OP)?;
         let page = validate::page_size(OP, filter, &self.config.limits)?;
-        Ok(self
-            .read_cache()
-            .page(filter.after.as_deref(), filter.status, page))
+        Ok(self.read_cache().page(filter, page))
     }
 
     async fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
-        const OP: &str = "kafka/delete";
-        self.check_open(OP)?;
-        validate::check_id(OP, workflow_id)?;
-        let _serial = self.key_locks.lock(workflow_id).await;
-        let _write = self.begin_write(OP, workflow_id, false)?;
-        let (partition, offset) = self
-            .write(workflow_id, None, "kafka/delete: write tombstone")
-            .await?;
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply_ack(workflow_id, None, partition, offset);
-        Ok(())
+        let clock = std::time::Instant::now();
+        let deleted = self.delete_now(workflow_id).await;
+        wf_host::metrics::store_call("delete", "kafka", clock.elapsed(), &deleted);
+        deleted
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -558,6 +604,29 @@ impl WorkflowStore for KafkaStore {
         Some(self.config.limits)
     }
 
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn record_metrics(&self) {
+        use wf_host::metrics as m;
+        {
+            let cache = self.read_cache();
+            ::metrics::gauge!(m::CACHE_ENTRIES).set(cache.len() as f64);
+            ::metrics::gauge!(m::CACHE_BYTES).set(cache.bytes() as f64);
+        }
+        for (partition, behind) in self.fetched_lag().partitions {
+            ::metrics::gauge!(m::TAIL_LAG, "partition" => partition.to_string()).set(behind as f64);
+        }
+        let owned = match &self.ownership {
+            Some(ownership) => ownership.owned_partitions().len(),
+            None => self.replay.partitions.len(),
+        };
+        ::metrics::gauge!(m::OWNED_PARTITIONS).set(owned as f64);
+        ::metrics::gauge!(m::REPLAY_SECONDS).set(self.replay.elapsed.as_secs_f64());
+        ::metrics::gauge!(m::REPLAY_RECORDS).set(self.replay.records as f64);
+    }
+
     fn describe(&self) -> String {
         match &self.ownership {
             Some(ownership) => format!(
@@ -579,7 +648,8 @@ impl WorkflowStore for KafkaStore {
     }
 
     async fn tail_lag(&self) -> Result<Option<TailLag>, StoreError> {
-        self.lag().await.map(Some)
+        self.check_open("kafka/tail-lag")?;
+        Ok(Some(self.fetched_lag()))
     }
 
     async fn await_version(&self, workflow_id: &str, version: Version) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use wf_host::model::WorkflowStatus;
 use wf_host::store::StoreLimits;
 use wf_host::{DirGrant, HostConfig, IdReuse};
+use wf_http::ServerConfig;
 use wf_store_kafka::KafkaConfig;
 
 /// Exit code when `run` finished but the workflow ended `failed` or `canceled`.
@@ -205,6 +206,8 @@ pub enum Command {
         #[arg(long)]
         recover: bool,
         #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
         sandbox: SandboxArgs,
     },
     /// Run again, to their end, the stored workflows left `running` by a host
@@ -251,6 +254,9 @@ pub enum Command {
         /// Start after this workflow id (the last id of the previous page).
         #[arg(long, value_name = "ID")]
         after: Option<String>,
+        /// Only workflow ids starting with this.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
     },
     /// Print one workflow's stored state.
     Show {
@@ -310,6 +316,40 @@ pub enum Command {
     /// Run librdkafka's in-process mock Kafka cluster with the topic created,
     /// until Ctrl-C, so that kcat or other wfhost processes can connect.
     Dev,
+}
+
+/// The bounds `serve` holds its HTTP clients to.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Close a connection that has not sent a whole request head within
+    /// this many seconds (from its start or its previous response: also
+    /// the idle timeout of a kept-alive connection).
+    #[arg(long, default_value_t = ServerConfig::default().header_timeout.as_secs_f64(), value_name = "SECONDS")]
+    pub header_timeout: f64,
+    /// Answer 408 to a request whose body has not arrived within this many seconds.
+    #[arg(long, default_value_t = ServerConfig::default().body_timeout.as_secs_f64(), value_name = "SECONDS")]
+    pub body_timeout: f64,
+    /// Largest request body, in bytes [default: the store's --max-value-bytes].
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Connections open at once; one past it gets a 503 and is closed.
+    #[arg(long, default_value_t = ServerConfig::default().max_connections, value_name = "N")]
+    pub max_connections: usize,
+    /// Requests handled at once; one past it gets a 503 (a start that
+    /// waits for its workflow's end holds one meanwhile).
+    #[arg(long, default_value_t = ServerConfig::default().max_in_flight, value_name = "N")]
+    pub max_in_flight: usize,
+    /// On Ctrl-C or SIGTERM, wait this many seconds at most for the
+    /// requests in flight, then close their connections and hand over.
+    #[arg(long, default_value_t = ServerConfig::default().shutdown_grace.as_secs_f64(), value_name = "SECONDS")]
+    pub shutdown_grace: f64,
+    /// Let GET /status describe the store with its address (brokers and
+    /// topic); without it, /status names only the store's kind.
+    #[arg(long)]
+    pub status_shows_store: bool,
+    /// Do not serve the web console at /ui.
+    #[arg(long)]
+    pub no_console: bool,
 }
 
 /// The sandbox and limits of the workflows a command runs.

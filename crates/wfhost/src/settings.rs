@@ -12,7 +12,7 @@ use wf_host::config::{Backends, Settings, seconds};
 use wf_host::store::WorkflowStore;
 use wf_host::{AccessPolicy, Host, HostConfig, IdReuse, Module, ModuleOptions, WhenFull};
 
-use crate::args::{SandboxArgs, StoreArgs, WhenFullArg};
+use crate::args::{SandboxArgs, ServerArgs, StoreArgs, WhenFullArg};
 
 /// The configuration the file, the environment and the flags give, flags last.
 pub fn resolve(backends: &Backends, args: &StoreArgs) -> anyhow::Result<Settings> {
@@ -90,23 +90,22 @@ impl SandboxArgs {
         module: &Path,
         settings: &Settings,
     ) -> anyhow::Result<(Host, Module)> {
-        let timeout = Duration::try_from_secs_f64(self.timeout)
-            .ok()
-            .filter(|t| !t.is_zero())
-            .with_context(|| {
-                format!(
-                    "--timeout must be a positive number of seconds, got {}",
-                    self.timeout
-                )
-            })?;
+        let timeout = positive_seconds("--timeout", self.timeout)?;
         if self.fuel == Some(0) {
             bail!("--fuel must be positive");
         }
-        if self.max_running == 0 {
-            bail!("--max-running must be at least 1");
+        if !(1..=HostConfig::MAX_RUNNING).contains(&self.max_running) {
+            bail!(
+                "--max-running must be between 1 and {}, got {}",
+                HostConfig::MAX_RUNNING,
+                self.max_running
+            );
         }
-        if self.memory_limit == 0 {
-            bail!("--memory-limit must be at least 1 (MiB)");
+        if self.memory_limit == 0 || self.memory_limit > MAX_MEMORY_MIB {
+            bail!(
+                "--memory-limit must be between 1 and {MAX_MEMORY_MIB} (MiB), got {}",
+                self.memory_limit
+            );
         }
         let cache_dir = if self.no_cache {
             None
@@ -146,3 +145,62 @@ impl SandboxArgs {
         Ok((host, module))
     }
 }
+
+impl ServerArgs {
+    /// The server bounds these flags give, the body limit defaulting to
+    /// the largest state `store` accepts.
+    pub fn config(&self, store: &Arc<dyn WorkflowStore>) -> anyhow::Result<wf_http::ServerConfig> {
+        let max_body_bytes = self
+            .max_body_bytes
+            .or_else(|| store.limits().map(|limits| limits.max_value_bytes))
+            .unwrap_or(wf_http::ServerConfig::default().max_body_bytes);
+        let config = wf_http::ServerConfig::default()
+            .header_timeout(positive_seconds("--header-timeout", self.header_timeout)?)
+            .body_timeout(positive_seconds("--body-timeout", self.body_timeout)?)
+            .shutdown_grace(seconds_or_zero("--shutdown-grace", self.shutdown_grace)?)
+            .max_body_bytes(max_body_bytes)
+            .max_connections(self.max_connections)
+            .max_in_flight(self.max_in_flight);
+        let most = wf_http::ServerConfig::MAX_COUNT;
+        for (flag, value) in [
+            ("--max-body-bytes", max_body_bytes),
+            ("--max-connections", self.max_connections),
+            ("--max-in-flight", self.max_in_flight),
+        ] {
+            if !(1..=most).contains(&value) {
+                bail!("{flag} must be between 1 and {most}, got {value}");
+            }
+        }
+        config.check().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
+}
+
+/// `secs` as a duration, refusing what is not a positive number of
+/// seconds a timer can hold.
+fn positive_seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= MAX_SECONDS)
+        .with_context(|| {
+            format!(
+                "{flag} must be a positive number of seconds up to {}, got {secs}",
+                MAX_SECONDS.as_secs()
+            )
+        })
+}
+
+/// `secs` as a duration, 0 allowed.
+fn seconds_or_zero(flag: &str, secs: f64) -> anyhow::Result<Duration> {
+    if secs == 0.0 {
+        return Ok(Duration::ZERO);
+    }
+    positive_seconds(flag, secs)
+}
+
+/// The largest --memory-limit: 4 GiB is all a 32-bit wasm memory can address.
+const MAX_MEMORY_MIB: usize = 4096;
+
+/// The longest time a flag may give: a year, far past any sensible
+/// timeout, and far inside what a timer adds to the clock without overflow.
+const MAX_SECONDS: Duration = Duration::from_secs(365 * 24 * 3600);

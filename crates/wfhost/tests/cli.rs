@@ -2,116 +2,15 @@
 //! Kafka (librdkafka's mock cluster: in process by default, or a `wfhost dev`
 //! process that several `wfhost` processes share).
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-
-/// `wfhost` with none of the caller's store settings (CI sets WF_KAFKA_BROKERS).
-fn command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wfhost"));
-    for var in [
-        "RUST_LOG",
-        "WF_KAFKA_BROKERS",
-        "WF_KAFKA_TOPIC",
-        "WF_CONFIG",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
-fn wfhost(args: &[&str]) -> Output {
-    command().args(args).output().expect("running wfhost")
-}
-
-/// The announcement of the zero-setup mock cluster, which precedes any output on stderr.
-const MOCK_ANNOUNCEMENT: &str = "wfhost: no brokers configured";
-
-/// stderr without the mock cluster's announcement.
-fn errors(output: &Output) -> String {
-    stderr(output)
-        .lines()
-        .filter(|line| !line.starts_with(MOCK_ANNOUNCEMENT))
-        .map(|line| format!("{line}\n"))
-        .collect()
-}
-
-/// A `wfhost dev` process: a mock Kafka cluster other processes connect to.
-struct DevBroker {
-    /// `wfhost dev`'s process; none for a real broker.
-    child: Option<Child>,
-    brokers: String,
-    /// A topic of its own on a real broker (the default topic on `wfhost dev`).
-    topic: Option<String>,
-}
-
-impl DevBroker {
-    fn start(args: &[&str]) -> Self {
-        let mut child = command()
-            .arg("dev")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting wfhost dev");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let brokers = lines
-            .find_map(|line| line.ok()?.strip_prefix("brokers: ").map(str::to_owned))
-            .expect("wfhost dev prints its address");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self {
-            child: Some(child),
-            brokers,
-            topic: None,
-        }
-    }
-
-    /// The real broker of the end-to-end run (`WF_KAFKA_BROKERS`), with a
-    /// fresh topic; `None` without one.
-    fn real(name: &str) -> Option<Self> {
-        Some(Self {
-            child: None,
-            brokers: wf_tests::kafka::real_broker()?,
-            topic: Some(wf_tests::kafka::fresh_topic(name)),
-        })
-    }
-
-    /// `--brokers` (and `--topic`) for a wfhost on this broker.
-    fn store_args(&self) -> Vec<&str> {
-        let mut args = vec!["--brokers", self.brokers.as_str()];
-        if let Some(topic) = &self.topic {
-            args.extend(["--topic", topic.as_str()]);
-        }
-        args
-    }
-
-    fn wfhost(&self, args: &[&str]) -> Output {
-        command()
-            .args(self.store_args())
-            .args(args)
-            .output()
-            .expect("running wfhost")
-    }
-}
-
-impl Drop for DevBroker {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use support::{
+    DevBroker, MOCK_ANNOUNCEMENT, Server, command, errors, stderr, stdout, tool, wfhost,
+};
 
 #[test]
 fn run_prints_the_result_and_the_stored_state() {
@@ -410,26 +309,6 @@ fn kcat_reads_ids_as_keys_and_deletes_as_null_values() {
     assert_eq!(value["Status"], "completed");
 }
 
-/// The path of an external tool the test needs. Missing: skipped, unless
-/// WF_E2E_REQUIRED is set (as `.ci/run` does), then a failure.
-fn tool(name: &str) -> Option<String> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    });
-    match found {
-        Some(path) => Some(path.display().to_string()),
-        None if std::env::var_os("WF_E2E_REQUIRED").is_some() => {
-            panic!("{name} is required (WF_E2E_REQUIRED is set) but not on PATH")
-        }
-        None => {
-            eprintln!("skipped: {name} not installed");
-            None
-        }
-    }
-}
-
 #[test]
 fn configuration_comes_from_a_file_flags_and_the_environment() {
     let dev = DevBroker::start(&["--topic", "from-file", "--partitions", "3"]);
@@ -606,38 +485,6 @@ fn a_killed_wfhost_is_recovered_by_the_next_without_repeating_the_first_activity
         ]
     );
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// A `wfhost serve` process and its base URL.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(broker: &DevBroker, module: &str, extra: &[&str]) -> Self {
-        let mut child = command()
-            .args(broker.store_args())
-            .args(["serve", module, "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting wfhost serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = lines
-            .find_map(|line| line.ok()?.strip_prefix("listening: ").map(str::to_owned))
-            .expect("wfhost serve prints its address");
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]
@@ -841,7 +688,7 @@ fn hostile_arguments_get_their_own_error_and_write_nothing() {
         (
             run(&["--id", "ok", "--memory-limit", "0"]),
             1,
-            "--memory-limit must be at least 1",
+            "--memory-limit must be between 1 and 4096 (MiB), got 0",
         ),
         (
             run(&["--id", "ok", "--memory-limit", "-5"]),
@@ -856,7 +703,7 @@ fn hostile_arguments_get_their_own_error_and_write_nothing() {
         (
             run(&["--id", "ok", "--max-running", "0"]),
             1,
-            "--max-running must be at least 1",
+            "--max-running must be between 1 and 1048576, got 0",
         ),
         (
             run(&["--id", "ok", "--when-full", "sometimes"]),

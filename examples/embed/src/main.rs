@@ -19,7 +19,8 @@
 //! file, it shares the topic with the group's other hosts and follows its
 //! partitions instead (see the README, "Several hosts on one topic"). On
 //! SIGTERM or Ctrl-C it stops taking requests, finishes the ones in flight
-//! (in a group, hands its running workflows over) and closes the store.
+//! (for at most the shutdown grace of [`wf_http::ServerConfig`]; in a
+//! group, then hands its running workflows over) and closes the store.
 
 use std::sync::Arc;
 
@@ -80,9 +81,21 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     println!("listening: http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The bounds of `wfhost serve` (timeouts, connection and request
+    // caps, a shutdown grace), at their defaults.
+    let served = wf_http::serve(
+        listener,
+        app,
+        &wf_http::ServerConfig::default(),
+        shutdown_signal(),
+    )
+    .await?;
+    if served.cut > 0 {
+        tracing::warn!(
+            cut = served.cut,
+            "closed connections still busy after the shutdown grace"
+        );
+    }
     if let Some(follower) = follower {
         // Hand the running workflows over to the group's other hosts.
         follower.abort();

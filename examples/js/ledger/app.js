@@ -55,8 +55,8 @@ function close(store, account) {
   const prefix = entryPrefix(account);
   let deleted = 0;
   for (;;) {
-    // Ids come back in ascending order, so the entries are one run after the prefix.
-    const entries = store.list({ after: prefix, limit: 100 }).filter((s) => s.workflowId.startsWith(prefix));
+    // Deleted as they are read: each page is the next entries.
+    const entries = store.list({ prefix, limit: 100 });
     if (entries.length === 0) break;
     for (const entry of entries) {
       store.delete(entry.workflowId);

@@ -63,8 +63,8 @@ def close(store: Store, account: str) -> dict:
     prefix = entry_prefix(account)
     deleted = 0
     while True:
-        # Ids come back in ascending order, so the entries are one run after the prefix.
-        entries = [s for s in store.list(after=prefix, limit=100) if s.workflow_id.startswith(prefix)]
+        # Deleted as they are read: each page is the next entries.
+        entries = store.list(prefix=prefix, limit=100)
         if not entries:
             break
         for entry in entries:

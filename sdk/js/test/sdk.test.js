@@ -1,10 +1,11 @@
-// The store-facing SDK: version checks, updated_at stamping, error
+// The store-facing SDK: version checks, updated_at stamping, listing, error
 // locations, queries, and the SDK importable outside a component.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { TestHost, QueryFailedError } from '../testing.js';
 import {
+  bindHost,
   workflow,
   queryHandler,
   toVersion,
@@ -13,6 +14,7 @@ import {
   Timestamp,
   WorkflowError,
   WorkflowState,
+  WorkflowStatus,
 } from '../wf-guest.js';
 
 test('versions: bigints and non-negative integers only, with a clear message', () => {
@@ -44,6 +46,63 @@ test('saveVersioned checks the version before writing anything', () => {
   const v = store.saveVersioned(state, found.version);
   assert.equal(typeof v, 'bigint');
   assert.throws(() => store.saveVersioned(state, 0n), (e) => e instanceof StoreError && e.kind === 'conflict');
+});
+
+test('list pages by id, in byte order; a prefix keeps only the ids under it', () => {
+  const host = new TestHost();
+  host._bind();
+  const store = new Store();
+  for (const id of ['order/2', 'order/10', 'order/1', 'order', 'orders', 'ord', 'a', 'z']) {
+    store.save(WorkflowState.create(id));
+  }
+  store.save(WorkflowState.create('order/3', { status: WorkflowStatus.FAILED }));
+  const ids = (states) => [...states].map((s) => s.workflowId);
+  assert.deepEqual(ids(store.list({ after: 'order', limit: 2 })), ['order/1', 'order/10']);
+  assert.deepEqual(ids(store.list({ prefix: 'order/' })), ['order/1', 'order/10', 'order/2', 'order/3']);
+  assert.deepEqual(ids(store.list({ prefix: 'order/', after: 'order/1', limit: 1 })), ['order/10']);
+  assert.deepEqual(ids(store.list({ prefix: 'order/', after: 'a' })), ['order/1', 'order/10', 'order/2', 'order/3']);
+  assert.deepEqual(ids(store.list({ prefix: 'order/', after: 'order0' })), []);
+  assert.deepEqual(ids(store.list({ prefix: 'order', status: WorkflowStatus.FAILED })), ['order/3']);
+  assert.deepEqual(ids(store.listAll({ prefix: 'order', after: 'order' })), [
+    'order/1', 'order/10', 'order/2', 'order/3', 'orders',
+  ]);
+  assert.deepEqual(ids(store.list({ prefix: '' })), ids(store.list()));
+  assert.deepEqual(ids(store.list({ prefix: null })), ids(store.list()));
+});
+
+test('list orders ids by their UTF-8 bytes, as the host does', () => {
+  // U+FFFF sorts after U+1F600 in UTF-16 but before it in UTF-8.
+  const host = new TestHost();
+  host._bind();
+  const store = new Store();
+  for (const id of ['k/\u{1F600}', 'k/\uffff', 'k/\u00e9', 'k/e', 'k\u00e9']) store.save(WorkflowState.create(id));
+  assert.deepEqual(store.list({ prefix: 'k/' }).map((s) => s.workflowId), ['k/e', 'k/\u00e9', 'k/\uffff', 'k/\u{1F600}']);
+  assert.deepEqual(store.list({ after: 'k/\uffff' }).map((s) => s.workflowId), ['k/\u{1F600}', 'k\u00e9']);
+});
+
+test('a prefix longer than an id can be (1024 bytes) is invalid-argument', () => {
+  const host = new TestHost();
+  host._bind();
+  const store = new Store();
+  const invalid = (e) => e instanceof StoreError && e.kind === 'invalid-argument';
+  assert.deepEqual(store.list({ prefix: 'x'.repeat(1024) }), []);
+  assert.throws(() => store.list({ prefix: 'x'.repeat(1025) }), invalid);
+  // "é" is two bytes in UTF-8: 513 of them are too long.
+  assert.deepEqual(store.list({ prefix: '\u00e9'.repeat(512) }), []);
+  assert.throws(() => store.list({ prefix: '\u00e9'.repeat(513) }), invalid);
+});
+
+test('list hands the host a WIT filter with all four fields, absent ones undefined', () => {
+  const host = new TestHost();
+  const sent = [];
+  bindHost({ ...host._bindings(), list: (filter) => (sent.push(filter), []) });
+  const store = new Store();
+  store.list({ limit: 5, prefix: 'order/' });
+  store.list({ after: 'a', prefix: null });
+  assert.deepEqual(sent, [
+    { status: undefined, limit: 5, after: undefined, prefix: 'order/' },
+    { status: undefined, limit: undefined, after: 'a', prefix: undefined },
+  ]);
 });
 
 test('save stamps updatedAt with now, unless told not to', () => {

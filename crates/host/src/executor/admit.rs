@@ -116,9 +116,22 @@ impl Host {
             ended: admitted.ended.subscribe(),
             started: true,
         };
+        // One span per run of the guest, with what identifies it: a
+        // tracing subscriber (an OTLP exporter, say) sees its store calls
+        // and activities inside it.
+        let span = tracing::info_span!(
+            "workflow_run",
+            workflow_id = %running.workflow_id,
+            run_id = %running.run_id,
+            module = module.name(),
+            partition = tracing::field::Empty,
+        );
+        if let Some(ownership) = self.inner.store_of(module).ownership() {
+            span.record("partition", ownership.partition_of(&running.workflow_id));
+        }
         let inner = self.inner.clone();
         let module = module.clone();
-        tokio::spawn(async move {
+        let run = async move {
             let ended = admitted.ended.clone();
             // A run that suspended ends later, in the run that wakes it.
             if let Some(outcome) = inner
@@ -128,7 +141,8 @@ impl Host {
             {
                 ended.send_replace(Some(Arc::new(outcome)));
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(run, span));
         Ok(handle)
     }
 
@@ -174,6 +188,7 @@ impl Host {
             &self.inner,
             &running.workflow_id,
             &running.run_id,
+            module.name(),
             cancel.clone(),
             &ended,
             owned_in,
@@ -285,6 +300,13 @@ impl Host {
                     ))));
                 }
                 tracing::info!(workflow_id = %running.workflow_id, run_id = %running.run_id, module = module.name(), "workflow started");
+                let begun = if matches!(begin, Begin::New) {
+                    "new"
+                } else {
+                    "resumed"
+                };
+                ::metrics::counter!(crate::metrics::WORKFLOWS_STARTED, "module" => module.name().to_owned(), "begin" => begun)
+                    .increment(1);
                 version
             }
         };
@@ -389,6 +411,7 @@ impl Claim {
         inner: &Arc<HostInner>,
         id: &str,
         run_id: &str,
+        module: &str,
         cancel: watch::Sender<Stop>,
         ended: &watch::Sender<Option<Ended>>,
         owned_in: Option<(Arc<Ownership>, i32)>,
@@ -407,6 +430,7 @@ impl Claim {
             id.to_owned(),
             RunningWorkflow {
                 run_id: run_id.to_owned(),
+                module: module.to_owned(),
                 cancel,
                 ended: ended.subscribe(),
                 owned_in,

@@ -332,11 +332,16 @@ struct HostInner {
     owners: std::sync::OnceLock<SharedOwnerLink>,
     /// The workflows suspended on this host.
     waiting: Arc<Waiting>,
+    /// The modules that ran here, with the most linear memory one of
+    /// their instances grew to.
+    memory_high_water: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 #[derive(Debug)]
 struct RunningWorkflow {
     run_id: String,
+    /// The name of the module running it.
+    module: String,
     cancel: watch::Sender<Stop>,
     /// How the run ended, once it did (for starts that join it).
     ended: watch::Receiver<Option<Ended>>,
@@ -364,6 +369,9 @@ impl Host {
 
     /// A host on `store` with explicit limits.
     pub fn with_config(store: Arc<dyn WorkflowStore>, config: HostConfig) -> anyhow::Result<Self> {
+        config
+            .check()
+            .map_err(|e| anyhow::anyhow!("invalid host configuration: {e}"))?;
         let slots = Arc::new(Semaphore::new(config.max_running.max(1)));
         Ok(Self {
             inner: Arc::new(HostInner {
@@ -373,6 +381,7 @@ impl Host {
                 slots,
                 owners: std::sync::OnceLock::new(),
                 waiting: Arc::default(),
+                memory_high_water: Mutex::default(),
             }),
         })
     }
@@ -544,6 +553,39 @@ impl Host {
         let id = workflow_id.to_owned();
         tokio::spawn(async move { host.cancel_suspended(&id, waiter).await });
         Ok(())
+    }
+
+    /// Sets the gauges of what this host holds now: runs and suspended
+    /// workflows by module, and the memory high-water mark of each
+    /// module's instances (see [`crate::metrics`]). A scrape calls it
+    /// first; it takes a lock briefly and allocates per module.
+    pub fn record_metrics(&self) {
+        let mut running: HashMap<String, usize> = HashMap::new();
+        for run in self.inner.lock_running().values() {
+            *running.entry(run.module.clone()).or_default() += 1;
+        }
+        let mut suspended: HashMap<String, usize> = HashMap::new();
+        for waiter in self.inner.waiting.list() {
+            *suspended.entry(waiter.module).or_default() += 1;
+        }
+        let high_water = self
+            .inner
+            .memory_high_water
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for module in &high_water {
+            for (counts, name) in [
+                (&running, crate::metrics::WORKFLOWS_RUNNING),
+                (&suspended, crate::metrics::WORKFLOWS_SUSPENDED),
+            ] {
+                ::metrics::gauge!(name, "module" => module.0.clone())
+                    .set(counts.get(module.0).copied().unwrap_or(0) as f64);
+            }
+            ::metrics::gauge!(crate::metrics::GUEST_MEMORY_HIGH_WATER, "module" => module.0.clone())
+                .set(*module.1 as f64);
+        }
+        self.inner.store.record_metrics();
     }
 
     /// The ids of the workflows running on this host, sorted.

@@ -107,7 +107,7 @@ impl HostInner {
                 .save_versioned(final_state.clone(), Some(fence.version()))
                 .await
             {
-                Ok(_) => return Ok(log_end(final_state)),
+                Ok(_) => return Ok(log_end(module, final_state)),
                 Err(StoreError::Conflict(_))
                     if tries < SIGNAL_RACE_RETRIES && self.adopts(store, fence, &id).await =>
                 {
@@ -153,7 +153,7 @@ impl HostInner {
             );
             save_final(refused.clone()).await?;
         }
-        Ok(log_end(refused))
+        Ok(log_end(module, refused))
     }
 
     /// Instantiates the module in a fresh sandbox and calls `run`.
@@ -196,6 +196,7 @@ impl HostInner {
         let called = instance
             .call_run(&mut wasm_store, &workflow_id, &input)
             .await;
+        self.record_usage(module, limits, &wasm_store);
         match called {
             Ok(Ok(result)) => match model::validate_json("result", &result) {
                 Ok(()) => Outcome::Completed(result),
@@ -213,6 +214,29 @@ impl HostInner {
                 )),
             },
         }
+    }
+
+    /// Records what one instance of `module` used: fuel and peak memory.
+    fn record_usage(
+        &self,
+        module: &Module,
+        limits: &RunLimits,
+        wasm_store: &wasmtime::Store<crate::runtime::GuestState>,
+    ) {
+        let name = module.name().to_owned();
+        let fuel = limits.fuel.unwrap_or(u64::MAX);
+        let used = fuel.saturating_sub(wasm_store.get_fuel().unwrap_or(fuel));
+        ::metrics::histogram!(crate::metrics::GUEST_FUEL, "module" => name.clone())
+            .record(used as f64);
+        let peak = wasm_store.data().limiter.peak_memory_bytes() as u64;
+        ::metrics::histogram!(crate::metrics::GUEST_MEMORY, "module" => name.clone())
+            .record(peak as f64);
+        let mut high_water = self
+            .memory_high_water
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mark = high_water.entry(name).or_default();
+        *mark = (*mark).max(peak);
     }
 
     /// The state to finish from: what is stored now if this run wrote it
@@ -407,7 +431,7 @@ impl Host {
                 .await
             {
                 Ok(_) => {
-                    outcome = Ok(log_end(end));
+                    outcome = Ok(log_end(&waiter.module, end));
                     break;
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -434,8 +458,14 @@ fn lost_to_another_writer(workflow_id: &str, error: StoreError) -> StoreError {
     }
 }
 
-/// Logs how a run ended and passes its state through.
-fn log_end(state: WorkflowState) -> WorkflowState {
+/// Logs (and counts) how a run ended and passes its state through.
+fn log_end(module: &Module, state: WorkflowState) -> WorkflowState {
+    ::metrics::counter!(
+        crate::metrics::WORKFLOWS_ENDED,
+        "module" => module.name().to_owned(),
+        "status" => state.status.as_str()
+    )
+    .increment(1);
     match state.status {
         WorkflowStatus::Failed => {
             tracing::warn!(workflow_id = %state.workflow_id, error = %state.error, "workflow failed")

@@ -23,6 +23,8 @@ pub(crate) struct GuestLimiter {
     table_elements: usize,
     instances: usize,
     refused: Option<String>,
+    /// The most linear memory an instance grew to.
+    peak_memory_bytes: usize,
 }
 
 impl GuestLimiter {
@@ -32,7 +34,13 @@ impl GuestLimiter {
             table_elements: limits.table_elements,
             instances: limits.instances,
             refused: None,
+            peak_memory_bytes: 0,
         }
+    }
+
+    /// The most linear memory one memory of the run grew to, in bytes.
+    pub(crate) fn peak_memory_bytes(&self) -> usize {
+        self.peak_memory_bytes
     }
 
     /// The last limit that refused a grow, described.
@@ -49,6 +57,7 @@ impl ResourceLimiter for GuestLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired <= self.memory_bytes {
+            self.peak_memory_bytes = self.peak_memory_bytes.max(desired);
             return Ok(true);
         }
         self.refused = Some(format!(

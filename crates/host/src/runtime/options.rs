@@ -75,6 +75,41 @@ impl Default for HostConfig {
 }
 
 impl HostConfig {
+    /// The most workflows a host may run at once: far past what one
+    /// machine runs, and inside what its slot semaphore and instance pools
+    /// can count.
+    pub const MAX_RUNNING: usize = 1 << 20;
+
+    /// The longest [`HostConfig::timeout`]: a year, past any sensible run
+    /// and far inside what a deadline added to the clock can hold.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+    /// `Ok` when a host can keep these limits; else what is wrong, naming
+    /// the field.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=Self::MAX_RUNNING).contains(&self.max_running) {
+            return Err(format!(
+                "max_running must be between 1 and {}, got {}",
+                Self::MAX_RUNNING,
+                self.max_running
+            ));
+        }
+        if self.timeout.is_zero() || self.timeout > Self::MAX_TIMEOUT {
+            return Err(format!(
+                "timeout must be positive and at most {} s, got {} s",
+                Self::MAX_TIMEOUT.as_secs(),
+                self.timeout.as_secs_f64()
+            ));
+        }
+        if self.memory_limit_bytes == 0 {
+            return Err("memory_limit_bytes must be positive".into());
+        }
+        if self.fuel == Some(0) {
+            return Err("fuel must be positive (or none, for no limit)".into());
+        }
+        Ok(())
+    }
+
     /// The default place for the compiled-module cache: `$XDG_CACHE_HOME/wf/modules`
     /// or `$HOME/.cache/wf/modules`.
     pub fn default_cache_dir() -> Option<PathBuf> {

@@ -69,9 +69,8 @@ impl MemoryStore {
     }
 }
 
-#[async_trait]
-impl WorkflowStore for MemoryStore {
-    async fn save_versioned(
+impl MemoryStore {
+    fn save_now(
         &self,
         mut state: WorkflowState,
         expected: Option<Version>,
@@ -113,6 +112,31 @@ impl WorkflowStore for MemoryStore {
         Ok(version)
     }
 
+    fn delete_now(&self, workflow_id: &str) -> Result<(), StoreError> {
+        const OP: &str = "memory/delete";
+        self.check_open(OP)?;
+        validate::check_id(OP, workflow_id)?;
+        let mut states = self.write();
+        if let Some(old) = states.by_id.remove(workflow_id) {
+            states.bytes -= validate::cache_cost(workflow_id, &old.state);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for MemoryStore {
+    async fn save_versioned(
+        &self,
+        state: WorkflowState,
+        expected: Option<Version>,
+    ) -> Result<Version, StoreError> {
+        let clock = std::time::Instant::now();
+        let saved = self.save_now(state, expected);
+        crate::metrics::store_call("save", "memory", clock.elapsed(), &saved);
+        saved
+    }
+
     async fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError> {
         const OP: &str = "memory/load";
         self.check_open(OP)?;
@@ -127,14 +151,11 @@ impl WorkflowStore for MemoryStore {
         const OP: &str = "memory/list";
         self.check_open(OP)?;
         let page = validate::page_size(OP, filter, &self.limits)?;
-        let start = match &filter.after {
-            Some(after) => Bound::Excluded(after.as_str()),
-            None => Bound::Unbounded,
-        };
         let states = self.read();
         Ok(states
             .by_id
-            .range::<str, _>((start, Bound::Unbounded))
+            .range::<str, _>((filter.start(), Bound::Unbounded))
+            .take_while(|(id, _)| filter.in_range(id))
             .map(|(_, stored)| &stored.state)
             .filter(|state| filter.status.is_none_or(|s| state.status == s))
             .take(page)
@@ -143,14 +164,10 @@ impl WorkflowStore for MemoryStore {
     }
 
     async fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
-        const OP: &str = "memory/delete";
-        self.check_open(OP)?;
-        validate::check_id(OP, workflow_id)?;
-        let mut states = self.write();
-        if let Some(old) = states.by_id.remove(workflow_id) {
-            states.bytes -= validate::cache_cost(workflow_id, &old.state);
-        }
-        Ok(())
+        let clock = std::time::Instant::now();
+        let deleted = self.delete_now(workflow_id);
+        crate::metrics::store_call("delete", "memory", clock.elapsed(), &deleted);
+        deleted
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -164,5 +181,15 @@ impl WorkflowStore for MemoryStore {
 
     fn describe(&self) -> String {
         "in-memory (nothing is kept after the process exits)".to_string()
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn record_metrics(&self) {
+        let states = self.read();
+        ::metrics::gauge!(crate::metrics::CACHE_ENTRIES).set(states.by_id.len() as f64);
+        ::metrics::gauge!(crate::metrics::CACHE_BYTES).set(states.bytes as f64);
     }
 }

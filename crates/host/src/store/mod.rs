@@ -74,6 +74,10 @@ pub struct ListFilter {
     pub limit: Option<u32>,
     /// Exclusive cursor: only ids greater than this one.
     pub after: Option<String>,
+    /// Only ids that start with this (bytewise); every id when `None` or
+    /// empty. A store answers it from its ordered index, in time that
+    /// grows with the ids under the prefix, not with the whole store.
+    pub prefix: Option<String>,
 }
 
 impl ListFilter {
@@ -93,6 +97,35 @@ impl ListFilter {
     pub fn after(mut self, after: impl Into<String>) -> Self {
         self.after = Some(after.into());
         self
+    }
+
+    /// Only ids starting with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// The prefix ids must have, if any (an empty one is none).
+    pub fn id_prefix(&self) -> Option<&str> {
+        self.prefix.as_deref().filter(|p| !p.is_empty())
+    }
+
+    /// Where in ascending id order the page starts: past `after`, and not
+    /// before the first id that could have the prefix.
+    pub fn start(&self) -> std::ops::Bound<&str> {
+        use std::ops::Bound;
+        match (self.after.as_deref(), self.id_prefix()) {
+            (Some(after), Some(prefix)) if after < prefix => Bound::Included(prefix),
+            (Some(after), _) => Bound::Excluded(after),
+            (None, Some(prefix)) => Bound::Included(prefix),
+            (None, None) => Bound::Unbounded,
+        }
+    }
+
+    /// Whether `id`, at or after [`ListFilter::start`], is still in the
+    /// filter's range (once one is not, no later id is).
+    pub fn in_range(&self, id: &str) -> bool {
+        self.id_prefix().is_none_or(|prefix| id.starts_with(prefix))
     }
 }
 
@@ -182,6 +215,12 @@ pub trait WorkflowStore: std::any::Any + Send + Sync + std::fmt::Debug {
     /// A short human description, e.g. `in-memory` or `kafka topic t on b:9092`.
     fn describe(&self) -> String;
 
+    /// The backend's name (`memory`, `kafka`), which, unlike
+    /// [`WorkflowStore::describe`], says nothing of where it is.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
     /// The limits the store enforces, when it has them (the host keeps
     /// room under the event bound for a workflow's own steps when it
     /// appends signals).
@@ -205,9 +244,16 @@ pub trait WorkflowStore: std::any::Any + Send + Sync + std::fmt::Debug {
     }
 
     /// How far this host's cache is behind writes other hosts made (Kafka:
-    /// records of the topic its tail has not applied yet); `None` for a
-    /// store no other host writes.
+    /// records of the topic its tail has not applied yet, as of its last
+    /// fetch); `None` for a store no other host writes. Cheap: a status page
+    /// may ask it at every request, so it makes no round trip to a broker.
     async fn tail_lag(&self) -> Result<Option<TailLag>, StoreError> {
         Ok(None)
     }
+
+    /// Sets the gauges of what the store holds now (its cache, its lag,
+    /// its partitions: see [`crate::metrics`]). A scrape calls it first,
+    /// through [`Host::record_metrics`](crate::Host::record_metrics); it
+    /// makes no round trip to a broker.
+    fn record_metrics(&self) {}
 }

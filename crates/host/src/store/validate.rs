@@ -188,6 +188,14 @@ pub fn check_version(
 
 /// The number of states a `list` with `filter` may return.
 pub fn page_size(op: &str, filter: &ListFilter, limits: &StoreLimits) -> Result<usize, StoreError> {
+    if let Some(prefix) = &filter.prefix
+        && prefix.len() > MAX_ID_BYTES
+    {
+        return Err(StoreError::InvalidArgument(format!(
+            "{op}: the id prefix is {} bytes; no id is longer than {MAX_ID_BYTES}",
+            prefix.len()
+        )));
+    }
     match filter.limit {
         None => Ok(limits.default_page_size as usize),
         Some(0) => Err(StoreError::InvalidArgument(format!(

@@ -16,12 +16,14 @@ pub async fn list(
     status: Option<WorkflowStatus>,
     limit: Option<u32>,
     after: Option<String>,
+    prefix: Option<String>,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let mut filter = ListFilter::default();
     filter.status = status;
     filter.limit = limit;
     filter.after = after;
+    filter.prefix = prefix;
     let states = store.list(&filter).await?;
     print_list(output, &states)?;
     if states.is_empty() {

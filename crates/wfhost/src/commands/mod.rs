@@ -42,13 +42,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => return cancel::query(server, id, name, args).await,
         _ => {}
     }
+    // Installed before the store opens, so that its replay is recorded.
+    let metrics = match &cli.command {
+        Command::Serve { .. } => Some(crate::telemetry::install_metrics()?),
+        _ => None,
+    };
     let bar = progress::OpenBar::new();
     let store = backends.open(&settings, &bar.report()).await;
     drop(bar);
     let store = store?;
     // Closed whatever the command did: a store left open would leave its
     // threads reading from a broker (a mock one, here) going away.
-    let result = on_store(cli, &settings, &store).await;
+    let result = on_store(cli, &settings, &store, metrics).await;
     store.close().await.context("closing the store")?;
     result
 }
@@ -58,6 +63,7 @@ async fn on_store(
     cli: Cli,
     settings: &Settings,
     store: &Arc<dyn WorkflowStore>,
+    metrics: Option<wf_http::MetricsText>,
 ) -> anyhow::Result<ExitCode> {
     let output = cli.output;
     match cli.command {
@@ -83,16 +89,25 @@ async fn on_store(
             module,
             listen,
             recover,
+            server,
             sandbox,
         } => {
+            let config = server.config(store)?;
             let (host, module) = sandbox.host(store, &module, settings)?;
-            serve::serve(host, module, &listen, recover).await
+            let mut options = wf_http::ApiOptions::default()
+                .show_store(server.status_shows_store)
+                .console(!server.no_console);
+            if let Some(metrics) = metrics {
+                options = options.metrics(metrics);
+            }
+            serve::serve(host, module, &listen, recover, (config, options)).await
         }
         Command::List {
             status,
             limit,
             after,
-        } => inspect::list(store, status, limit, after, output).await,
+            prefix,
+        } => inspect::list(store, status, limit, after, prefix, output).await,
         Command::Show { id } => inspect::show(store, &id, output).await,
         Command::Delete { id } => inspect::delete(store, &id).await,
         Command::Signal {

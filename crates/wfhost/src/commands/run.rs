@@ -113,10 +113,13 @@ pub fn report(host: &Host, module: &Module, recovery: &Recovery) {
             "wfhost: left {} runs another build of {} started (--resume-other-builds resumes them): {}",
             recovery.other_builds.len(),
             module.name(),
-            recovery.other_builds.join(", ")
+            crate::output::clean(&recovery.other_builds.join(", "))
         );
     }
     for (id, error) in &recovery.failed {
-        eprintln!("wfhost: could not resume {id:?}: {error}");
+        eprintln!(
+            "wfhost: could not resume {id:?}: {}",
+            crate::output::clean(&error.to_string().replace('\n', " "))
+        );
     }
 }

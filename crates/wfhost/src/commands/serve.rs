@@ -8,13 +8,14 @@ use wf_host::{Host, Module, RecoverOptions};
 use super::wait_for_shutdown;
 
 /// `wfhost serve`: the HTTP API until Ctrl-C or SIGTERM, then waits for the
-/// requests in flight. Workflows started without waiting and still running
+/// requests in flight (at most the configured grace). Workflows started without waiting and still running
 /// are left `running` in the store, for `recover`.
 pub async fn serve(
     host: Host,
     module: Module,
     listen: &str,
     recover: bool,
+    (config, options): (wf_http::ServerConfig, wf_http::ApiOptions),
 ) -> anyhow::Result<ExitCode> {
     // In a group, ownership decides: the partitions this host is given
     // (now and whenever a host leaves) have their running workflows taken up.
@@ -47,18 +48,25 @@ pub async fn serve(
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr().context("reading the bound address")?;
-    let app = wf_http::router(host.clone(), module);
+    let app = wf_http::router_with(host.clone(), module, options);
     println!("listening: http://{address}");
     use std::io::Write as _;
     std::io::stdout().flush().context("writing to stdout")?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            if let Err(e) = wait_for_shutdown().await {
-                eprintln!("wfhost serve: {e:#}");
-            }
-        })
+    let shutdown = async {
+        if let Err(e) = wait_for_shutdown().await {
+            eprintln!("wfhost serve: {e:#}");
+        }
+    };
+    let served = wf_http::serve(listener, app, &config, shutdown)
         .await
         .context("serving HTTP")?;
+    if served.cut > 0 {
+        eprintln!(
+            "wfhost serve: closed {} connections still busy after the {} s shutdown grace",
+            served.cut,
+            config.shutdown_grace.as_secs_f64()
+        );
+    }
     if let Some(follower) = follower {
         // Hand the running workflows over: their next owner resumes them.
         follower.abort();

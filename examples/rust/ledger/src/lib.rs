@@ -103,12 +103,8 @@ fn close(store: &Store, account: &str) -> Result<Outcome, Error> {
     let prefix = entry_prefix(account);
     let mut deleted = 0;
     loop {
-        // Ids come back in ascending order, so the entries are one run after the prefix.
-        let page = store.list(&ListFilter::new().after(prefix.clone()).limit(100))?;
-        let entries: Vec<_> = page
-            .iter()
-            .filter(|s| s.workflow_id.starts_with(&prefix))
-            .collect();
+        // Deleted as they are read: each page is the next entries.
+        let entries = store.list(&ListFilter::new().prefix(prefix.clone()).limit(100))?;
         if entries.is_empty() {
             break;
         }

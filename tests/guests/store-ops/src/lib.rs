@@ -47,6 +47,8 @@ enum Op {
         limit: Option<u32>,
         #[serde(default)]
         after: Option<String>,
+        #[serde(default)]
+        prefix: Option<String>,
     },
     Delete {
         id: String,
@@ -149,11 +151,13 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
                 status,
                 limit,
                 after,
+                prefix,
             } => {
                 let filter = ListFilter {
                     status,
                     limit,
                     after,
+                    prefix,
                 };
                 outcome(store.list(&filter).map(|states| {
                     states

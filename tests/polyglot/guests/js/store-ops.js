@@ -49,7 +49,9 @@ const OPS = {
   },
   list(ctx, op) {
     return outcome(() =>
-      ctx.store.list({ status: op.status, limit: op.limit, after: op.after }).map((s) => s.workflowId),
+      ctx.store
+        .list({ status: op.status, limit: op.limit, after: op.after, prefix: op.prefix })
+        .map((s) => s.workflowId),
     );
   },
   delete(ctx, op) {

@@ -60,7 +60,8 @@ def load_versioned(ctx, op):
 
 def list_ids(ctx, op):
     return outcome(lambda: [s.workflow_id for s in ctx.store.list(
-        status=op.get("status"), limit=op.get("limit"), after=op.get("after"))])
+        status=op.get("status"), limit=op.get("limit"), after=op.get("after"),
+        prefix=op.get("prefix"))])
 
 
 def record(ctx, op):
