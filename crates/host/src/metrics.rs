@@ -97,6 +97,18 @@ pub fn describe() {
     }
 }
 
+/// Runs a store write and records its time, or its failure by kind.
+pub async fn timed<T>(
+    op: &'static str,
+    backend: &'static str,
+    call: impl Future<Output = Result<T, crate::store::StoreError>>,
+) -> Result<T, crate::store::StoreError> {
+    let clock = std::time::Instant::now();
+    let result = call.await;
+    store_call(op, backend, clock.elapsed(), &result);
+    result
+}
+
 /// Records a store write's time, or its failure by kind.
 pub fn store_call<T>(
     op: &'static str,

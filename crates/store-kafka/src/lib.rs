@@ -526,10 +526,7 @@ impl WorkflowStore for KafkaStore {
         state: WorkflowState,
         expected: Option<Version>,
     ) -> Result<Version, StoreError> {
-        let clock = std::time::Instant::now();
-        let saved = self.save_now(state, expected).await;
-        wf_host::metrics::store_call("save", "kafka", clock.elapsed(), &saved);
-        saved
+        wf_host::metrics::timed("save", "kafka", self.save_now(state, expected)).await
     }
 
     async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError> {
@@ -557,10 +554,7 @@ impl WorkflowStore for KafkaStore {
     }
 
     async fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
-        let clock = std::time::Instant::now();
-        let deleted = self.delete_now(workflow_id).await;
-        wf_host::metrics::store_call("delete", "kafka", clock.elapsed(), &deleted);
-        deleted
+        wf_host::metrics::timed("delete", "kafka", self.delete_now(workflow_id)).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {

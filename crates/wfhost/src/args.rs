@@ -50,6 +50,17 @@ pub struct Cli {
     #[command(flatten)]
     pub store: StoreArgs,
 
+    /// Export traces (a span per workflow run and per store call, events
+    /// per activity) over OTLP/HTTP to the collector at this base URL
+    /// (traces go to URL/v1/traces). Off by default.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -15,6 +15,9 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Parses arguments, runs the command, prints errors as one line.
 fn main() -> ExitCode {
@@ -23,13 +26,26 @@ fn main() -> ExitCode {
     // (https://no-color.org): escapes in a log file are noise.
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+    // Traces, when asked for: set up before the runtime starts (the
+    // exporter's client runs on a thread of its own).
+    let traces = match cli.otlp_endpoint.as_deref().map(telemetry::Traces::start) {
+        None => None,
+        Some(Ok(traces)) => Some(traces),
+        Some(Err(e)) => {
+            eprintln!("wfhost: error: {}", output::error_line(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let logs = tracing_subscriber::fmt::layer()
         .with_ansi(colour)
         .with_writer(output::LogWriter { colour })
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        );
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces.as_ref().map(telemetry::Traces::layer))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -38,11 +54,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let code = match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("wfhost: error: {}", output::error_line(&e));
             ExitCode::FAILURE
         }
+    };
+    drop(runtime);
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
+    code
 }

@@ -1,5 +1,5 @@
-//! What `wfhost serve` exports about itself: its metrics, as Prometheus
-//! text at `/metrics`.
+//! What `wfhost` exports about itself: `serve`'s metrics, as Prometheus
+//! text at `/metrics`, and, when an OTLP endpoint is given, traces.
 
 use std::time::Duration;
 
@@ -31,4 +31,59 @@ pub fn install_metrics() -> anyhow::Result<wf_http::MetricsText> {
         }
     });
     Ok(wf_http::MetricsText::new(move || handle.render()))
+}
+
+/// Traces exported over OTLP (HTTP, protobuf) while they are kept: the
+/// spans of workflow runs and their store calls, and the activities'
+/// events. Off unless an endpoint is given; nothing else needs a collector.
+pub struct Traces {
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+impl Traces {
+    /// Exports to the OTLP/HTTP collector at `endpoint` (its base URL, as
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` gives it: traces go to
+    /// `/v1/traces` under it). Call it outside the async runtime: the
+    /// exporter's client runs on a thread of its own.
+    pub fn start(endpoint: &str) -> anyhow::Result<Self> {
+        use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+        let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(&url)
+            .build()
+            .with_context(|| format!("--otlp-endpoint {endpoint}: setting up the OTLP exporter"))?;
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name("wfhost")
+            .build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        Ok(Self { provider })
+    }
+
+    /// The layer that hands wf's spans (at `info` and above) to the
+    /// exporter, whatever the log level on stderr.
+    pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::Layer as _;
+        let filter = tracing_subscriber::EnvFilter::new(
+            "wf_host=info,wf_store_kafka=info,wf_http=info,wfhost=info",
+        );
+        tracing_opentelemetry::layer()
+            .with_tracer(self.provider.tracer("wfhost"))
+            .with_filter(filter)
+    }
+
+    /// Sends what is still batched, waiting a few seconds at most.
+    pub fn shutdown(self) {
+        if let Err(e) = self.provider.shutdown_with_timeout(Duration::from_secs(5)) {
+            eprintln!("wfhost: exporting the last traces failed: {e}");
+        }
+    }
 }

@@ -794,3 +794,90 @@ async fn a_bounded_load_with_slow_sockets_loses_no_write_and_stops_in_time() {
     assert!(rss <= MAX_RSS_MIB, "peak RSS {rss} MiB over {MAX_RSS_MIB}");
     assert!(stop_took < Duration::from_secs(5 + 5), "{stop_took:?}");
 }
+
+/// A stand-in OTLP/HTTP collector: answers every request `200` and keeps
+/// each one's path, content type and body.
+fn collector() -> (String, std::sync::mpsc::Receiver<(String, String, Vec<u8>)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (sent, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { return };
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(socket.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let (mut length, mut kind) = (0usize, String::new());
+                    loop {
+                        let mut header = String::new();
+                        std::io::BufRead::read_line(&mut reader, &mut header).unwrap();
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        let (name, value) = header.split_once(':').unwrap_or_default();
+                        match name.to_ascii_lowercase().as_str() {
+                            "content-length" => length = value.trim().parse().unwrap_or(0),
+                            "content-type" => kind = value.trim().to_owned(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let _ = sent.send((path, kind, body));
+                    let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (url, received)
+}
+
+#[test]
+fn traces_of_a_run_are_exported_over_otlp_when_configured() {
+    let (url, received) = collector();
+    let out = command()
+        .args(["--store", "memory", "--otlp-endpoint", &url, "run"])
+        .args([
+            wf_test_artifacts::PIPELINE,
+            "--id",
+            "otlp-1",
+            "--input",
+            r#""x""#,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut exported = Vec::new();
+    while let Ok((path, kind, body)) = received.recv_timeout(Duration::from_secs(10)) {
+        assert_eq!(path, "/v1/traces");
+        assert_eq!(kind, "application/x-protobuf");
+        exported.extend(body);
+        let text = String::from_utf8_lossy(&exported);
+        if text.contains("workflow_run") && text.contains("store.save") {
+            break;
+        }
+    }
+    // Protobuf carries strings as they are: the spans' names and fields.
+    let text = String::from_utf8_lossy(&exported);
+    for expected in [
+        "wfhost",
+        "workflow_run",
+        "otlp-1",
+        "pipeline.wasm",
+        "store.save",
+        "activity ended",
+    ] {
+        assert!(text.contains(expected), "{expected} not exported: {text:?}");
+    }
+}

@@ -131,10 +131,7 @@ impl WorkflowStore for MemoryStore {
         state: WorkflowState,
         expected: Option<Version>,
     ) -> Result<Version, StoreError> {
-        let clock = std::time::Instant::now();
-        let saved = self.save_now(state, expected);
-        crate::metrics::store_call("save", "memory", clock.elapsed(), &saved);
-        saved
+        crate::metrics::timed("save", "memory", async { self.save_now(state, expected) }).await
     }
 
     async fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError> {
@@ -164,10 +161,7 @@ impl WorkflowStore for MemoryStore {
     }
 
     async fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
-        let clock = std::time::Instant::now();
-        let deleted = self.delete_now(workflow_id);
-        crate::metrics::store_call("delete", "memory", clock.elapsed(), &deleted);
-        deleted
+        crate::metrics::timed("delete", "memory", async { self.delete_now(workflow_id) }).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@ pub fn command() -> Command {
         "WF_KAFKA_BROKERS",
         "WF_KAFKA_TOPIC",
         "WF_CONFIG",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
     ] {
         command.env_remove(var);
     }
