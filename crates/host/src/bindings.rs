@@ -47,6 +47,9 @@ pub struct WfStoreCtx {
     read_only: bool,
     /// What the run asked to wait for, once it called `suspend`.
     suspension: Option<Suspension>,
+    /// The spans of the activities the run recorded as started and not yet
+    /// as ended, by name: a span lasts from the one save to the other.
+    activities: std::collections::HashMap<String, tracing::Span>,
 }
 
 /// What a run that called `execution.suspend` waits for.
@@ -77,6 +80,40 @@ impl WfStoreCtx {
             owners: None,
             read_only: false,
             suspension: None,
+            activities: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Traces the activity whose event the run just saved: an
+    /// `activity_started` opens its span (inside the run's), its end closes
+    /// it; an end recorded without a start is an event.
+    fn trace_activity(&mut self, kind: model::EventType, name: String, duration_ns: i64) {
+        use model::EventType;
+        match kind {
+            EventType::ActivityStarted => {
+                let span = tracing::info_span!("activity", activity = %name, outcome = tracing::field::Empty);
+                self.activities.insert(name, span);
+            }
+            EventType::ActivityCompleted | EventType::ActivityFailed => {
+                let outcome = if kind == EventType::ActivityCompleted {
+                    "completed"
+                } else {
+                    "failed"
+                };
+                match self.activities.remove(&name) {
+                    // Closed as it drops, here.
+                    Some(span) => {
+                        span.record("outcome", outcome);
+                    }
+                    None => tracing::info!(
+                        activity = %name,
+                        outcome,
+                        duration_ms = duration_ns as f64 / 1e6,
+                        "activity ended"
+                    ),
+                }
+            }
+            _ => {}
         }
     }
 
@@ -317,21 +354,10 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
                 .map_err(to_wit_error)?;
             return Ok(version);
         }
-        if let Some(last) = state.history.last()
-            && matches!(
-                last.kind,
-                model::EventType::ActivityCompleted | model::EventType::ActivityFailed
-            )
-        {
-            // The guest records an activity's end as it saves it: the
-            // activity, as the run's traces show it.
-            tracing::info!(
-                activity = %last.activity_name,
-                kind = last.kind.as_str(),
-                duration_ms = last.duration_ns as f64 / 1e6,
-                "activity ended"
-            );
-        }
+        let activity = state
+            .history
+            .last()
+            .map(|last| (last.kind, last.activity_name.clone(), last.duration_ns));
         let shape = fence.as_ref().map(|_| {
             (
                 state.history.len(),
@@ -345,6 +371,9 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
             .map_err(to_wit_error)?;
         if let (Some(fence), Some((events, last_event))) = (fence, shape) {
             fence.set_shape(version, events, last_event);
+        }
+        if let Some((kind, name, duration_ns)) = activity {
+            self.trace_activity(kind, name, duration_ns);
         }
         Ok(version)
     }

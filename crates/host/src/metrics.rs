@@ -7,8 +7,6 @@
 //! and [`WorkflowStore::record_metrics`](crate::store::WorkflowStore::record_metrics),
 //! which a scrape calls first.
 
-use std::time::Duration;
-
 /// What kind of metric one is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -94,32 +92,6 @@ pub fn describe() {
             Kind::Gauge => ::metrics::describe_gauge!(metric.name, metric.help),
             Kind::Histogram => ::metrics::describe_histogram!(metric.name, metric.help),
         }
-    }
-}
-
-/// Runs a store write and records its time, or its failure by kind.
-pub async fn timed<T>(
-    op: &'static str,
-    backend: &'static str,
-    call: impl Future<Output = Result<T, crate::store::StoreError>>,
-) -> Result<T, crate::store::StoreError> {
-    let clock = std::time::Instant::now();
-    let result = call.await;
-    store_call(op, backend, clock.elapsed(), &result);
-    result
-}
-
-/// Records a store write's time, or its failure by kind.
-pub fn store_call<T>(
-    op: &'static str,
-    backend: &'static str,
-    took: Duration,
-    result: &Result<T, crate::store::StoreError>,
-) {
-    match result {
-        Ok(_) => ::metrics::histogram!(STORE_CALL_SECONDS, "op" => op, "backend" => backend)
-            .record(took.as_secs_f64()),
-        Err(e) => ::metrics::counter!(STORE_ERRORS, "op" => op, "kind" => e.kind()).increment(1),
     }
 }
 

@@ -526,7 +526,7 @@ impl WorkflowStore for KafkaStore {
         state: WorkflowState,
         expected: Option<Version>,
     ) -> Result<Version, StoreError> {
-        wf_host::metrics::timed("save", "kafka", self.save_now(state, expected)).await
+        wf_host::store::timed("save", "kafka", self.save_now(state, expected)).await
     }
 
     async fn load(&self, workflow_id: &str) -> Result<Option<Arc<WorkflowState>>, StoreError> {
@@ -554,7 +554,7 @@ impl WorkflowStore for KafkaStore {
     }
 
     async fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
-        wf_host::metrics::timed("delete", "kafka", self.delete_now(workflow_id)).await
+        wf_host::store::timed("delete", "kafka", self.delete_now(workflow_id)).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {

@@ -880,4 +880,57 @@ fn traces_of_a_run_are_exported_over_otlp_when_configured() {
     ] {
         assert!(text.contains(expected), "{expected} not exported: {text:?}");
     }
+    // Durable activities (recorded started, then ended) are spans of their own.
+    let (url, received) = collector();
+    let dir = std::env::temp_dir().join(format!("wf-otlp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = serde_json::json!({"dir": dir, "order": "o-1", "cents": 5, "no_wait": true});
+    let grant = format!("{}:rw", dir.display());
+    let out = command()
+        .args(["--store", "memory", "--otlp-endpoint", &url, "run"])
+        .args([
+            wf_test_artifacts::DURABLE,
+            "--id",
+            "otlp-2",
+            "--grant-dir",
+            &grant,
+        ])
+        .args(["--input", &input.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut exported = Vec::new();
+    while let Ok((_, _, body)) = received.recv_timeout(Duration::from_secs(10)) {
+        exported.extend(body);
+        if String::from_utf8_lossy(&exported).contains("ship") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&exported);
+    for expected in ["otlp-2", "charge", "ship", "outcome", "completed"] {
+        assert!(text.contains(expected), "{expected} not exported: {text:?}");
+    }
+    assert!(!text.contains("activity ended"), "{text:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn status_answers_from_kept_figures_even_with_the_broker_gone() {
+    let mut broker = DevBroker::start(&[]);
+    let server = Server::start(&broker, wf_test_artifacts::PIPELINE, &[]);
+    let status = format!("{}/status", server.url);
+    assert_eq!(reqwest::get(&status).await.unwrap().status(), 200);
+    // The broker goes away: a status page that asked it would hang or fail.
+    let mut dev = broker.child.take().unwrap();
+    dev.kill().unwrap();
+    dev.wait().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let answer = http.get(&status).send().await.expect("answered at once");
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["store"], "kafka", "{body}");
+    assert!(body["lag"]["partitions"].is_array(), "{body}");
 }

@@ -131,7 +131,7 @@ impl WorkflowStore for MemoryStore {
         state: WorkflowState,
         expected: Option<Version>,
     ) -> Result<Version, StoreError> {
-        crate::metrics::timed("save", "memory", async { self.save_now(state, expected) }).await
+        super::timed("save", "memory", async { self.save_now(state, expected) }).await
     }
 
     async fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError> {
@@ -161,7 +161,7 @@ impl WorkflowStore for MemoryStore {
     }
 
     async fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
-        crate::metrics::timed("delete", "memory", async { self.delete_now(workflow_id) }).await
+        super::timed("delete", "memory", async { self.delete_now(workflow_id) }).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {

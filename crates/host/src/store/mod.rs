@@ -55,6 +55,32 @@ pub enum StoreError {
 
 wf_bindgen_util::store_error_cases!(StoreError);
 
+/// Runs a store write and records its time, or its failure by kind.
+pub async fn timed<T>(
+    op: &'static str,
+    backend: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let clock = std::time::Instant::now();
+    let result = call.await;
+    store_call(op, backend, clock.elapsed(), &result);
+    result
+}
+
+/// Records a store write's time, or its failure by kind.
+pub fn store_call<T>(
+    op: &'static str,
+    backend: &'static str,
+    took: std::time::Duration,
+    result: &Result<T, StoreError>,
+) {
+    match result {
+        Ok(_) => ::metrics::histogram!(crate::metrics::STORE_CALL_SECONDS, "op" => op, "backend" => backend)
+            .record(took.as_secs_f64()),
+        Err(e) => ::metrics::counter!(crate::metrics::STORE_ERRORS, "op" => op, "kind" => e.kind()).increment(1),
+    }
+}
+
 /// Which states [`WorkflowStore::list`] returns.
 ///
 /// ```

@@ -41,7 +41,7 @@ pub fn errors(output: &Output) -> String {
 /// A `wfhost dev` process: a mock Kafka cluster other processes connect to.
 pub struct DevBroker {
     /// `wfhost dev`'s process; none for a real broker.
-    child: Option<Child>,
+    pub child: Option<Child>,
     pub brokers: String,
     /// A topic of its own on a real broker (the default topic on `wfhost dev`).
     pub topic: Option<String>,
