@@ -331,6 +331,7 @@ pub enum Command {
 
 /// The bounds `serve` holds its HTTP clients to.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "HTTP server")]
 pub struct ServerArgs {
     /// Close a connection that has not sent a whole request head within
     /// this many seconds (from its start or its previous response: also
@@ -365,6 +366,7 @@ pub struct ServerArgs {
 
 /// The sandbox and limits of the workflows a command runs.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Sandbox and limits")]
 pub struct SandboxArgs {
     /// Fail a workflow whose run takes longer than this many seconds.
     #[arg(long, default_value_t = HostConfig::default().timeout.as_secs_f64(), value_name = "SECONDS")]
