@@ -9,13 +9,18 @@
 //!   year leaves 0..=9999 once its offset is applied), so whatever a replay
 //!   accepts, a host can serve and write again;
 //! * the encoding decodes to an equal state, and encoding that gives
-//!   the same bytes again (the encoding is canonical).
+//!   the same bytes again (the encoding is canonical);
+//! * the decoder's fast path, whenever it answers, answers what the general
+//!   decoder (`json.Unmarshal`'s rules) does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wf_host::model::{decode_state, encode_state};
 
 fuzz_target!(|data: &[u8]| {
+    if let (Some(fast), general) = wf_host::fuzzing::decode_both_paths(data) {
+        assert_eq!(Ok(fast), general, "the fast path agrees with the general decoder");
+    }
     let Ok(state) = decode_state(data) else {
         return;
     };

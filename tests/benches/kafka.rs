@@ -21,11 +21,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::runtime::Runtime;
-use wf_host::model::{self, EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
+use wf_host::model::{self, WorkflowState};
 use wf_host::store::validate::encode_for_save;
 use wf_host::store::{StoreLimits, WorkflowStore};
 use wf_store_kafka::{DevCluster, KafkaConfig, KafkaStore};
-use wf_tests::bench::{median, record, runtime, selected};
+use wf_tests::bench::{median, record, runtime, selected, typical_state as state};
 
 /// Counts live heap bytes, to measure the cache.
 struct Counting;
@@ -50,39 +50,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// A workflow state whose JSON is about 1 KiB: input, result and four
-/// history events, as a typical multi-step workflow leaves it.
-fn state(id: &str, run: u64) -> WorkflowState {
-    let at = |s| Timestamp {
-        seconds: 1_764_000_000 + s,
-        nanoseconds: 123_456_789,
-    };
-    let mut history = vec![HistoryEvent::new(1, EventType::WorkflowStarted, at(0))];
-    for (i, step) in ["validate", "charge", "ship"].iter().enumerate() {
-        let mut event =
-            HistoryEvent::new(i as u64 + 2, EventType::ActivityCompleted, at(i as i64 + 1));
-        event.activity_name = (*step).into();
-        event.result = Some(format!(
-            r#"{{"step":"{step}","ok":true,"ref":"{id}-{step}-{run}"}}"#
-        ));
-        event.duration_ns = 1_234_567;
-        history.push(event);
-    }
-    WorkflowState {
-        workflow_id: id.into(),
-        run_id: format!("run-{run:08}"),
-        status: WorkflowStatus::Running,
-        input: Some(format!(
-            r#"{{"customer":"customer-{run}","items":[{{"sku":"A-1","qty":2}},{{"sku":"B-7","qty":1}}],"note":"leave at the door"}}"#
-        )),
-        result: None,
-        error: String::new(),
-        history,
-        created_at: at(0),
-        updated_at: at(4),
-    }
-}
 
 fn raw_producer(brokers: &str) -> FutureProducer {
     // The store's own producer settings, so only the store's work differs.

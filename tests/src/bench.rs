@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
+use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
 
 /// Time per iteration of each call criterion made (warm-up and samples), per
 /// measured function, for the summary.
@@ -50,4 +51,37 @@ pub fn runtime() -> Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A workflow state whose JSON is about 1 KiB: input, result and four
+/// history events, as a typical multi-step workflow leaves it.
+pub fn typical_state(id: &str, run: u64) -> WorkflowState {
+    let at = |s| Timestamp {
+        seconds: 1_764_000_000 + s,
+        nanoseconds: 123_456_789,
+    };
+    let mut history = vec![HistoryEvent::new(1, EventType::WorkflowStarted, at(0))];
+    for (i, step) in ["validate", "charge", "ship"].iter().enumerate() {
+        let mut event =
+            HistoryEvent::new(i as u64 + 2, EventType::ActivityCompleted, at(i as i64 + 1));
+        event.activity_name = (*step).into();
+        event.result = Some(format!(
+            r#"{{"step":"{step}","ok":true,"ref":"{id}-{step}-{run}"}}"#
+        ));
+        event.duration_ns = 1_234_567;
+        history.push(event);
+    }
+    WorkflowState {
+        workflow_id: id.into(),
+        run_id: format!("run-{run:08}"),
+        status: WorkflowStatus::Running,
+        input: Some(format!(
+            r#"{{"customer":"customer-{run}","items":[{{"sku":"A-1","qty":2}},{{"sku":"B-7","qty":1}}],"note":"leave at the door"}}"#
+        )),
+        result: None,
+        error: String::new(),
+        history,
+        created_at: at(0),
+        updated_at: at(4),
+    }
 }

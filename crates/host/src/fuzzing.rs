@@ -44,3 +44,12 @@ pub fn wit_round_trip(
         replayed,
     })
 }
+
+/// `decode_state`'s two paths on the same bytes: the fast path's answer
+/// (`None` when it gives up) and the general decoder's. Whenever the fast
+/// path answers, the two must agree.
+pub fn decode_both_paths(
+    bytes: &[u8],
+) -> (Option<WorkflowState>, Result<WorkflowState, ModelError>) {
+    (model::decode_canonical(bytes), model::decode_general(bytes))
+}

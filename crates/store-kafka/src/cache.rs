@@ -14,6 +14,8 @@ use std::sync::Arc;
 use wf_host::model::{self, WorkflowState};
 use wf_host::store::{ListFilter, validate};
 
+use super::local::{Applied, Change, DiskSlots, Restored, RowHead};
+
 /// One decoded record of the topic.
 #[derive(Debug)]
 pub(crate) struct Record {
@@ -96,9 +98,9 @@ pub(crate) fn decode_record(
 
 /// Where a cached entry came from in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Position {
-    partition: i32,
-    offset: i64,
+pub(crate) struct Position {
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// A key's newest known record. A tombstone is kept (with `state: None`) only
@@ -110,39 +112,83 @@ struct Slot {
     at: Position,
 }
 
-/// The cache of live workflow states.
+/// The cache of live workflow states: in memory, or on local disk
+/// ([`DiskSlots`]) with only the recent changes and hot ids in memory.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
+    /// The entries when in memory (empty when on disk).
     slots: BTreeMap<String, Slot>,
+    disk: Option<DiskSlots>,
     /// Per partition, the last offset the consumer applied (-1: none yet).
     consumed: Vec<i64>,
+    /// Per partition, the mark of that record (kept for checkpoints only).
+    marks: Vec<u64>,
     live: usize,
     /// The live states' [`validate::cache_cost`], summed.
     bytes: usize,
 }
 
 impl Cache {
+    /// A cache on local disk, from what its checkpoint restored.
+    pub fn on_disk(restored: Restored) -> Self {
+        Self {
+            slots: BTreeMap::new(),
+            consumed: restored.applied.iter().map(|a| a.offset).collect(),
+            marks: restored.applied.iter().map(|a| a.mark).collect(),
+            disk: Some(restored.slots),
+            live: restored.live,
+            bytes: restored.bytes,
+        }
+    }
+
+    /// Whether entries are kept on disk with checkpoints.
+    pub fn checkpoints(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// The local state's file, when on disk.
+    pub fn disk_path(&self) -> Option<&std::path::Path> {
+        self.disk.as_ref().map(DiskSlots::path)
+    }
+
+    /// What `key`'s entry says: where its record is, and whether it is live.
+    fn head(&self, key: &str) -> Option<RowHead> {
+        match &self.disk {
+            Some(disk) => disk.head(key),
+            None => self.slots.get(key).map(|slot| RowHead {
+                at: slot.at,
+                cost: cost(key, slot.state.as_deref()),
+                live: slot.state.is_some(),
+            }),
+        }
+    }
+
     /// The state of `key`, if live.
     pub fn get(&self, key: &str) -> Option<Arc<WorkflowState>> {
-        self.slots.get(key).and_then(|slot| slot.state.clone())
+        match &self.disk {
+            Some(disk) => disk.state(key),
+            None => self.slots.get(key).and_then(|slot| slot.state.clone()),
+        }
     }
 
     /// The state of `key` with its version, if live.
     pub fn get_versioned(&self, key: &str) -> Option<(Arc<WorkflowState>, u64)> {
-        let slot = self.slots.get(key)?;
-        Some((slot.state.clone()?, version_at(slot.at.offset)))
+        let head = self.head(key).filter(|head| head.live)?;
+        Some((self.get(key)?, version_at(head.at.offset)))
     }
 
     /// The version of `key`: its record's offset plus one, 0 when not live.
     pub fn version(&self, key: &str) -> u64 {
-        self.slots
-            .get(key)
-            .filter(|slot| slot.state.is_some())
-            .map_or(0, |slot| version_at(slot.at.offset))
+        self.head(key)
+            .filter(|head| head.live)
+            .map_or(0, |head| version_at(head.at.offset))
     }
 
     /// Up to `limit` live states `filter` lists, ascending by id.
     pub fn page(&self, filter: &ListFilter, limit: usize) -> Vec<Arc<WorkflowState>> {
+        if let Some(disk) = &self.disk {
+            return disk.page(filter, limit);
+        }
         self.slots
             .range::<str, _>((filter.start(), Bound::Unbounded))
             .take_while(|(id, _)| filter.in_range(id))
@@ -163,9 +209,19 @@ impl Cache {
         self.bytes
     }
 
-    /// Every live state, ascending by id.
-    pub fn states(&self) -> impl Iterator<Item = &Arc<WorkflowState>> {
-        self.slots.values().filter_map(|slot| slot.state.as_ref())
+    /// Calls `f` with every live state, ascending by id.
+    pub fn for_each_state(&self, mut f: impl FnMut(&WorkflowState)) {
+        match &self.disk {
+            Some(disk) => disk.scan(&ListFilter::default(), |_, state| {
+                f(&state);
+                true
+            }),
+            None => self
+                .slots
+                .values()
+                .filter_map(|slot| slot.state.as_deref())
+                .for_each(f),
+        }
     }
 
     /// The last offset the consumer applied in `partition`, -1 when none.
@@ -176,17 +232,18 @@ impl Cache {
     /// Whether `key` already reflects exactly the record at `partition`/`offset`
     /// (this host's own write, acknowledged before the consumer read it back).
     pub fn holds(&self, key: &str, partition: i32, offset: i64) -> bool {
-        self.slots
-            .get(key)
-            .is_some_and(|slot| slot.at == Position { partition, offset })
+        self.head(key)
+            .is_some_and(|head| head.at == Position { partition, offset })
     }
 
     /// Applies the acknowledgement of this host's own write of `key`.
     /// Returns whether the cache changed.
+    /// `json` is the record's value (empty for a tombstone).
     pub fn apply_ack(
         &mut self,
         key: &str,
         state: Option<Arc<WorkflowState>>,
+        json: &[u8],
         partition: i32,
         offset: i64,
     ) -> bool {
@@ -195,49 +252,148 @@ impl Cache {
         if offset <= self.consumed(partition) {
             return false;
         }
-        self.put(key, state, Position { partition, offset })
+        let changed = self.put(key, state, json, Position { partition, offset });
+        self.flush_if_due();
+        changed
     }
 
     /// Applies a record the consumer read at `partition`/`offset`. Returns
     /// `false` for a record at or below an offset already consumed in its
     /// partition (a broker may deliver a range twice) or older than what the
     /// key already holds.
-    pub fn apply_consumed(&mut self, partition: i32, offset: i64, record: Record) -> bool {
+    /// `json` is the record's value and `mark` its [`mark`](super::local::mark)
+    /// (used by checkpoints only).
+    pub fn apply_consumed(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        record: Record,
+        json: &[u8],
+        mark: u64,
+    ) -> bool {
         if offset <= self.consumed(partition) {
             return false;
         }
-        self.mark_consumed(partition, offset);
+        self.mark_consumed(partition, offset, mark);
         let at = Position { partition, offset };
-        if let Some(slot) = self.slots.get(record.key.as_str())
-            && slot.at.partition == partition
-            && slot.at.offset >= offset
-        {
-            // This host's own ack got here first with this or a newer record.
-            // A tombstone whose offset the consumer has now reached is no
-            // longer needed as a guard.
-            if slot.state.is_none() && slot.at.offset == offset {
-                self.slots.remove(record.key.as_str());
+        let changed = match self.head(record.key.as_str()) {
+            Some(head) if head.at.partition == partition && head.at.offset >= offset => {
+                // This host's own ack got here first with this or a newer
+                // record. A tombstone whose offset the consumer has now
+                // reached is no longer needed as a guard.
+                if !head.live && head.at.offset == offset {
+                    self.drop_entry(&record.key);
+                }
+                false
             }
-            return false;
-        }
-        match record.state {
-            Some(state) => self.put(&record.key, Some(Arc::new(state)), at),
-            // The consumer itself is the guard from here on: no slot needed.
-            None => self.remove(&record.key),
-        }
+            _ => match record.state {
+                Some(state) => self.put(&record.key, Some(Arc::new(state)), json, at),
+                // The consumer itself is the guard from here on: no slot needed.
+                None => self.remove(&record.key),
+            },
+        };
+        self.flush_if_due();
+        changed
     }
 
     /// Records that the consumer read `offset` in `partition` (also for
     /// records it skipped), so later duplicates of the range are ignored.
-    pub fn mark_consumed(&mut self, partition: i32, offset: i64) {
+    pub fn mark_consumed(&mut self, partition: i32, offset: i64, mark: u64) {
         let index = usize::try_from(partition).unwrap_or(0);
         if self.consumed.len() <= index {
             self.consumed.resize(index + 1, -1);
+            self.marks.resize(index + 1, 0);
         }
-        self.consumed[index] = self.consumed[index].max(offset);
+        if offset > self.consumed[index] {
+            self.consumed[index] = offset;
+            self.marks[index] = mark;
+        }
     }
 
-    fn put(&mut self, key: &str, state: Option<Arc<WorkflowState>>, at: Position) -> bool {
+    /// Forgets `partition`'s entries and where it was read to, so that it
+    /// is read again from the start of its log.
+    pub fn rebuild_partition(&mut self, partition: i32) -> Result<(), String> {
+        let index = usize::try_from(partition).unwrap_or(0);
+        if let Some(consumed) = self.consumed.get_mut(index) {
+            *consumed = -1;
+            self.marks[index] = 0;
+        }
+        match &mut self.disk {
+            Some(disk) => {
+                let (live, bytes) = disk.drop_partition(partition)?;
+                self.live -= live;
+                self.bytes -= bytes;
+            }
+            None => {
+                let keys: Vec<String> = self
+                    .slots
+                    .iter()
+                    .filter(|(_, slot)| slot.at.partition == partition)
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in keys {
+                    self.remove(&key);
+                    self.slots.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the local state's changes and checkpoint when enough changed.
+    pub fn flush_if_due(&mut self) {
+        if self.disk.as_ref().is_some_and(DiskSlots::flush_due) {
+            self.flush(false);
+        }
+    }
+
+    /// Writes the local state's changes and checkpoint now (durably when
+    /// `durable`). A failure is logged; the changes stay and are retried.
+    pub fn flush(&mut self, durable: bool) {
+        let applied: Vec<Applied> = self
+            .consumed
+            .iter()
+            .zip(&self.marks)
+            .map(|(&offset, &mark)| Applied { offset, mark })
+            .collect();
+        let (live, bytes) = (self.live, self.bytes);
+        if let Some(disk) = &mut self.disk
+            && let Err(e) = disk.flush(&applied, live, bytes, durable)
+        {
+            tracing::error!(path = %disk.path().display(), "local state: cannot write: {e}");
+        }
+    }
+
+    /// Writes the local state out durably and lets go of its file, so that
+    /// another store may open it. The cache is empty afterwards.
+    pub fn close(&mut self) {
+        self.flush(true);
+        if self.disk.take().is_some() {
+            self.live = 0;
+            self.bytes = 0;
+        }
+    }
+
+    /// Drops `key`'s entry outright (a tombstone's guard the consumer passed).
+    fn drop_entry(&mut self, key: &str) {
+        match &mut self.disk {
+            Some(disk) => disk.put(key, Change::Gone),
+            None => {
+                self.slots.remove(key);
+            }
+        }
+    }
+
+    fn put(
+        &mut self,
+        key: &str,
+        state: Option<Arc<WorkflowState>>,
+        json: &[u8],
+        at: Position,
+    ) -> bool {
+        if self.disk.is_some() {
+            return self.put_on_disk(key, state, json, at);
+        }
         let is_live = state.is_some();
         match self.slots.get_mut(key) {
             Some(slot) => {
@@ -264,7 +420,44 @@ impl Cache {
         true
     }
 
+    fn put_on_disk(
+        &mut self,
+        key: &str,
+        state: Option<Arc<WorkflowState>>,
+        json: &[u8],
+        at: Position,
+    ) -> bool {
+        if let Some(old) = self.head(key) {
+            if old.at.partition == at.partition && old.at.offset >= at.offset {
+                return false;
+            }
+            self.live -= usize::from(old.live);
+            self.bytes -= old.cost;
+        }
+        let head = RowHead {
+            at,
+            cost: cost(key, state.as_deref()),
+            live: state.is_some(),
+        };
+        self.live += usize::from(head.live);
+        self.bytes += head.cost;
+        let json: Arc<[u8]> = if head.live { json.into() } else { Arc::new([]) };
+        if let Some(disk) = &mut self.disk {
+            disk.put(key, Change::Put { head, state, json });
+        }
+        true
+    }
+
     fn remove(&mut self, key: &str) -> bool {
+        if self.disk.is_some() {
+            let Some(old) = self.head(key) else {
+                return false;
+            };
+            self.live -= usize::from(old.live);
+            self.bytes -= old.cost;
+            self.drop_entry(key);
+            return old.live;
+        }
         match self.slots.remove(key) {
             Some(Slot {
                 state: Some(state), ..
@@ -319,135 +512,157 @@ mod tests {
         cache.get(id).map(|s| s.run_id.clone())
     }
 
-    #[test]
-    fn decode_skips_what_is_not_a_record_of_this_topic() {
-        let good = encode_state(&state("a", "r")).unwrap();
-        assert_eq!(decode_record(Some(b"a"), Some(&good)).unwrap().key, "a");
-        assert!(decode_record(Some(b"a"), None).unwrap().state.is_none());
-        assert_eq!(
-            decode_record(None, Some(&good)).unwrap_err(),
-            SkipReason::MissingKey
-        );
-        assert_eq!(
-            decode_record(Some(b""), None).unwrap_err(),
-            SkipReason::MissingKey
-        );
-        assert_eq!(
-            decode_record(Some(&[0xff, 0xfe]), Some(&good)).unwrap_err(),
-            SkipReason::KeyNotUtf8
-        );
-        assert!(matches!(
-            decode_record(Some(b"b"), Some(&good)).unwrap_err(),
-            SkipReason::KeyMismatch { .. }
-        ));
-        for bad in [
-            &b"{not json"[..],
-            b"null",
-            b"[]",
-            b"{\"Status\":\"sleeping\"}",
-        ] {
-            assert!(
-                matches!(
-                    decode_record(Some(b"a"), Some(bad)),
-                    Err(SkipReason::BadValue(_))
-                ),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+    /// A scratch directory removed on drop.
+    pub(crate) struct Scratch(pub std::path::PathBuf);
+
+    impl Scratch {
+        pub fn new() -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("wf-cache-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
         }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Runs `test` on a cache in memory and on one on disk (which the
+    /// helpers below flush at every step, so that reads go through the file).
+    fn both(test: impl Fn(&mut Cache)) {
+        test(&mut Cache::default());
+        let scratch = Scratch::new();
+        let restored = DiskSlots::open(&scratch.0, "t", "b", 4).unwrap();
+        test(&mut Cache::on_disk(restored));
+    }
+
+    fn consume(
+        cache: &mut Cache,
+        partition: i32,
+        offset: i64,
+        id: &str,
+        run: Option<&str>,
+    ) -> bool {
+        let r = record(id, run);
+        let json = r
+            .state
+            .as_ref()
+            .map(|s| encode_state(s).unwrap())
+            .unwrap_or_default();
+        let changed = cache.apply_consumed(partition, offset, r, &json, 0);
+        cache.flush(false);
+        changed
+    }
+
+    fn ack(cache: &mut Cache, id: &str, run: Option<&str>, partition: i32, offset: i64) -> bool {
+        let state = run.map(|r| state(id, r));
+        let json = state
+            .as_ref()
+            .map(|s| encode_state(s).unwrap())
+            .unwrap_or_default();
+        let changed = cache.apply_ack(id, state.map(Arc::new), &json, partition, offset);
+        cache.flush(false);
+        changed
     }
 
     #[test]
     fn last_record_per_key_wins_and_tombstones_delete() {
-        let mut cache = Cache::default();
-        assert!(cache.apply_consumed(0, 0, record("a", Some("1"))));
-        assert!(cache.apply_consumed(0, 1, record("b", Some("1"))));
-        assert!(cache.apply_consumed(0, 2, record("a", Some("2"))));
-        assert!(cache.apply_consumed(0, 3, record("b", None)));
-        assert_eq!(run_of(&cache, "a").as_deref(), Some("2"));
-        assert_eq!(run_of(&cache, "b"), None);
-        assert_eq!(cache.len(), 1);
-        // A range delivered twice changes nothing.
-        assert!(!cache.apply_consumed(0, 0, record("a", Some("1"))));
-        assert!(!cache.apply_consumed(0, 1, record("b", Some("1"))));
-        assert_eq!(run_of(&cache, "a").as_deref(), Some("2"));
-        assert_eq!(run_of(&cache, "b"), None);
+        both(|cache| {
+            assert!(consume(cache, 0, 0, "a", Some("1")));
+            assert!(consume(cache, 0, 1, "b", Some("1")));
+            assert!(consume(cache, 0, 2, "a", Some("2")));
+            assert!(consume(cache, 0, 3, "b", None));
+            assert_eq!(run_of(cache, "a").as_deref(), Some("2"));
+            assert_eq!(run_of(cache, "b"), None);
+            assert_eq!(cache.len(), 1);
+            // A range delivered twice changes nothing.
+            assert!(!consume(cache, 0, 0, "a", Some("1")));
+            assert!(!consume(cache, 0, 1, "b", Some("1")));
+            assert_eq!(run_of(cache, "a").as_deref(), Some("2"));
+            assert_eq!(run_of(cache, "b"), None);
+        });
     }
 
     #[test]
     fn acks_and_consumer_in_either_order_end_at_the_newest_record() {
         // Two writes of "a" at offsets 5 and 6; acks arrive out of order and
         // the consumer lags behind both.
-        let mut cache = Cache::default();
-        assert!(cache.apply_ack("a", Some(Arc::new(state("a", "6"))), 0, 6));
-        assert!(cache.holds("a", 0, 6) && !cache.holds("a", 0, 5) && !cache.holds("a", 1, 6));
-        assert!(!cache.apply_ack("a", Some(Arc::new(state("a", "5"))), 0, 5));
-        assert!(!cache.apply_consumed(0, 5, record("a", Some("5"))));
-        assert_eq!(run_of(&cache, "a").as_deref(), Some("6"));
-        assert!(!cache.apply_consumed(0, 6, record("a", Some("6"))));
-        assert_eq!(run_of(&cache, "a").as_deref(), Some("6"));
+        both(|cache| {
+            assert!(ack(cache, "a", Some("6"), 0, 6));
+            assert!(cache.holds("a", 0, 6) && !cache.holds("a", 0, 5) && !cache.holds("a", 1, 6));
+            assert!(!ack(cache, "a", Some("5"), 0, 5));
+            assert!(!consume(cache, 0, 5, "a", Some("5")));
+            assert_eq!(run_of(cache, "a").as_deref(), Some("6"));
+            assert!(!consume(cache, 0, 6, "a", Some("6")));
+            assert_eq!(run_of(cache, "a").as_deref(), Some("6"));
 
-        // The consumer ahead of a late ack: the ack is ignored.
-        assert!(cache.apply_consumed(0, 7, record("b", Some("7"))));
-        assert!(!cache.apply_ack("b", Some(Arc::new(state("b", "old"))), 0, 7));
-        assert_eq!(run_of(&cache, "b").as_deref(), Some("7"));
-        assert_eq!(cache.len(), 2);
+            // The consumer ahead of a late ack: the ack is ignored.
+            assert!(consume(cache, 0, 7, "b", Some("7")));
+            assert!(!ack(cache, "b", Some("old"), 0, 7));
+            assert_eq!(run_of(cache, "b").as_deref(), Some("7"));
+            assert_eq!(cache.len(), 2);
+        });
     }
 
     #[test]
     fn an_acknowledged_delete_is_not_undone_by_an_older_record() {
-        let mut cache = Cache::default();
-        assert!(cache.apply_ack("a", Some(Arc::new(state("a", "1"))), 2, 10));
-        assert!(cache.apply_ack("a", None, 2, 11));
-        assert_eq!(cache.len(), 0);
-        // The consumer catches up with the save, then the tombstone.
-        assert!(!cache.apply_consumed(2, 10, record("a", Some("1"))));
-        assert_eq!(run_of(&cache, "a"), None);
-        assert!(!cache.apply_consumed(2, 11, record("a", None)));
-        assert!(
-            cache.slots.is_empty(),
-            "the tombstone guard is dropped once consumed"
-        );
-        // And a later save of the id lives again.
-        assert!(cache.apply_consumed(2, 12, record("a", Some("3"))));
-        assert_eq!(run_of(&cache, "a").as_deref(), Some("3"));
-        assert_eq!(cache.len(), 1);
+        both(|cache| {
+            assert!(ack(cache, "a", Some("1"), 2, 10));
+            assert!(ack(cache, "a", None, 2, 11));
+            assert_eq!(cache.len(), 0);
+            // The consumer catches up with the save, then the tombstone.
+            assert!(!consume(cache, 2, 10, "a", Some("1")));
+            assert_eq!(run_of(cache, "a"), None);
+            assert!(!consume(cache, 2, 11, "a", None));
+            assert!(
+                cache.head("a").is_none(),
+                "the tombstone guard is dropped once consumed"
+            );
+            // And a later save of the id lives again.
+            assert!(consume(cache, 2, 12, "a", Some("3")));
+            assert_eq!(run_of(cache, "a").as_deref(), Some("3"));
+            assert_eq!(cache.len(), 1);
+        });
     }
 
     #[test]
     fn pages_are_ordered_filtered_and_bounded() {
-        let mut cache = Cache::default();
-        for (offset, id) in ["c", "a", "d", "b"].into_iter().enumerate() {
-            cache.apply_consumed(0, offset as i64, record(id, Some("r")));
-        }
-        for (offset, id) in ["p/1", "p/2", "p0", "o"].into_iter().enumerate() {
-            cache.apply_consumed(1, offset as i64, record(id, Some("r")));
-        }
-        cache.apply_ack("b", None, 0, 9);
-        let ids = |page: Vec<Arc<WorkflowState>>| {
-            page.iter()
-                .map(|s| s.workflow_id.clone())
-                .collect::<Vec<_>>()
-        };
-        let all = ListFilter::default();
-        assert_eq!(
-            ids(cache.page(&all, 10)),
-            ["a", "c", "d", "o", "p/1", "p/2", "p0"]
-        );
-        assert_eq!(ids(cache.page(&all.clone().after("a"), 1)), ["c"]);
-        let under_p = ListFilter::default().prefix("p/");
-        assert_eq!(ids(cache.page(&under_p, 10)), ["p/1", "p/2"]);
-        assert_eq!(
-            ids(cache.page(&under_p.clone().after("a"), 10)),
-            ["p/1", "p/2"]
-        );
-        assert_eq!(ids(cache.page(&under_p.clone().after("p/1"), 10)), ["p/2"]);
-        assert!(cache.page(&under_p.clone().after("p/2"), 10).is_empty());
-        assert!(cache.page(&under_p.after("q"), 10).is_empty());
-        assert!(
-            cache
-                .page(&all.status(WorkflowStatus::Completed), 10)
-                .is_empty()
-        );
+        both(|cache| {
+            for (offset, id) in ["c", "a", "d", "b"].into_iter().enumerate() {
+                consume(cache, 0, offset as i64, id, Some("r"));
+            }
+            for (offset, id) in ["p/1", "p/2", "p0", "o"].into_iter().enumerate() {
+                consume(cache, 1, offset as i64, id, Some("r"));
+            }
+            ack(cache, "b", None, 0, 9);
+            let ids = |page: Vec<Arc<WorkflowState>>| {
+                page.iter()
+                    .map(|s| s.workflow_id.clone())
+                    .collect::<Vec<_>>()
+            };
+            let all = ListFilter::default();
+            assert_eq!(
+                ids(cache.page(&all, 10)),
+                ["a", "c", "d", "o", "p/1", "p/2", "p0"]
+            );
+            assert_eq!(ids(cache.page(&all.clone().after("a"), 1)), ["c"]);
+            let under_p = ListFilter::default().prefix("p/");
+            assert_eq!(ids(cache.page(&under_p, 10)), ["p/1", "p/2"]);
+            assert_eq!(
+                ids(cache.page(&under_p.clone().after("a"), 10)),
+                ["p/1", "p/2"]
+            );
+            assert_eq!(ids(cache.page(&under_p.clone().after("p/1"), 10)), ["p/2"]);
+            assert!(cache.page(&under_p.clone().after("p/2"), 10).is_empty());
+            assert!(cache.page(&under_p.after("q"), 10).is_empty());
+            assert!(
+                cache
+                    .page(&all.status(WorkflowStatus::Completed), 10)
+                    .is_empty()
+            );
+        });
     }
 }

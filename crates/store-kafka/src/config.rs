@@ -175,6 +175,11 @@ pub struct KafkaConfig {
         deserialize_with = "session_timeout_secs"
     )]
     pub session_timeout: Duration,
+    /// Where to keep the local state: the cache on disk, with a checkpoint
+    /// per partition, so that a restart reads only the records written
+    /// since (see the crate's docs). `None` (the default): the cache is in
+    /// memory and every open replays the whole topic.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -207,6 +212,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("group_id", &self.group_id)
             .field("member_name", &self.member_name)
             .field("session_timeout", &self.session_timeout)
+            .field("state_dir", &self.state_dir)
             .finish()
     }
 }
@@ -263,6 +269,7 @@ impl Default for KafkaConfig {
             group_id: None,
             member_name: None,
             session_timeout: Duration::from_secs(10),
+            state_dir: None,
         }
     }
 }
@@ -279,6 +286,12 @@ impl KafkaConfig {
     /// Joins consumer group `group_id` (see [`KafkaConfig::group_id`]).
     pub fn group(mut self, group_id: impl Into<String>) -> Self {
         self.group_id = Some(group_id.into());
+        self
+    }
+
+    /// Keeps the cache on disk under `dir`, with checkpoints.
+    pub fn state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
         self
     }
 

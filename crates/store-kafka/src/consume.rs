@@ -29,6 +29,9 @@ pub struct PartitionReport {
     pub partition: i32,
     /// Its low watermark at start (the first offset still in the log).
     pub low: i64,
+    /// The offset the replay started at: the low watermark, or the record
+    /// after the local state's checkpoint.
+    pub start: i64,
     /// Its high watermark at start (the offset the next record gets).
     pub high: i64,
     /// Records read from it during replay.
@@ -54,6 +57,12 @@ pub struct ReplayReport {
     pub misplaced: u64,
     /// Live workflow states after replay.
     pub live: usize,
+    /// The local state's file, when the cache is on disk.
+    pub state_file: Option<std::path::PathBuf>,
+    /// Live states restored from the local state before the replay.
+    pub restored: usize,
+    /// What of the local state was rebuilt from the log, and why.
+    pub rebuilt: Vec<crate::Rebuild>,
     /// How long the replay took.
     pub elapsed: Duration,
 }
@@ -105,6 +114,8 @@ pub(crate) struct Consumption {
     /// Warn once when the tail reads a record another writer wrote: without
     /// a group, conditional saves and starts are decided per host.
     pub watch_writers: bool,
+    /// The cache is on local disk: mark each record for its checkpoint.
+    pub checkpoints: bool,
 }
 
 /// The header naming the store that wrote a record (a random id per open
@@ -264,7 +275,7 @@ impl Consumption {
     /// (partition, low, high), sends the report on `ready`, then tails.
     pub fn run(
         self,
-        targets: Vec<(i32, i64, i64)>,
+        targets: Vec<PartitionReport>,
         observer: Option<ProgressObserver>,
         ready: oneshot::Sender<ReplayReport>,
     ) {
@@ -277,30 +288,21 @@ impl Consumption {
     fn poll_loop(
         &self,
         decoders: &mut Decoders,
-        targets: Vec<(i32, i64, i64)>,
+        mut partitions: Vec<PartitionReport>,
         observer: Option<ProgressObserver>,
         ready: oneshot::Sender<ReplayReport>,
     ) {
         let started = Instant::now();
-        let mut partitions: Vec<PartitionReport> = targets
-            .iter()
-            .map(|&(partition, low, high)| PartitionReport {
-                partition,
-                low,
-                high,
-                records: 0,
-            })
-            .collect();
         // Replay is done for a partition once it reaches the high watermark
         // taken at start, or reports EOF (compaction may have removed the
         // records just below the watermark).
-        let mut pending: Vec<bool> = partitions.iter().map(|p| p.high > p.low).collect();
+        let mut pending: Vec<bool> = partitions.iter().map(|p| p.high > p.start).collect();
         // The next offset expected per partition: a record below it is a
         // range the broker delivered twice.
-        let mut next_offset: Vec<i64> = partitions.iter().map(|p| p.low).collect();
+        let mut next_offset: Vec<i64> = partitions.iter().map(|p| p.start).collect();
         let total: u64 = partitions
             .iter()
-            .map(|p| (p.high - p.low).max(0) as u64)
+            .map(|p| (p.high - p.start).max(0) as u64)
             .sum();
         let mut ready = Some(ready);
         let mut last_report = Instant::now();
@@ -314,6 +316,12 @@ impl Consumption {
                 None => {
                     // Nothing buffered: hand over what is batched before waiting.
                     decoders.send_all();
+                    if self.checkpoints && !replaying {
+                        self.cache
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .flush_if_due();
+                    }
                     self.consumer.poll(Duration::from_millis(100))
                 }
             };
@@ -370,8 +378,15 @@ impl Consumption {
                 continue;
             }
             if !pending.contains(&true) {
-                // Serve only once every replayed record is in the cache.
+                // Serve only once every replayed record is in the cache, and
+                // in the local state's checkpoint.
                 decoders.flush();
+                if self.checkpoints {
+                    self.cache
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .flush(true);
+                }
                 let report = self.report(partitions.clone(), started.elapsed());
                 tracing::info!(
                     topic = %report.topic,
@@ -391,7 +406,7 @@ impl Consumption {
                 let done: u64 = partitions
                     .iter()
                     .zip(&next_offset)
-                    .map(|(p, next)| (next.min(&p.high) - p.low).max(0) as u64)
+                    .map(|(p, next)| (next.min(&p.high) - p.start).max(0) as u64)
                     .sum();
                 let progress = ReplayProgress {
                     records,
@@ -476,6 +491,12 @@ impl Consumption {
                 _ => decode_record(key, value),
             },
         };
+        let mark = if self.checkpoints {
+            super::local::mark(key, value)
+        } else {
+            0
+        };
+        let json = value.unwrap_or_default();
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if offset <= cache.consumed(partition) {
             return false;
@@ -488,7 +509,7 @@ impl Consumption {
             // Held already: this only advances the partition and drops a
             // tombstone's guard (`apply_consumed` never replaces a slot it holds).
             if let Ok(record) = decoded {
-                cache.apply_consumed(partition, offset, record);
+                cache.apply_consumed(partition, offset, record, json, mark);
             }
             return true;
         }
@@ -511,10 +532,10 @@ impl Consumption {
                 if record.state.is_none() {
                     self.counters.tombstones.fetch_add(1, Ordering::Relaxed);
                 }
-                cache.apply_consumed(partition, offset, record);
+                cache.apply_consumed(partition, offset, record, json, mark);
             }
             Err(reason) => {
-                cache.mark_consumed(partition, offset);
+                cache.mark_consumed(partition, offset, mark);
                 drop(cache);
                 self.counters.skipped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(topic = %self.topic, partition, offset, "skipping record: {reason}");
@@ -537,6 +558,9 @@ impl Consumption {
             misplaced: self.counters.misplaced.load(Ordering::Relaxed),
             live: self.read_cache().len(),
             elapsed,
+            state_file: None,
+            restored: 0,
+            rebuilt: Vec::new(),
         }
     }
 }

@@ -36,6 +36,7 @@ mod dev;
 pub mod fuzzing;
 mod group;
 mod key_locks;
+mod local;
 mod partition;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +70,7 @@ pub use backend::{KafkaBackend, as_kafka, backends};
 pub use config::{DEFAULT_TOPIC, KafkaConfig};
 pub use consume::{PartitionReport, ProgressObserver, ReplayProgress, ReplayReport};
 pub use dev::{DevCluster, MOCK_CLUSTER_BOUNDS};
+pub use local::Rebuild;
 pub use partition::partition_for_key;
 
 /// Workflow states on a compacted Kafka topic.
@@ -197,17 +199,45 @@ impl KafkaStore {
             .map_err(invalid)?;
 
         let partitions = ensure_topic(&config, &consumer, &admin).await?;
-        let targets = watermarks(&config, &consumer, partitions).await?;
+        let watermarks = watermarks(&config, &consumer, partitions).await?;
+        let (cache, targets, rebuilt) = match &config.state_dir {
+            Some(dir) => {
+                let (config, dir, consumer) = (config.clone(), dir.clone(), consumer.clone());
+                let watermarks = watermarks.clone();
+                blocking(move || local::restore(&config, &dir, &consumer, partitions, &watermarks))
+                    .await??
+            }
+            None => {
+                let targets = watermarks
+                    .iter()
+                    .map(|&(partition, low, high)| PartitionReport {
+                        partition,
+                        low,
+                        start: low,
+                        high,
+                        records: 0,
+                    })
+                    .collect();
+                (Cache::default(), targets, Vec::new())
+            }
+        };
+        let restored = cache.len();
+        let state_file = cache.disk_path().map(std::path::Path::to_path_buf);
 
         let mut assignment = TopicPartitionList::new();
-        for &(partition, _, _) in &targets {
+        for target in &targets {
+            let offset = match target.start {
+                start if start > target.low => Offset::Offset(start),
+                _ => Offset::Beginning,
+            };
             assignment
-                .add_partition_offset(&config.topic, partition, Offset::Beginning)
+                .add_partition_offset(&config.topic, target.partition, offset)
                 .map_err(open_error)?;
         }
         consumer.assign(&assignment).map_err(open_error)?;
 
-        let cache = Arc::new(RwLock::new(Cache::default()));
+        let checkpoints = cache.checkpoints();
+        let cache = Arc::new(RwLock::new(cache));
         // Names this store's records, so the tail tells another writer's.
         let writer = uuid::Uuid::new_v4().simple().to_string();
         let counters = Arc::new(Counters::default());
@@ -224,6 +254,7 @@ impl KafkaStore {
             partitions,
             writer: writer.clone(),
             watch_writers: config.group_id.is_none(),
+            checkpoints,
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
@@ -231,7 +262,12 @@ impl KafkaStore {
             .spawn(move || consumption.run(targets, observer, ready_tx))
             .map_err(|e| StoreError::Internal(format!("kafka/open: cannot start consumer: {e}")))?;
         let replay = match ready_rx.await {
-            Ok(report) => report,
+            Ok(report) => ReplayReport {
+                state_file,
+                restored,
+                rebuilt,
+                ..report
+            },
             Err(_) => {
                 stop.store(true, Ordering::Release);
                 let _ = thread.join();
@@ -396,10 +432,8 @@ impl KafkaStore {
     }
 
     /// Calls `f` with every live state, ascending by id, under the cache's read lock.
-    pub fn for_each_state(&self, mut f: impl FnMut(&WorkflowState)) {
-        for state in self.read_cache().states() {
-            f(state);
-        }
+    pub fn for_each_state(&self, f: impl FnMut(&WorkflowState)) {
+        self.read_cache().for_each_state(f);
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -498,7 +532,7 @@ impl KafkaStore {
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .apply_ack(&id, Some(Arc::new(state)), partition, offset);
+            .apply_ack(&id, Some(Arc::new(state)), &value, partition, offset);
         Ok(version_at(offset))
     }
 
@@ -514,7 +548,7 @@ impl KafkaStore {
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .apply_ack(workflow_id, None, partition, offset);
+            .apply_ack(workflow_id, None, &[], partition, offset);
         Ok(())
     }
 }
@@ -586,6 +620,10 @@ impl WorkflowStore for KafkaStore {
             // The thread notices `stop` within one poll interval.
             let _ = blocking(move || thread.join()).await;
         }
+        // Everything applied is in the local state's checkpoint: the next
+        // open starts from here.
+        let cache = self.cache.clone();
+        blocking(move || cache.write().unwrap_or_else(|e| e.into_inner()).close()).await?;
         flushed.map_err(|e| {
             StoreError::Unavailable(format!(
                 "kafka/close: pending writes not acknowledged within {:?}: {e}",

@@ -41,6 +41,14 @@ pub(super) const EVENT_FIELDS: [&str; 10] = [
 /// Fails for non-objects, wrong JSON types, malformed timestamps, non-integer
 /// or out-of-range numbers, and unknown (or missing) status or event types.
 pub fn decode_state(bytes: &[u8]) -> Result<WorkflowState, ModelError> {
+    match decode_canonical(bytes) {
+        Some(state) => Ok(state),
+        None => decode_general(bytes),
+    }
+}
+
+/// [`decode_state`] without its fast path: every input decides here.
+pub(crate) fn decode_general(bytes: &[u8]) -> Result<WorkflowState, ModelError> {
     let ctx = Ctx::default();
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result = StateSeed(&ctx)

@@ -19,14 +19,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 mod decode;
 mod encode;
 mod run;
+mod scan;
 #[cfg(test)]
 mod tests;
 mod time;
 mod wait;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use decode::decode_general;
 pub use decode::decode_state;
 pub use encode::{encode_state, encoded_len_hint, validate_json};
 pub use run::ModuleIdentity;
+pub(crate) use scan::decode_canonical;
 use time::{append_rfc3339, parse_rfc3339};
 pub use wait::{MAX_SIGNAL_NAME_BYTES, SIGNAL_NAME_SEPARATOR, Suspended, validate_signal_name};
 

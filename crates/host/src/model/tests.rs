@@ -33,8 +33,47 @@ fn encode_str(s: &WorkflowState) -> String {
     String::from_utf8(encode_state(s).unwrap()).unwrap()
 }
 
+/// Decodes as `decode_state` does, checking on the way that its fast path,
+/// whenever it answers, agrees with the general decoder.
 fn decode(text: &str) -> Result<WorkflowState, ModelError> {
-    decode_state(text.as_bytes())
+    let general = super::decode_general(text.as_bytes());
+    if let Some(fast) = super::decode_canonical(text.as_bytes()) {
+        assert_eq!(Ok(&fast), general.as_ref(), "fast path on {text}");
+    }
+    general
+}
+
+#[test]
+fn the_fast_path_takes_the_canonical_form_and_leaves_the_rest() {
+    let mut state = state(WorkflowStatus::Running);
+    state.input = Some(r#"{"a":[1,-2.5e3,true,null,"\u00e9\n"],"b":{}}"#.into());
+    let mut event = HistoryEvent::new(7, EventType::ActivityCompleted, ts(T0, 5));
+    event.result = Some("[]".into());
+    event.duration_ns = -3;
+    state.history = vec![event];
+    let canonical = encode_str(&state);
+    assert_eq!(
+        super::decode_canonical(canonical.as_bytes()),
+        Some(state.clone())
+    );
+    assert_eq!(decode(&canonical).unwrap(), state);
+    // Each of these is the general decoder's to decide: a folded name, an
+    // unknown field, an escaped string, a null string, a lone surrogate, a
+    // leading zero, a fraction where Go has an int64.
+    for (from, to) in [
+        ("\"RunID\"", "\"runid\""),
+        ("\"RunID\"", "\"Extra\":1,\"RunID\""),
+        ("\"WorkflowID\":\"", "\"WorkflowID\":\"\\u0061"),
+        ("\"Error\":\"\"", "\"Error\":null"),
+        ("\"b\":{}", "\"b\":\"\\ud800\""),
+        ("\"ID\":7", "\"ID\":07"),
+        ("\"Duration\":-3", "\"Duration\":-3.0"),
+    ] {
+        assert!(canonical.contains(from), "{from} in {canonical}");
+        let text = canonical.replacen(from, to, 1);
+        assert_eq!(super::decode_canonical(text.as_bytes()), None, "{text}");
+        let _ = decode(&text);
+    }
 }
 
 fn field_of(err: &ModelError) -> &str {

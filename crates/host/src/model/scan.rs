@@ -1,0 +1,336 @@
+//! The fast path of [`decode_state`](super::decode_state): one pass over the
+//! bytes for the form Go's `json.Marshal` and [`encode_state`](super::encode_state)
+//! write (canonical field names, strings without `\u` surrogates or control
+//! characters, integer numbers where Go has `int64`).
+//!
+//! It gives up (`None`) at the first thing outside that form — a folded or
+//! unknown field name, a `null` where the encoder never writes one, an
+//! error of any kind — and the general decoder then decides with
+//! `json.Unmarshal`'s full rules. So it never decides anything the general
+//! decoder would decide differently; the fuzz target of `decode_state`
+//! checks that on every input it accepts.
+
+use super::*;
+
+/// JSON nested deeper than this leaves the fast path (the general decoder
+/// allows up to [`encode::MAX_DEPTH`]).
+const FAST_DEPTH: usize = 64;
+
+/// Decodes `bytes` if they are in the canonical form; `None` otherwise.
+pub(crate) fn decode_canonical(bytes: &[u8]) -> Option<WorkflowState> {
+    // One check of the whole input makes every slice of it a `&str`.
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut scan = Scan { text, at: 0 };
+    let state = scan.state()?;
+    scan.skip_ws();
+    (scan.at == text.len()).then_some(state)
+}
+
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next byte after whitespace, not consumed.
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.bytes().get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    fn eat_literal(&mut self, literal: &str) -> bool {
+        self.skip_ws();
+        let hit = self.text[self.at..].starts_with(literal);
+        if hit {
+            self.at += literal.len();
+        }
+        hit
+    }
+
+    /// A string with no escapes and no control characters, without its quotes.
+    fn plain_str(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let len = self.bytes()[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.bytes()[start + len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        Some(&self.text[start..start + len])
+    }
+
+    /// A Go `int64`: an integer literal in range.
+    fn int(&mut self) -> Option<i64> {
+        self.skip_ws();
+        let start = self.at;
+        let bytes = self.bytes();
+        let mut end = start + usize::from(bytes.get(start) == Some(&b'-'));
+        let digits = bytes[end..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        // No leading zeros, no fraction or exponent: the general decoder
+        // says why such numbers are refused.
+        if digits == 0 || (digits > 1 && bytes[end] == b'0') {
+            return None;
+        }
+        end += digits;
+        if matches!(bytes.get(end), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.at = end;
+        self.text[start..end].parse().ok()
+    }
+
+    fn time(&mut self) -> Option<Timestamp> {
+        let text = self.plain_str()?;
+        parse_rfc3339(text.as_bytes()).filter(|t| time::writable(*t))
+    }
+
+    /// A JSON-text field: `None` for `null`, else the value's exact text.
+    fn json(&mut self) -> Option<Option<Json>> {
+        if self.eat_literal("null") {
+            return Some(None);
+        }
+        let start = self.at;
+        self.value(0)?;
+        Some(Some(self.text[start..self.at].to_owned()))
+    }
+
+    /// Skips one valid JSON value (after whitespace), as strictly as serde_json.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.any_str(),
+            b'{' => {
+                if depth >= FAST_DEPTH {
+                    return None;
+                }
+                self.at += 1;
+                if self.peek()? == b'}' {
+                    self.at += 1;
+                    return Some(());
+                }
+                loop {
+                    self.any_str()?;
+                    self.eat(b':')?;
+                    self.value(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.at += 1,
+                        b'}' => {
+                            self.at += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                if depth >= FAST_DEPTH {
+                    return None;
+                }
+                self.at += 1;
+                if self.peek()? == b']' {
+                    self.at += 1;
+                    return Some(());
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.at += 1,
+                        b']' => {
+                            self.at += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.eat_literal("true").then_some(()),
+            b'f' => self.eat_literal("false").then_some(()),
+            b'n' => self.eat_literal("null").then_some(()),
+            _ => self.number(),
+        }
+    }
+
+    /// A string with any escapes but `\u` surrogates, and no control characters.
+    fn any_str(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        let bytes = self.bytes();
+        loop {
+            let len = bytes[self.at..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            self.at += len;
+            match bytes[self.at] {
+                b'"' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                b'\\' => match bytes.get(self.at + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
+                    b'u' => {
+                        let hex = self.text.get(self.at + 2..self.at + 6)?;
+                        let unit = u16::from_str_radix(hex, 16).ok()?;
+                        if hex.starts_with('+') || (0xD800..=0xDFFF).contains(&unit) {
+                            return None;
+                        }
+                        self.at += 6;
+                    }
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+    }
+
+    /// A JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Option<()> {
+        let bytes = self.bytes();
+        let digits = |at: usize| {
+            bytes[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+        };
+        let mut at = self.at + usize::from(bytes.get(self.at) == Some(&b'-'));
+        match digits(at) {
+            0 => return None,
+            n if n > 1 && bytes[at] == b'0' => return None,
+            n => at += n,
+        }
+        if bytes.get(at) == Some(&b'.') {
+            match digits(at + 1) {
+                0 => return None,
+                n => at += 1 + n,
+            }
+        }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            at += 1;
+            if let Some(b'+' | b'-') = bytes.get(at) {
+                at += 1;
+            }
+            match digits(at) {
+                0 => return None,
+                n => at += n,
+            }
+        }
+        self.at = at;
+        Some(())
+    }
+
+    /// Calls `field` for each member of an object, with the field's name.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let name = self.plain_str()?;
+            self.eat(b':')?;
+            field(self, name)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn state(&mut self) -> Option<WorkflowState> {
+        let mut state = WorkflowState {
+            workflow_id: String::new(),
+            run_id: String::new(),
+            status: WorkflowStatus::Running,
+            input: None,
+            result: None,
+            error: String::new(),
+            history: Vec::new(),
+            created_at: Timestamp::GO_ZERO,
+            updated_at: Timestamp::GO_ZERO,
+        };
+        let mut status = None;
+        self.object(|scan, name| {
+            match name {
+                "WorkflowID" => state.workflow_id = scan.plain_str()?.to_owned(),
+                "RunID" => state.run_id = scan.plain_str()?.to_owned(),
+                "Status" => status = Some(scan.plain_str()?.parse().ok()?),
+                "Input" => state.input = scan.json()?,
+                "Result" => state.result = scan.json()?,
+                "Error" => state.error = scan.plain_str()?.to_owned(),
+                "History" => state.history = scan.history()?,
+                "CreatedAt" => state.created_at = scan.time()?,
+                "UpdatedAt" => state.updated_at = scan.time()?,
+                _ => return None,
+            }
+            Some(())
+        })?;
+        state.status = status?;
+        Some(state)
+    }
+
+    fn history(&mut self) -> Option<Vec<HistoryEvent>> {
+        if self.eat_literal("null") {
+            return Some(Vec::new());
+        }
+        self.eat(b'[')?;
+        let mut events = Vec::new();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(events);
+        }
+        loop {
+            events.push(self.event()?);
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(events);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn event(&mut self) -> Option<HistoryEvent> {
+        let mut event = HistoryEvent::new(0, EventType::WorkflowStarted, Timestamp::GO_ZERO);
+        let mut kind = None;
+        self.object(|scan, name| {
+            match name {
+                "ID" => event.id = u64::try_from(scan.int()?).ok()?,
+                "Type" => kind = Some(scan.plain_str()?.parse().ok()?),
+                "Timestamp" => event.timestamp = scan.time()?,
+                "ActivityName" => event.activity_name = scan.plain_str()?.to_owned(),
+                "Input" => event.input = scan.json()?,
+                "Result" => event.result = scan.json()?,
+                "Error" => event.error = scan.plain_str()?.to_owned(),
+                "SignalName" => event.signal_name = scan.plain_str()?.to_owned(),
+                "SignalPayload" => event.signal_payload = scan.json()?,
+                "Duration" => event.duration_ns = scan.int()?,
+                _ => return None,
+            }
+            Some(())
+        })?;
+        event.kind = kind?;
+        Some(event)
+    }
+}
