@@ -380,6 +380,129 @@ fn cache_memory(_: &mut Criterion) {
     rt.block_on(store.close()).unwrap();
 }
 
+/// Load latencies of `ids` from `store`, one call at a time: (p50, p99).
+fn load_latencies(rt: &Runtime, store: &KafkaStore, ids: &[String]) -> (Duration, Duration) {
+    let mut times: Vec<Duration> = rt.block_on(async {
+        let mut times = Vec::with_capacity(ids.len());
+        for id in ids {
+            let started = Instant::now();
+            let state = store.load(id).await.unwrap();
+            times.push(started.elapsed());
+            assert!(state.is_some(), "{id}");
+        }
+        times
+    });
+    times.sort();
+    (times[times.len() / 2], times[times.len() * 99 / 100])
+}
+
+/// The local state store beside the in-memory cache on the same topic:
+/// the restart from a checkpoint vs a full replay, the memory each holds
+/// and the latency of a load. `WF_BENCH_WORKFLOWS` sets the size
+/// (default 1 000 000 workflows of ~1.2 KiB).
+fn local_state(_: &mut Criterion) {
+    if !selected("local") {
+        return;
+    }
+    const TOPIC: &str = "bench-local";
+    let workflows: usize = std::env::var("WF_BENCH_WORKFLOWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    // The mock cluster keeps at most 5 MiB and 100 000 records per partition.
+    let partitions = (workflows * 1300 / (4 << 20)).max(16) as i32;
+    let rt = runtime();
+    let cluster = DevCluster::start(TOPIC, partitions).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let json = fill_topic(&rt, &brokers, TOPIC, workflows, workflows);
+    eprintln!(
+        "local state: {workflows} workflows, {} MB of JSON, {partitions} partitions",
+        json >> 20
+    );
+    // Every 97th id, in an order that is not the ids' own.
+    let ids: Vec<String> = (0..10_000)
+        .map(|i| format!("wf-{:06}", (i * 7_919 * 97) % workflows))
+        .collect();
+
+    let heap = || LIVE_BYTES.load(Ordering::SeqCst);
+    let before = heap();
+    let started = Instant::now();
+    let memory = rt
+        .block_on(KafkaStore::open(KafkaConfig::new(&brokers).topic(TOPIC)))
+        .unwrap();
+    let full_replay = started.elapsed();
+    let memory_heap = heap() - before;
+    assert_eq!(memory.replay_report().live, workflows);
+    let _ = load_latencies(&rt, &memory, &ids);
+    let (memory_p50, memory_p99) = load_latencies(&rt, &memory, &ids);
+    rt.block_on(memory.close()).unwrap();
+    drop(memory);
+
+    let dir = std::env::temp_dir().join(format!("wf-bench-local-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = KafkaConfig::new(&brokers).topic(TOPIC).state_dir(&dir);
+    let started = Instant::now();
+    let first = rt.block_on(KafkaStore::open(config.clone())).unwrap();
+    let first_open = started.elapsed();
+    rt.block_on(first.close()).unwrap();
+    drop(first);
+
+    let before = heap();
+    let started = Instant::now();
+    let disk = rt.block_on(KafkaStore::open(config)).unwrap();
+    let restart = started.elapsed();
+    let disk_heap = heap() - before;
+    assert_eq!(disk.replay_report().restored, workflows);
+    let (cold_p50, cold_p99) = load_latencies(&rt, &disk, &ids);
+    let (hot_p50, hot_p99) = load_latencies(&rt, &disk, &ids);
+    let disk_heap_loaded = heap() - before;
+    rt.block_on(disk.close()).unwrap();
+    drop(disk);
+    let file_bytes: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mb = |b: usize| b as f64 / f64::from(1 << 20);
+    println!(
+        "\nlocal state, {workflows} workflows ({:.0} MB of JSON):",
+        mb(json)
+    );
+    println!(
+        "  restart from the checkpoint {:.3} s vs a full replay {:.2} s: {:.0}x faster (target >= 20x, < 2 s)",
+        restart.as_secs_f64(),
+        full_replay.as_secs_f64(),
+        full_replay.as_secs_f64() / restart.as_secs_f64()
+    );
+    println!(
+        "  first open with local state (replay and write it): {:.2} s, {:.2}x the in-memory replay; file {:.0} MB",
+        first_open.as_secs_f64(),
+        first_open.as_secs_f64() / full_replay.as_secs_f64(),
+        file_bytes as f64 / f64::from(1 << 20)
+    );
+    println!(
+        "  heap after open: local state {:.1} MB vs in-memory cache {:.0} MB: {:.1} % (target <= 25 %); {:.1} MB after {} loads",
+        mb(disk_heap),
+        mb(memory_heap),
+        100.0 * disk_heap as f64 / memory_heap as f64,
+        mb(disk_heap_loaded),
+        ids.len()
+    );
+    println!(
+        "  load p50/p99: in-memory {:.2}/{:.2} us; local state hot {:.2}/{:.2} us ({:.2}x, target <= 2x), cold {:.2}/{:.2} us (target < 20 us)",
+        us(memory_p50),
+        us(memory_p99),
+        us(hot_p50),
+        us(hot_p99),
+        hot_p50.as_secs_f64() / memory_p50.as_secs_f64(),
+        us(cold_p50),
+        us(cold_p99)
+    );
+}
+
 fn ratios(_: &mut Criterion) {
     println!(
         "\nratios measured in this run (medians; store / raw rdkafka, same cluster, same bytes):"
@@ -429,5 +552,12 @@ fn ratios(_: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, save_throughput, replay, cache_memory, ratios);
+criterion_group!(
+    benches,
+    save_throughput,
+    replay,
+    cache_memory,
+    local_state,
+    ratios
+);
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! Raw Kafka access for the tests: produce records the store would never
 //! write, and read the topic exactly as it is, bypassing the store.
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -11,7 +12,8 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use wf_host::model::{Timestamp, WorkflowState, WorkflowStatus};
-use wf_store_kafka::KafkaStore;
+use wf_host::store::WorkflowStore;
+use wf_store_kafka::{KafkaConfig, KafkaStore};
 
 /// One record as it is in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,8 +207,8 @@ pub fn real_broker() -> Option<String> {
 
 /// A topic name no other test (or earlier run on the same broker) uses.
 pub fn fresh_topic(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     format!("wf-e2e-{name}-{}-{nanos}", std::process::id())
@@ -238,4 +240,105 @@ pub fn keeps_commit_metadata(brokers: &str, topic: &str) -> bool {
     committed
         .find_partition(topic, 0)
         .is_some_and(|element| element.metadata() == "probe")
+}
+
+/// `seconds` before now.
+fn ago(seconds: i64) -> Timestamp {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    Timestamp {
+        seconds: now - seconds,
+        nanoseconds: 0,
+    }
+}
+
+/// Retention on `topic` of `brokers`: a store with a one-hour period
+/// deletes exactly the finished workflows last updated more than an hour
+/// ago (the log and a fresh replay agree), and nothing else.
+pub async fn check_retention(brokers: &str, topic: &str) {
+    let store = Arc::new(
+        KafkaStore::open(
+            KafkaConfig::new(brokers)
+                .topic(topic)
+                .retention(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap(),
+    );
+    let mut expired = BTreeSet::new();
+    let mut kept = BTreeSet::new();
+    let save = async |id: String, status, updated_at| {
+        let mut s = state(&id, "r", status);
+        s.updated_at = updated_at;
+        store.save(s).await.unwrap();
+        id
+    };
+    for i in 0..20 {
+        for (status, name) in [
+            (WorkflowStatus::Completed, "completed"),
+            (WorkflowStatus::Failed, "failed"),
+            (WorkflowStatus::Canceled, "canceled"),
+        ] {
+            // Two hours old, and just past the hour.
+            expired.insert(save(format!("old-{name}-{i}"), status, ago(7_200)).await);
+            expired.insert(save(format!("edge-{name}-{i}"), status, ago(3_660)).await);
+            // Well inside the period.
+            kept.insert(save(format!("new-{name}-{i}"), status, ago(600)).await);
+        }
+        // Running, however old; and finished with no known time.
+        kept.insert(
+            save(
+                format!("old-running-{i}"),
+                WorkflowStatus::Running,
+                ago(86_400),
+            )
+            .await,
+        );
+        kept.insert(
+            save(
+                format!("zero-completed-{i}"),
+                WorkflowStatus::Completed,
+                Timestamp::GO_ZERO,
+            )
+            .await,
+        );
+    }
+    // Saved again since it expired: kept.
+    let revived = "old-completed-0".to_owned();
+    expired.remove(&revived);
+    save(revived.clone(), WorkflowStatus::Running, ago(0)).await;
+    kept.insert(revived);
+
+    assert_eq!(
+        store
+            .expired_ids(Duration::from_secs(3600), SystemTime::now())
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        expired
+    );
+    assert!(store.start_retention());
+    eventually("the expired workflows are deleted", async || {
+        snapshot(&store).len() == kept.len()
+    })
+    .await;
+    let left: BTreeSet<String> = snapshot(&store).into_keys().collect();
+    assert_eq!(left, kept);
+
+    // The log agrees: a tombstone is the last record of exactly the expired ids.
+    let log = last_per_key(&read_topic(brokers, topic));
+    let tombstoned: BTreeSet<String> = log
+        .iter()
+        .filter(|(_, value)| value.is_none())
+        .map(|(key, _)| key.clone())
+        .collect();
+    assert_eq!(tombstoned, expired);
+    // And another host replaying the topic sees the same.
+    let other = KafkaStore::open(KafkaConfig::new(brokers).topic(topic))
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&other).into_keys().collect::<BTreeSet<_>>(), kept);
+    other.close().await.unwrap();
+    store.close().await.unwrap();
 }

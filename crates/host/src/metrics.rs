@@ -82,6 +82,10 @@ metrics_table! {
         "Partition changes of this host in its group: `assigned` or `revoked`.";
     OWNED_PARTITIONS = "wf_owned_partitions", Gauge, [],
         "Partitions this host owns in its group (all of them outside a group).";
+    RETENTION_DELETED = "wf_retention_deleted_total", Counter, [],
+        "Finished workflows this host deleted because they were past the retention period.";
+    RETENTION_EXPIRED = "wf_retention_expired", Gauge, [],
+        "Finished workflows past the retention period that this host owns and has yet to delete, as of its last sweep.";
 }
 
 /// Registers the help text of every metric with the installed recorder.

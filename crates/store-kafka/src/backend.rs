@@ -45,6 +45,8 @@ impl MakeStore for KafkaBackend {
                  ({} partitions); {MOCK_CLUSTER_BOUNDS}.",
                 config.brokers, config.topic, config.partitions
             ));
+            // A mock cluster's log dies with the process: nothing to restart from.
+            config.state_dir = None;
             Some(cluster)
         } else {
             None

@@ -178,8 +178,26 @@ pub struct KafkaConfig {
     /// Where to keep the local state: the cache on disk, with a checkpoint
     /// per partition, so that a restart reads only the records written
     /// since (see the crate's docs). `None` (the default): the cache is in
-    /// memory and every open replays the whole topic.
+    /// memory and every open replays the whole topic; so does an empty path.
     pub state_dir: Option<std::path::PathBuf>,
+    /// How long finished workflows (completed, failed, canceled) are kept
+    /// after their last update: `retention = "30d"` (units d, h, m, s).
+    /// `None` (the default, as the Go provider): kept until deleted. A host
+    /// enforces it once [`KafkaStore::start_retention`](crate::KafkaStore::start_retention)
+    /// is called (`wfhost serve` does), for the partitions it owns.
+    #[serde(deserialize_with = "retention_period")]
+    pub retention: Option<Duration>,
+    /// At most this many retention deletes a second (default 1000).
+    pub retention_rate: u32,
+}
+
+fn retention_period<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::retention::parse_period(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -213,6 +231,8 @@ impl std::fmt::Debug for KafkaConfig {
             .field("member_name", &self.member_name)
             .field("session_timeout", &self.session_timeout)
             .field("state_dir", &self.state_dir)
+            .field("retention", &self.retention)
+            .field("retention_rate", &self.retention_rate)
             .finish()
     }
 }
@@ -270,6 +290,8 @@ impl Default for KafkaConfig {
             member_name: None,
             session_timeout: Duration::from_secs(10),
             state_dir: None,
+            retention: None,
+            retention_rate: 1000,
         }
     }
 }
@@ -286,6 +308,13 @@ impl KafkaConfig {
     /// Joins consumer group `group_id` (see [`KafkaConfig::group_id`]).
     pub fn group(mut self, group_id: impl Into<String>) -> Self {
         self.group_id = Some(group_id.into());
+        self
+    }
+
+    /// Deletes finished workflows `period` after their last update (see
+    /// [`KafkaConfig::retention`]).
+    pub fn retention(mut self, period: Duration) -> Self {
+        self.retention = Some(period);
         self
     }
 

@@ -38,6 +38,7 @@ mod group;
 mod key_locks;
 mod local;
 mod partition;
+mod retention;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -72,6 +73,7 @@ pub use consume::{PartitionReport, ProgressObserver, ReplayProgress, ReplayRepor
 pub use dev::{DevCluster, MOCK_CLUSTER_BOUNDS};
 pub use local::Rebuild;
 pub use partition::partition_for_key;
+pub use retention::{format_period, parse_period};
 
 /// Workflow states on a compacted Kafka topic.
 ///
@@ -100,6 +102,8 @@ pub struct KafkaStore {
     stop: Arc<AtomicBool>,
     consumer_thread: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
+    /// Whether [`KafkaStore::start_retention`] started its sweeps.
+    retention_started: AtomicBool,
     /// Writes of one id are serialized, so a conditional save compares
     /// against the version every earlier write left.
     key_locks: KeyLocks,
@@ -200,7 +204,11 @@ impl KafkaStore {
 
         let partitions = ensure_topic(&config, &consumer, &admin).await?;
         let watermarks = watermarks(&config, &consumer, partitions).await?;
-        let (cache, targets, rebuilt) = match &config.state_dir {
+        let state_dir = config
+            .state_dir
+            .as_ref()
+            .filter(|dir| !dir.as_os_str().is_empty());
+        let (cache, targets, rebuilt) = match state_dir {
             Some(dir) => {
                 let (config, dir, consumer) = (config.clone(), dir.clone(), consumer.clone());
                 let watermarks = watermarks.clone();
@@ -325,6 +333,7 @@ impl KafkaStore {
             stop,
             consumer_thread: Mutex::new(Some(thread)),
             closed: AtomicBool::new(false),
+            retention_started: AtomicBool::new(false),
             key_locks: KeyLocks::default(),
             writer,
             ownership,

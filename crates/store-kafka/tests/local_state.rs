@@ -102,7 +102,10 @@ async fn assert_equals_full_replay(cluster: &DevCluster, store: &KafkaStore) {
     // An estimate, from the states' buffers: a state this host saved may
     // hold larger ones than the same state decoded.
     let (bytes, replayed) = (store.cache_bytes() as f64, full.cache_bytes() as f64);
-    assert!((bytes / replayed - 1.0).abs() < 0.05, "cache bytes {bytes} vs {replayed}");
+    assert!(
+        (bytes / replayed - 1.0).abs() < 0.05,
+        "cache bytes {bytes} vs {replayed}"
+    );
     full.close().await.unwrap();
 }
 

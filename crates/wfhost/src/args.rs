@@ -127,6 +127,22 @@ pub struct StoreArgs {
     #[arg(long, global = true, value_name = "NAME")]
     pub member_name: Option<String>,
 
+    /// Keep the Kafka store's cache on disk here, with a checkpoint per
+    /// partition, so that a restart reads only the records written since
+    /// (also WF_STATE_DIR; deleting it is always safe) [default:
+    /// $XDG_CACHE_HOME/wf/state, else ~/.cache/wf/state].
+    #[arg(long, global = true, value_name = "DIR", env = "WF_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Delete finished workflows this long after their last update, e.g.
+    /// 30d, 12h (`wfhost serve`, for the partitions it owns) [default: never].
+    #[arg(long, global = true, value_name = "PERIOD", value_parser = wf_store_kafka::parse_period)]
+    pub retention: Option<std::time::Duration>,
+
+    /// Keep the cache in memory instead, and replay the whole topic at every start.
+    #[arg(long, global = true)]
+    pub no_state_dir: bool,
+
     #[arg(long, global = true, value_name = "SECONDS", help = format!(
         "Seconds before the group gives a silent (crashed) host's workflows to others [default: {}]",
         KafkaConfig::default().session_timeout.as_secs_f64()

@@ -19,7 +19,13 @@ pub fn exit_code(state: &WorkflowState) -> ExitCode {
     }
 }
 
-pub fn print_topic(output: Output, report: &ReplayReport, brokers: &str) {
+/// `retention`: the period and the finished workflows past it now.
+pub fn print_topic(
+    output: Output,
+    report: &ReplayReport,
+    brokers: &str,
+    retention: Option<(std::time::Duration, usize)>,
+) {
     let elapsed = report.elapsed.as_secs_f64();
     match output {
         Output::Json => {
@@ -28,7 +34,7 @@ pub fn print_topic(output: Output, report: &ReplayReport, brokers: &str) {
                 .iter()
                 .map(|p| {
                     serde_json::json!({
-                        "partition": p.partition, "low": p.low, "high": p.high, "records": p.records,
+                        "partition": p.partition, "low": p.low, "start": p.start, "high": p.high, "records": p.records,
                     })
                 })
                 .collect();
@@ -42,6 +48,13 @@ pub fn print_topic(output: Output, report: &ReplayReport, brokers: &str) {
                 "skipped": report.skipped,
                 "misplaced": report.misplaced,
                 "replay_seconds": elapsed,
+                "state_file": report.state_file,
+                "restored": report.restored,
+                "retention_seconds": retention.map(|(period, _)| period.as_secs()),
+                "expired": retention.map(|(_, expired)| expired),
+                "rebuilt": report.rebuilt.iter().map(|r| serde_json::json!({
+                    "partition": r.partition, "reason": r.reason,
+                })).collect::<Vec<_>>(),
             });
             println!("{doc}");
         }
@@ -49,13 +62,36 @@ pub fn print_topic(output: Output, report: &ReplayReport, brokers: &str) {
             println!("topic:       {} on {brokers}", report.topic);
             println!("partitions:  {}", report.partitions.len());
             println!(
-                "  {:>9}  {:>12}  {:>12}  {:>10}",
-                "PARTITION", "LOW", "HIGH", "RECORDS"
+                "  {:>9}  {:>12}  {:>12}  {:>12}  {:>10}",
+                "PARTITION", "LOW", "READ FROM", "HIGH", "RECORDS"
             );
             for p in &report.partitions {
                 println!(
-                    "  {:>9}  {:>12}  {:>12}  {:>10}",
-                    p.partition, p.low, p.high, p.records
+                    "  {:>9}  {:>12}  {:>12}  {:>12}  {:>10}",
+                    p.partition, p.low, p.start, p.high, p.records
+                );
+            }
+            if let Some(file) = &report.state_file {
+                println!(
+                    "local state: {} ({} live states restored from its checkpoint)",
+                    clean(&file.display().to_string()),
+                    report.restored
+                );
+            }
+            match retention {
+                Some((period, expired)) => println!(
+                    "retention:   {}: {expired} finished workflows past it, deleted by the serving hosts that own them",
+                    wf_store_kafka::format_period(period)
+                ),
+                None => println!("retention:   none (finished workflows are kept until deleted)"),
+            }
+            for rebuilt in &report.rebuilt {
+                let which = rebuilt
+                    .partition
+                    .map_or("all partitions".to_owned(), |p| format!("partition {p}"));
+                println!(
+                    "rebuilt:     {which} from the log: {}",
+                    clean(&rebuilt.reason)
                 );
             }
             println!(

@@ -69,10 +69,33 @@ pub fn resolve(backends: &Backends, args: &StoreArgs) -> anyhow::Result<Settings
     if args.accept_uncompacted {
         settings.set(&kafka("accept_uncompacted"), true);
     }
+    if let Some(period) = args.retention {
+        settings.set(&kafka("retention"), wf_store_kafka::format_period(period));
+    }
+    // The local state: the flag, else the file's, else the user's cache
+    // directory; an empty path keeps the cache in memory.
+    if args.no_state_dir {
+        settings.set(&kafka("state_dir"), "");
+    } else if let Some(dir) = &args.state_dir {
+        settings.set(&kafka("state_dir"), dir.to_string_lossy().as_ref());
+    } else if settings.get(&kafka("state_dir")).is_none()
+        && let Some(dir) = default_state_dir()
+    {
+        settings.set(&kafka("state_dir"), dir.to_string_lossy().as_ref());
+    }
     for (key, value) in &args.kafka_props {
         settings.set_in(&["kafka", "properties", key], value.as_str());
     }
     Ok(settings)
+}
+
+/// `$XDG_CACHE_HOME/wf/state`, else `~/.cache/wf/state`.
+fn default_state_dir() -> Option<std::path::PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
+    Some(cache.join("wf").join("state"))
 }
 
 /// `value` as a TOML integer (which is an `i64`).

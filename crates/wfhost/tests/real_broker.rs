@@ -333,3 +333,47 @@ async fn hostile_records_on_a_real_broker_are_skipped_in_replay_and_tail() {
     assert_eq!(store.load("good").await.unwrap().unwrap().run_id, "1");
     store.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_on_a_real_broker_deletes_exactly_the_expired_workflows() {
+    let Some(brokers) = brokers() else { return };
+    let topic = fresh_topic("retention");
+    wf_tests::kafka::check_retention(&brokers, &topic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wfhost_restarts_from_its_local_state_on_a_real_broker() {
+    let Some(brokers) = brokers() else { return };
+    let topic = fresh_topic("local-state");
+    let dir = std::env::temp_dir().join(format!("wf-local-{topic}"));
+    let state_dir = dir.to_str().unwrap();
+    let mut config = KafkaConfig::new(&brokers).topic(&topic);
+    config.partitions = 3;
+    let store = KafkaStore::open(config).await.unwrap();
+    for i in 0..5 {
+        store
+            .save(state(&format!("wf-{i}"), "r", WorkflowStatus::Running))
+            .await
+            .unwrap();
+    }
+    store.close().await.unwrap();
+    let topic_json = |extra: &[&str]| -> Value {
+        let mut args = vec!["topic", "--output", "json", "--state-dir", state_dir];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(wfhost(&brokers, &topic, &args))).unwrap()
+    };
+    let first = topic_json(&[]);
+    let live = first["live_keys"].as_u64().unwrap();
+    assert_eq!(live, 5, "{first}");
+    // The second start restores from the checkpoint and reads nothing.
+    let second = topic_json(&[]);
+    assert_eq!(second["restored"].as_u64(), Some(live), "{second}");
+    assert_eq!(second["records"].as_u64(), Some(0), "{second}");
+    assert_eq!(second["live_keys"].as_u64(), Some(live), "{second}");
+    // Without it, a full replay reads every record.
+    let full = topic_json(&["--no-state-dir"]);
+    assert_eq!(full["restored"].as_u64(), Some(0), "{full}");
+    assert_eq!(full["live_keys"].as_u64(), Some(live), "{full}");
+    assert!(full["records"].as_u64().unwrap() >= live, "{full}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

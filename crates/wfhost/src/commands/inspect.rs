@@ -62,6 +62,17 @@ pub fn topic(store: &Arc<dyn WorkflowStore>, output: Output) -> anyhow::Result<E
             store.describe()
         );
     };
-    print_topic(output, kafka.replay_report(), &kafka.config().brokers);
+    let retention = kafka.config().retention.map(|period| {
+        let expired = kafka
+            .expired_ids(period, std::time::SystemTime::now())
+            .len();
+        (period, expired)
+    });
+    print_topic(
+        output,
+        kafka.replay_report(),
+        &kafka.config().brokers,
+        retention,
+    );
     Ok(ExitCode::SUCCESS)
 }

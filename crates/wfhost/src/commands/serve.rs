@@ -44,6 +44,17 @@ pub async fn serve(
             );
         }
     }
+    // Retention, when configured, is enforced by serving hosts only: the
+    // one-shot commands (list, show, topic) never delete.
+    if let Ok(kafka) = wf_store_kafka::as_kafka(&host.store_for(&module))
+        && kafka.start_retention()
+        && let Some(period) = kafka.config().retention
+    {
+        eprintln!(
+            "wfhost serve: deleting finished workflows {} after their last update",
+            wf_store_kafka::format_period(period)
+        );
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

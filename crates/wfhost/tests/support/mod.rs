@@ -19,6 +19,11 @@ pub fn command() -> Command {
     ] {
         command.env_remove(var);
     }
+    // Local state under the build directory, not the user's cache.
+    command.env(
+        "WF_STATE_DIR",
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/wfhost-state"),
+    );
     command
 }
 
