@@ -486,14 +486,9 @@ impl DiskSlots {
             .peekable();
         let read = self.db.begin_read().ok();
         let table = read.as_ref().and_then(|r| r.open_table(STATES).ok());
-        let mut rows = table.as_ref().and_then(|t| {
-            let bound: Bound<&str> = match start {
-                Bound::Included(s) => Bound::Included(s),
-                Bound::Excluded(s) => Bound::Excluded(s),
-                Bound::Unbounded => Bound::Unbounded,
-            };
-            t.range::<&str>((bound, Bound::Unbounded)).ok()
-        });
+        let mut rows = table
+            .as_ref()
+            .and_then(|t| t.range::<&str>((start, Bound::Unbounded)).ok());
         let mut row = next_row(&mut rows);
         loop {
             // The smaller id next; a change overrides the written entry.

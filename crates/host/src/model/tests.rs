@@ -36,8 +36,8 @@ fn encode_str(s: &WorkflowState) -> String {
 /// Decodes as `decode_state` does, checking on the way that its fast path,
 /// whenever it answers, agrees with the general decoder.
 fn decode(text: &str) -> Result<WorkflowState, ModelError> {
-    let general = super::decode_general(text.as_bytes());
-    if let Some(fast) = super::decode_canonical(text.as_bytes()) {
+    let general = decode_general(text.as_bytes());
+    if let Some(fast) = decode_canonical(text.as_bytes()) {
         assert_eq!(Ok(&fast), general.as_ref(), "fast path on {text}");
     }
     general
@@ -52,10 +52,7 @@ fn the_fast_path_takes_the_canonical_form_and_leaves_the_rest() {
     event.duration_ns = -3;
     state.history = vec![event];
     let canonical = encode_str(&state);
-    assert_eq!(
-        super::decode_canonical(canonical.as_bytes()),
-        Some(state.clone())
-    );
+    assert_eq!(decode_canonical(canonical.as_bytes()), Some(state.clone()));
     assert_eq!(decode(&canonical).unwrap(), state);
     // Each of these is the general decoder's to decide: a folded name, an
     // unknown field, an escaped string, a null string, a lone surrogate, a
@@ -71,7 +68,7 @@ fn the_fast_path_takes_the_canonical_form_and_leaves_the_rest() {
     ] {
         assert!(canonical.contains(from), "{from} in {canonical}");
         let text = canonical.replacen(from, to, 1);
-        assert_eq!(super::decode_canonical(text.as_bytes()), None, "{text}");
+        assert_eq!(decode_canonical(text.as_bytes()), None, "{text}");
         let _ = decode(&text);
     }
 }

@@ -46,7 +46,7 @@ pub async fn serve(
     }
     // Retention, when configured, is enforced by serving hosts only: the
     // one-shot commands (list, show, topic) never delete.
-    if let Ok(kafka) = wf_store_kafka::as_kafka(&host.store_for(&module))
+    if let Ok(kafka) = wf_store_kafka::as_kafka(host.store_for(&module))
         && kafka.start_retention()
         && let Some(period) = kafka.config().retention
     {
