@@ -21,7 +21,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::runtime::Runtime;
-use wf_host::model::{self, WorkflowState};
+use wf_host::model::{self, WorkflowState, WorkflowStatus};
 use wf_host::store::validate::encode_for_save;
 use wf_host::store::{StoreLimits, WorkflowStore};
 use wf_store_kafka::{DevCluster, KafkaConfig, KafkaStore};
@@ -503,6 +503,103 @@ fn local_state(_: &mut Criterion) {
     );
 }
 
+/// Saves per second of `rounds` rounds of `SAVES_PER_ITERATION` saves, 64 in
+/// flight (the median round).
+fn save_rate(rt: &Runtime, store: &Arc<KafkaStore>, rounds: usize, run: &str) -> f64 {
+    let mut rates: Vec<f64> = (0..rounds)
+        .map(|round| {
+            let states: Vec<WorkflowState> = (0..SAVES_PER_ITERATION)
+                .map(|i| {
+                    state(
+                        &format!("live-{i:06}"),
+                        (round * SAVES_PER_ITERATION + i) as u64,
+                    )
+                })
+                .map(|mut s| {
+                    s.run_id = format!("{run}-{round}");
+                    s
+                })
+                .collect();
+            let started = Instant::now();
+            rt.block_on(async {
+                let saves = states.into_iter().map(|s| {
+                    let store = store.clone();
+                    async move { store.save(s).await.unwrap() }
+                });
+                futures::stream::iter(saves)
+                    .buffer_unordered(64)
+                    .collect::<Vec<()>>()
+                    .await;
+            });
+            SAVES_PER_ITERATION as f64 / started.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+/// Retention deleting 100 000 finished workflows past their period while
+/// saves run beside it: the saves' throughput with and without it.
+fn retention(_: &mut Criterion) {
+    if !selected("retention") {
+        return;
+    }
+    const TOPIC: &str = "bench-retention";
+    const EXPIRED: usize = 100_000;
+    let rt = runtime();
+    let cluster = DevCluster::start(TOPIC, 32).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    // Completed a year before this benchmark was written: past a 30-day period.
+    let producer = raw_producer(&brokers);
+    rt.block_on(async {
+        let sends = (0..EXPIRED).map(|i| {
+            let producer = &producer;
+            async move {
+                let mut s = state(&format!("done-{i:06}"), i as u64);
+                s.status = WorkflowStatus::Completed;
+                let value = model::encode_state(&s).unwrap();
+                let record = FutureRecord::to(TOPIC).key(&s.workflow_id).payload(&value);
+                producer.send(record, Timeout::Never).await.unwrap();
+            }
+        });
+        futures::stream::iter(sends)
+            .buffer_unordered(10_000)
+            .collect::<Vec<()>>()
+            .await;
+    });
+    let mut config = KafkaConfig::new(&brokers)
+        .topic(TOPIC)
+        .retention(Duration::from_secs(30 * 86_400));
+    config.retention_rate = 5_000;
+    let store = Arc::new(rt.block_on(KafkaStore::open(config)).unwrap());
+    assert_eq!(store.replay_report().live, EXPIRED);
+    let alone = save_rate(&rt, &store, 7, "alone");
+    let started = Instant::now();
+    {
+        let _guard = rt.enter();
+        assert!(store.start_retention());
+    }
+    let mut beside = Vec::new();
+    while store.consumed().live > SAVES_PER_ITERATION {
+        beside.push(save_rate(&rt, &store, 1, "beside"));
+    }
+    let deleting = started.elapsed();
+    beside.sort_by(f64::total_cmp);
+    let beside_median = beside[beside.len() / 2];
+    let after = save_rate(&rt, &store, 7, "after");
+    println!(
+        "\nretention: {EXPIRED} finished workflows deleted in {:.1} s ({:.0}/s, limit 5 000/s)",
+        deleting.as_secs_f64(),
+        EXPIRED as f64 / deleting.as_secs_f64()
+    );
+    println!(
+        "  saves, 64 in flight: {alone:.0}/s alone, {beside_median:.0}/s beside the deletes ({} rounds): {:.2}x (target >= 0.9x); {after:.0}/s after",
+        beside.len(),
+        beside_median / alone
+    );
+    rt.block_on(store.close()).unwrap();
+}
+
 fn ratios(_: &mut Criterion) {
     println!(
         "\nratios measured in this run (medians; store / raw rdkafka, same cluster, same bytes):"
@@ -558,6 +655,7 @@ criterion_group!(
     replay,
     cache_memory,
     local_state,
+    retention,
     ratios
 );
 criterion_main!(benches);

@@ -270,12 +270,22 @@ impl KafkaStore {
             .spawn(move || consumption.run(targets, observer, ready_tx))
             .map_err(|e| StoreError::Internal(format!("kafka/open: cannot start consumer: {e}")))?;
         let replay = match ready_rx.await {
-            Ok(report) => ReplayReport {
-                state_file,
-                restored,
-                rebuilt,
-                ..report
-            },
+            Ok(report) => {
+                if let Some(path) = &state_file {
+                    tracing::info!(
+                        topic = %config.topic,
+                        path = %path.display(),
+                        "local state: restored {restored} workflows from its checkpoint, then read {} records written since",
+                        report.records
+                    );
+                }
+                ReplayReport {
+                    state_file,
+                    restored,
+                    rebuilt,
+                    ..report
+                }
+            }
             Err(_) => {
                 stop.store(true, Ordering::Release);
                 let _ = thread.join();

@@ -152,6 +152,9 @@ pub(crate) struct DiskSlots {
     topic: String,
     partitions: i32,
     changes: BTreeMap<String, Change>,
+    /// The entries as of the last write, read without a transaction per
+    /// lookup (the changes since are in `changes`).
+    snapshot: Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
     hot: quick_cache::sync::Cache<String, Arc<WorkflowState>>,
     last_durable: Instant,
 }
@@ -250,10 +253,12 @@ impl DiskSlots {
             topic: topic.to_owned(),
             partitions,
             changes: BTreeMap::new(),
+            snapshot: None,
             hot: quick_cache::sync::Cache::new(HOT_ENTRIES),
             last_durable: Instant::now(),
         };
         let count = usize::try_from(partitions).unwrap_or(0);
+        slots.refresh();
         let why = match slots.read_checkpoint() {
             Ok(None) => None,
             Ok(Some(c)) if c.format != FORMAT => Some(format!(
@@ -317,7 +322,17 @@ impl DiskSlots {
         write.commit().map_err(db_error)?;
         self.changes.clear();
         self.hot.clear();
+        self.refresh();
         Ok(())
+    }
+
+    /// Takes a new snapshot of the written entries.
+    fn refresh(&mut self) {
+        self.snapshot = self
+            .db
+            .begin_read()
+            .ok()
+            .and_then(|read| read.open_table(STATES).ok());
     }
 
     /// Drops `partition`'s entries (written and not yet written); returns
@@ -374,15 +389,13 @@ impl DiskSlots {
     }
 
     fn read_row<T>(&self, key: &str, f: impl FnOnce(RowHead, &[u8]) -> T) -> Option<T> {
-        let read = match self.db.begin_read() {
-            Ok(read) => read,
+        let row = match self.snapshot.as_ref()?.get(key) {
+            Ok(row) => row?,
             Err(e) => {
                 tracing::error!(path = %self.path.display(), "local state: {e}");
                 return None;
             }
         };
-        let table = read.open_table(STATES).ok()?;
-        let row = table.get(key).ok()??;
         let (head, json) = decode_row(row.value())?;
         Some(f(head, json))
     }
@@ -457,6 +470,7 @@ impl DiskSlots {
         }
         write.commit().map_err(db_error)?;
         self.changes.clear();
+        self.refresh();
         if durable {
             self.last_durable = Instant::now();
         }
@@ -484,9 +498,8 @@ impl DiskSlots {
             .changes
             .range::<str, _>((start, Bound::Unbounded))
             .peekable();
-        let read = self.db.begin_read().ok();
-        let table = read.as_ref().and_then(|r| r.open_table(STATES).ok());
-        let mut rows = table
+        let mut rows = self
+            .snapshot
             .as_ref()
             .and_then(|t| t.range::<&str>((start, Bound::Unbounded)).ok());
         let mut row = next_row(&mut rows);

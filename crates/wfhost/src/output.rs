@@ -34,7 +34,7 @@ pub fn print_topic(
                 .iter()
                 .map(|p| {
                     serde_json::json!({
-                        "partition": p.partition, "low": p.low, "start": p.start, "high": p.high, "records": p.records,
+                        "partition": p.partition, "low": p.low, "high": p.high, "records": p.records,
                     })
                 })
                 .collect();
@@ -48,13 +48,8 @@ pub fn print_topic(
                 "skipped": report.skipped,
                 "misplaced": report.misplaced,
                 "replay_seconds": elapsed,
-                "state_file": report.state_file,
-                "restored": report.restored,
                 "retention_seconds": retention.map(|(period, _)| period.as_secs()),
                 "expired": retention.map(|(_, expired)| expired),
-                "rebuilt": report.rebuilt.iter().map(|r| serde_json::json!({
-                    "partition": r.partition, "reason": r.reason,
-                })).collect::<Vec<_>>(),
             });
             println!("{doc}");
         }
@@ -62,20 +57,13 @@ pub fn print_topic(
             println!("topic:       {} on {brokers}", report.topic);
             println!("partitions:  {}", report.partitions.len());
             println!(
-                "  {:>9}  {:>12}  {:>12}  {:>12}  {:>10}",
-                "PARTITION", "LOW", "READ FROM", "HIGH", "RECORDS"
+                "  {:>9}  {:>12}  {:>12}  {:>10}",
+                "PARTITION", "LOW", "HIGH", "RECORDS"
             );
             for p in &report.partitions {
                 println!(
-                    "  {:>9}  {:>12}  {:>12}  {:>12}  {:>10}",
-                    p.partition, p.low, p.start, p.high, p.records
-                );
-            }
-            if let Some(file) = &report.state_file {
-                println!(
-                    "local state: {} ({} live states restored from its checkpoint)",
-                    clean(&file.display().to_string()),
-                    report.restored
+                    "  {:>9}  {:>12}  {:>12}  {:>10}",
+                    p.partition, p.low, p.high, p.records
                 );
             }
             match retention {
@@ -84,15 +72,6 @@ pub fn print_topic(
                     wf_store_kafka::format_period(period)
                 ),
                 None => println!("retention:   none (finished workflows are kept until deleted)"),
-            }
-            for rebuilt in &report.rebuilt {
-                let which = rebuilt
-                    .partition
-                    .map_or("all partitions".to_owned(), |p| format!("partition {p}"));
-                println!(
-                    "rebuilt:     {which} from the log: {}",
-                    clean(&rebuilt.reason)
-                );
             }
             println!(
                 "records:     {} read in {elapsed:.2} s ({:.0}/s)",

@@ -22,7 +22,12 @@ use crate::{progress, settings};
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let backends = wf_store_kafka::backends();
     // Read once: it gives both the store and the modules' access policy.
-    let settings = settings::resolve(&backends, &cli.store)?;
+    let mut settings = settings::resolve(&backends, &cli.store)?;
+    if matches!(cli.command, Command::Topic) {
+        // `topic` reports the whole topic, so it reads it all: the local
+        // state would have it read only the records since its checkpoint.
+        settings.set("kafka.state_dir", "");
+    }
     match &cli.command {
         Command::Dev => return dev::dev(&backends, &settings).await,
         Command::Cancel { id, server } => return cancel::cancel(server, id).await,
