@@ -155,6 +155,18 @@ fn throughput(c: &mut Criterion) {
         // The partitions did not move while measuring.
         let owned: Vec<Vec<i32>> = refs.iter().map(|n| n.owned()).collect();
         eprintln!("{label}: owned at the end: {owned:?}");
+        // What each host reads and holds: every host still tails every
+        // partition, so these stay at the topic's totals whatever the hosts.
+        for node in &refs {
+            let consumed = node.store.consumed();
+            println!(
+                "{label}: {}: {} records decoded, {} states cached, {:.1} MB cached",
+                node.name,
+                consumed.records,
+                consumed.live,
+                node.store.cache_bytes() as f64 / f64::from(1 << 20)
+            );
+        }
         rt.block_on(async {
             for node in nodes {
                 node.leave().await;

@@ -394,7 +394,7 @@ async fn metrics_are_prometheus_text_with_every_metric_of_a_run() {
     assert!(value("wf_replay_seconds", &[]).is_some());
     assert!(value("wf_replay_records", &[]).is_some());
     // Every metric wf records is there, with its help, but those that
-    // need a failure or a group; and the README lists each.
+    // need a failure, a group or retention; and the README lists each.
     let readme = include_str!("../../../README.md");
     for metric in wf_host::metrics::ALL {
         assert!(
@@ -402,7 +402,12 @@ async fn metrics_are_prometheus_text_with_every_metric_of_a_run() {
             "the README does not list {}",
             metric.name
         );
-        let rare = [wf_host::metrics::STORE_ERRORS, wf_host::metrics::REBALANCES];
+        let rare = [
+            wf_host::metrics::STORE_ERRORS,
+            wf_host::metrics::REBALANCES,
+            wf_host::metrics::RETENTION_DELETED,
+            wf_host::metrics::RETENTION_EXPIRED,
+        ];
         if !rare.contains(&metric.name) {
             assert!(
                 text.contains(&format!("# HELP {} ", metric.name)),
