@@ -313,7 +313,7 @@ pub async fn check_retention(brokers: &str, topic: &str) {
 
     assert_eq!(
         store
-            .expired_ids(Duration::from_secs(3600), SystemTime::now())
+            .expired_ids(SystemTime::now())
             .into_iter()
             .collect::<BTreeSet<_>>(),
         expired

@@ -187,8 +187,28 @@ pub struct KafkaConfig {
     /// is called (`wfhost serve` does), for the partitions it owns.
     #[serde(deserialize_with = "retention_period")]
     pub retention: Option<Duration>,
+    /// Retention periods of the runs of given modules, by module name
+    /// (`wfhost`: the file name): `[kafka.retention_by_module]`,
+    /// `"orders.wasm" = "7d"`. A run started by a module listed here uses
+    /// its period instead of [`KafkaConfig::retention`]; other states
+    /// (records guests save, runs of other modules) use that one.
+    #[serde(deserialize_with = "retention_periods")]
+    pub retention_by_module: BTreeMap<String, Duration>,
     /// At most this many retention deletes a second (default 1000).
     pub retention_rate: u32,
+}
+
+fn retention_periods<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Duration>, D::Error> {
+    BTreeMap::<String, String>::deserialize(deserializer)?
+        .into_iter()
+        .map(|(module, text)| {
+            crate::retention::parse_period(&text)
+                .map(|period| (module.clone(), period))
+                .map_err(|e| serde::de::Error::custom(format!("module {module:?}: {e}")))
+        })
+        .collect()
 }
 
 fn retention_period<'de, D: Deserializer<'de>>(
@@ -232,6 +252,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("session_timeout", &self.session_timeout)
             .field("state_dir", &self.state_dir)
             .field("retention", &self.retention)
+            .field("retention_by_module", &self.retention_by_module)
             .field("retention_rate", &self.retention_rate)
             .finish()
     }
@@ -291,6 +312,7 @@ impl Default for KafkaConfig {
             session_timeout: Duration::from_secs(10),
             state_dir: None,
             retention: None,
+            retention_by_module: BTreeMap::new(),
             retention_rate: 1000,
         }
     }
@@ -315,6 +337,13 @@ impl KafkaConfig {
     /// [`KafkaConfig::retention`]).
     pub fn retention(mut self, period: Duration) -> Self {
         self.retention = Some(period);
+        self
+    }
+
+    /// Deletes the finished runs of module `name` `period` after their last
+    /// update (see [`KafkaConfig::retention_by_module`]).
+    pub fn module_retention(mut self, name: impl Into<String>, period: Duration) -> Self {
+        self.retention_by_module.insert(name.into(), period);
         self
     }
 

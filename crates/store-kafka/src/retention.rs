@@ -60,28 +60,76 @@ pub fn format_period(period: Duration) -> String {
     }
 }
 
-/// Whether `state` is finished and last updated before `cutoff`.
-fn expired(state: &WorkflowState, cutoff: i64) -> bool {
-    matches!(
-        state.status,
-        WorkflowStatus::Completed | WorkflowStatus::Failed | WorkflowStatus::Canceled
-    ) && state.updated_at != Timestamp::GO_ZERO
-        && state.updated_at.seconds < cutoff
+/// The retention periods of a store: the topic's, and per module.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Periods {
+    topic: Option<Duration>,
+    by_module: std::collections::BTreeMap<String, Duration>,
 }
 
-fn cutoff(period: Duration, now: SystemTime) -> i64 {
-    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    i64::try_from(now.saturating_sub(period.as_secs())).unwrap_or(i64::MAX)
+impl Periods {
+    pub fn of(config: &crate::KafkaConfig) -> Self {
+        Self {
+            topic: config.retention,
+            by_module: config.retention_by_module.clone(),
+        }
+    }
+
+    /// Whether any state can expire.
+    pub fn any(&self) -> bool {
+        self.topic.is_some() || !self.by_module.is_empty()
+    }
+
+    /// The shortest period: sweeps run every tenth of it.
+    fn shortest(&self) -> Option<Duration> {
+        self.topic
+            .into_iter()
+            .chain(self.by_module.values().copied())
+            .min()
+    }
+
+    /// The period of `state`: its module's when it is a run of a module
+    /// listed, else the topic's.
+    fn of_state(&self, state: &WorkflowState) -> Option<Duration> {
+        if !self.by_module.is_empty()
+            && let Some(module) = state.run_module()
+            && let Some(period) = self.by_module.get(&module.name)
+        {
+            return Some(*period);
+        }
+        self.topic
+    }
+
+    /// Whether `state` is finished and was last updated more than its
+    /// period before `now` (seconds since the Unix epoch).
+    fn expired(&self, state: &WorkflowState, now: u64) -> bool {
+        matches!(
+            state.status,
+            WorkflowStatus::Completed | WorkflowStatus::Failed | WorkflowStatus::Canceled
+        ) && state.updated_at != Timestamp::GO_ZERO
+            && self.of_state(state).is_some_and(|period| {
+                let cutoff = now.saturating_sub(period.as_secs());
+                state.updated_at.seconds < i64::try_from(cutoff).unwrap_or(i64::MAX)
+            })
+    }
+}
+
+fn unix_seconds(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 impl KafkaStore {
-    /// The finished workflows past `period` at `now` that this host owns
-    /// (all of them outside a group), ascending by id.
-    pub fn expired_ids(&self, period: Duration, now: SystemTime) -> Vec<String> {
-        let cutoff = cutoff(period, now);
+    /// The finished workflows past their retention period (the topic's or
+    /// their module's) at `now` that this host owns (all of them outside a
+    /// group), ascending by id.
+    pub fn expired_ids(&self, now: SystemTime) -> Vec<String> {
+        let (periods, now) = (Periods::of(&self.config), unix_seconds(now));
         let mut ids = Vec::new();
+        if !periods.any() {
+            return ids;
+        }
         self.for_each_state(|state| {
-            if expired(state, cutoff)
+            if periods.expired(state, now)
                 && self
                     .ownership
                     .as_ref()
@@ -94,12 +142,13 @@ impl KafkaStore {
     }
 
     /// Starts deleting finished workflows past the configured retention
-    /// period (`retention` in [`KafkaConfig`](crate::KafkaConfig)), sweeping
-    /// now and then every tenth of the period (at most hourly, at least
-    /// every 10 s), on the current tokio runtime, until the store is closed
-    /// or dropped. Returns `false` (and does nothing) without a period.
+    /// periods (`retention` and `retention_by_module` in
+    /// [`KafkaConfig`](crate::KafkaConfig)), sweeping now and then every
+    /// tenth of the shortest period (at most hourly, at least every 10 s),
+    /// on the current tokio runtime, until the store is closed or dropped.
+    /// Returns `false` (and does nothing) without a period.
     pub fn start_retention(self: &Arc<Self>) -> bool {
-        let Some(period) = self.config.retention else {
+        let Some(period) = Periods::of(&self.config).shortest() else {
             return false;
         };
         if self.retention_started.swap(true, Ordering::AcqRel) {
@@ -108,11 +157,11 @@ impl KafkaStore {
         let store = Arc::downgrade(self);
         let every = (period / 10).clamp(Duration::from_secs(10), Duration::from_secs(3600));
         tokio::spawn(async move {
-            while let Some(deleted) = sweep(&store, period).await {
+            while let Some(deleted) = sweep(&store).await {
                 if deleted > 0 {
                     tracing::info!(
                         deleted,
-                        "retention: deleted finished workflows past {period:?}"
+                        "retention: deleted finished workflows past their period"
                     );
                 }
                 tokio::time::sleep(every).await;
@@ -123,16 +172,17 @@ impl KafkaStore {
 
     /// Deletes `workflow_id` if it is still expired (not saved again since
     /// the sweep listed it).
-    async fn delete_expired(&self, workflow_id: &str, cutoff: i64) -> Result<bool, StoreError> {
+    async fn delete_expired(&self, workflow_id: &str, now: u64) -> Result<bool, StoreError> {
         const OP: &str = "kafka/retention";
         self.check_open(OP)?;
         let _serial = self.key_locks.lock(workflow_id).await;
         // Fenced: in a group, only the partition's owner deletes.
         let _write = self.begin_write(OP, workflow_id, true)?;
+        let periods = Periods::of(&self.config);
         let still = self
             .read_cache()
             .get(workflow_id)
-            .is_some_and(|state| expired(&state, cutoff));
+            .is_some_and(|state| periods.expired(&state, now));
         if !still {
             return Ok(false);
         }
@@ -150,15 +200,15 @@ impl KafkaStore {
 
 /// One sweep: lists what expired and deletes it, paced. `None` once the
 /// store is gone or closed.
-async fn sweep(store: &Weak<KafkaStore>, period: Duration) -> Option<u64> {
-    let cutoff = cutoff(period, SystemTime::now());
+async fn sweep(store: &Weak<KafkaStore>) -> Option<u64> {
+    let now = unix_seconds(SystemTime::now());
     let ids = {
         let store = store.upgrade()?;
         if store.closed.load(Ordering::Acquire) {
             return None;
         }
         // A scan of every state: off the async workers.
-        let ids = tokio::task::spawn_blocking(move || store.expired_ids(period, SystemTime::now()))
+        let ids = tokio::task::spawn_blocking(move || store.expired_ids(SystemTime::now()))
             .await
             .ok()?;
         ::metrics::gauge!(wf_host::metrics::RETENTION_EXPIRED).set(ids.len() as f64);
@@ -182,7 +232,7 @@ async fn sweep(store: &Weak<KafkaStore>, period: Duration) -> Option<u64> {
             return None;
         }
         tasks.spawn(async move {
-            let result = store.delete_expired(&id, cutoff).await;
+            let result = store.delete_expired(&id, now).await;
             if let Err(e) = &result {
                 tracing::debug!(id, "retention: not deleted: {e}");
             }
@@ -227,6 +277,11 @@ mod tests {
 
     #[test]
     fn only_finished_workflows_with_a_known_old_update_expire() {
+        let periods = Periods {
+            topic: Some(Duration::from_secs(1_000)),
+            by_module: Default::default(),
+        };
+        let expired = |state: &WorkflowState, cutoff: u64| periods.expired(state, cutoff + 1_000);
         let mut state = WorkflowState {
             workflow_id: "a".into(),
             run_id: "r".into(),
@@ -253,5 +308,22 @@ mod tests {
         }
         state.updated_at = Timestamp::GO_ZERO;
         assert!(!expired(&state, 2_000), "no known age");
+
+        // A run of a module listed takes its module's period; another
+        // module's run, and a plain record, the topic's.
+        let periods = Periods {
+            topic: None,
+            by_module: [("orders.wasm".to_owned(), Duration::from_secs(100))].into(),
+        };
+        state.status = WorkflowStatus::Completed;
+        state.updated_at.seconds = 10_000;
+        assert!(!periods.expired(&state, 1_000_000), "a record: no period");
+        let digest = "ab".repeat(32);
+        for (module, expires) in [("orders.wasm", true), ("other.wasm", false)] {
+            let identity = wf_host::model::ModuleIdentity::new(module, digest.as_str());
+            state.history = vec![identity.started_event(1, Timestamp::GO_ZERO)];
+            assert_eq!(periods.expired(&state, 10_101), expires, "{module}");
+            assert!(!periods.expired(&state, 10_100), "{module}: at the cutoff");
+        }
     }
 }

@@ -19,12 +19,12 @@ pub fn exit_code(state: &WorkflowState) -> ExitCode {
     }
 }
 
-/// `retention`: the period and the finished workflows past it now.
+/// `retention`: the periods, and how many finished workflows are past them now.
 pub fn print_topic(
     output: Output,
     report: &ReplayReport,
     brokers: &str,
-    retention: Option<(std::time::Duration, usize)>,
+    retention: Option<(String, usize)>,
 ) {
     let elapsed = report.elapsed.as_secs_f64();
     match output {
@@ -48,8 +48,8 @@ pub fn print_topic(
                 "skipped": report.skipped,
                 "misplaced": report.misplaced,
                 "replay_seconds": elapsed,
-                "retention_seconds": retention.map(|(period, _)| period.as_secs()),
-                "expired": retention.map(|(_, expired)| expired),
+                "retention": retention.as_ref().map(|(periods, _)| periods),
+                "expired": retention.as_ref().map(|(_, expired)| expired),
             });
             println!("{doc}");
         }
@@ -66,10 +66,10 @@ pub fn print_topic(
                     p.partition, p.low, p.high, p.records
                 );
             }
-            match retention {
-                Some((period, expired)) => println!(
+            match &retention {
+                Some((periods, expired)) => println!(
                     "retention:   {}: {expired} finished workflows past it, deleted by the serving hosts that own them",
-                    wf_store_kafka::format_period(period)
+                    clean(periods)
                 ),
                 None => println!("retention:   none (finished workflows are kept until deleted)"),
             }

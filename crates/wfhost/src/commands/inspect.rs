@@ -62,12 +62,20 @@ pub fn topic(store: &Arc<dyn WorkflowStore>, output: Output) -> anyhow::Result<E
             store.describe()
         );
     };
-    let retention = kafka.config().retention.map(|period| {
-        let expired = kafka
-            .expired_ids(period, std::time::SystemTime::now())
-            .len();
-        (period, expired)
-    });
+    let config = kafka.config();
+    let retention =
+        (config.retention.is_some() || !config.retention_by_module.is_empty()).then(|| {
+            let mut periods: Vec<String> = config
+                .retention
+                .map(wf_store_kafka::format_period)
+                .into_iter()
+                .collect();
+            periods.extend(config.retention_by_module.iter().map(|(module, period)| {
+                format!("{module}: {}", wf_store_kafka::format_period(*period))
+            }));
+            let expired = kafka.expired_ids(std::time::SystemTime::now()).len();
+            (periods.join(", "), expired)
+        });
     print_topic(
         output,
         kafka.replay_report(),

@@ -48,12 +48,8 @@ pub async fn serve(
     // one-shot commands (list, show, topic) never delete.
     if let Ok(kafka) = wf_store_kafka::as_kafka(host.store_for(&module))
         && kafka.start_retention()
-        && let Some(period) = kafka.config().retention
     {
-        eprintln!(
-            "wfhost serve: deleting finished workflows {} after their last update",
-            wf_store_kafka::format_period(period)
-        );
+        eprintln!("wfhost serve: deleting finished workflows past their retention period");
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
