@@ -150,6 +150,11 @@ mod tests {
             session_timeout_secs = 7
             group_id = "g"
             member_name = "http://h:1"
+            state_dir = "/var/lib/wf"
+            retention = "30d"
+            retention_rate = 50
+            [kafka.retention_by_module]
+            "orders.wasm" = "12h"
             [kafka.properties]
             "client.id" = "wf-1"
         "#,
@@ -176,6 +181,16 @@ mod tests {
         );
         assert_eq!(settings.limits().unwrap().max_value_bytes, 2048);
         assert_eq!(c.properties["client.id"], "wf-1");
+        assert_eq!(
+            c.state_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/wf"))
+        );
+        assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(c.retention_rate, 50);
+        assert_eq!(
+            c.retention_by_module["orders.wasm"],
+            Duration::from_secs(12 * 3_600)
+        );
 
         let typo = Settings::parse("[kafka]\nbroker = \"x\"").unwrap();
         let e = backends().check(&typo).unwrap_err();
@@ -186,6 +201,18 @@ mod tests {
             format!("{e:#}").contains("produce_timeout_secs must be a positive number of seconds"),
             "{e:#}"
         );
+        for (text, says) in [
+            ("[kafka]\nretention = \"30\"", "has no unit"),
+            ("[kafka]\nretention = \"0d\"", "more than 0"),
+            (
+                "[kafka.retention_by_module]\n\"a.wasm\" = \"7w\"",
+                "module \"a.wasm\": retention \"7w\" has unit \"w\"",
+            ),
+        ] {
+            let bad = Settings::parse(text).unwrap();
+            let e = backends().check(&bad).unwrap_err();
+            assert!(format!("{e:#}").contains(says), "{text}: {e:#}");
+        }
         let memory = Settings::parse("store = \"memory\"").unwrap();
         assert_eq!(backends().selected(&memory).unwrap(), "memory");
     }
