@@ -384,43 +384,10 @@ impl Cache {
         }
     }
 
+    /// Makes `state` (`None`: a tombstone's guard) at `at` the entry of
+    /// `key`, unless the entry already reflects this or a newer record of
+    /// the partition.
     fn put(
-        &mut self,
-        key: &str,
-        state: Option<Arc<WorkflowState>>,
-        json: &[u8],
-        at: Position,
-    ) -> bool {
-        if self.disk.is_some() {
-            return self.put_on_disk(key, state, json, at);
-        }
-        let is_live = state.is_some();
-        match self.slots.get_mut(key) {
-            Some(slot) => {
-                if slot.at.partition == at.partition && slot.at.offset >= at.offset {
-                    return false;
-                }
-                match (slot.state.is_some(), is_live) {
-                    (true, false) => self.live -= 1,
-                    (false, true) => self.live += 1,
-                    _ => {}
-                }
-                self.bytes -= cost(key, slot.state.as_deref());
-                self.bytes += cost(key, state.as_deref());
-                *slot = Slot { state, at };
-            }
-            None => {
-                if is_live {
-                    self.live += 1;
-                }
-                self.bytes += cost(key, state.as_deref());
-                self.slots.insert(key.to_owned(), Slot { state, at });
-            }
-        }
-        true
-    }
-
-    fn put_on_disk(
         &mut self,
         key: &str,
         state: Option<Arc<WorkflowState>>,
@@ -441,9 +408,14 @@ impl Cache {
         };
         self.live += usize::from(head.live);
         self.bytes += head.cost;
-        let json: Arc<[u8]> = if head.live { json.into() } else { Arc::new([]) };
-        if let Some(disk) = &mut self.disk {
-            disk.put(key, Change::Put { head, state, json });
+        match &mut self.disk {
+            Some(disk) => {
+                let json: Arc<[u8]> = if head.live { json.into() } else { Arc::new([]) };
+                disk.put(key, Change::Put { head, state, json });
+            }
+            None => {
+                self.slots.insert(key.to_owned(), Slot { state, at });
+            }
         }
         true
     }

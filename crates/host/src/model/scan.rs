@@ -12,6 +12,20 @@
 
 use super::*;
 
+/// The bytes that end a plain run of a JSON string: a quote, a backslash,
+/// or a control character.
+const STOPS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// JSON nested deeper than this leaves the fast path (the general decoder
 /// allows up to [`encode::MAX_DEPTH`]).
 const FAST_DEPTH: usize = 64;
@@ -67,7 +81,7 @@ impl<'a> Scan<'a> {
         let start = self.at;
         let len = self.bytes()[start..]
             .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            .position(|&b| STOPS[usize::from(b)])?;
         if self.bytes()[start + len] != b'"' {
             return None;
         }
@@ -117,50 +131,13 @@ impl<'a> Scan<'a> {
     fn value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
             b'"' => self.any_str(),
-            b'{' => {
-                if depth >= FAST_DEPTH {
-                    return None;
-                }
-                self.at += 1;
-                if self.peek()? == b'}' {
-                    self.at += 1;
-                    return Some(());
-                }
-                loop {
-                    self.any_str()?;
-                    self.eat(b':')?;
-                    self.value(depth + 1)?;
-                    match self.peek()? {
-                        b',' => self.at += 1,
-                        b'}' => {
-                            self.at += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' => {
-                if depth >= FAST_DEPTH {
-                    return None;
-                }
-                self.at += 1;
-                if self.peek()? == b']' {
-                    self.at += 1;
-                    return Some(());
-                }
-                loop {
-                    self.value(depth + 1)?;
-                    match self.peek()? {
-                        b',' => self.at += 1,
-                        b']' => {
-                            self.at += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
+            b'{' if depth < FAST_DEPTH => self.items(b'{', b'}', |scan| {
+                scan.any_str()?;
+                scan.eat(b':')?;
+                scan.value(depth + 1)
+            }),
+            b'[' if depth < FAST_DEPTH => self.items(b'[', b']', |scan| scan.value(depth + 1)),
+            b'{' | b'[' => None,
             b't' => self.eat_literal("true").then_some(()),
             b'f' => self.eat_literal("false").then_some(()),
             b'n' => self.eat_literal("null").then_some(()),
@@ -175,7 +152,7 @@ impl<'a> Scan<'a> {
         loop {
             let len = bytes[self.at..]
                 .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+                .position(|&b| STOPS[usize::from(b)])?;
             self.at += len;
             match bytes[self.at] {
                 b'"' => {
@@ -234,26 +211,39 @@ impl<'a> Scan<'a> {
         Some(())
     }
 
-    /// Calls `field` for each member of an object, with the field's name.
-    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
+    /// Calls `item` for each item between `open` and `close`, which are
+    /// separated by commas (an object's members, an array's elements).
+    fn items(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
         loop {
-            let name = self.plain_str()?;
-            self.eat(b':')?;
-            field(self, name)?;
+            item(self)?;
             match self.peek()? {
                 b',' => self.at += 1,
-                b'}' => {
+                b if b == close => {
                     self.at += 1;
                     return Some(());
                 }
                 _ => return None,
             }
         }
+    }
+
+    /// Calls `field` for each member of an object, with the field's name.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.items(b'{', b'}', |scan| {
+            let name = scan.plain_str()?;
+            scan.eat(b':')?;
+            field(scan, name)
+        })
     }
 
     fn state(&mut self) -> Option<WorkflowState> {
@@ -292,23 +282,12 @@ impl<'a> Scan<'a> {
         if self.eat_literal("null") {
             return Some(Vec::new());
         }
-        self.eat(b'[')?;
         let mut events = Vec::new();
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(events);
-        }
-        loop {
-            events.push(self.event()?);
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(events);
-                }
-                _ => return None,
-            }
-        }
+        self.items(b'[', b']', |scan| {
+            events.push(scan.event()?);
+            Some(())
+        })?;
+        Some(events)
     }
 
     fn event(&mut self) -> Option<HistoryEvent> {
