@@ -116,6 +116,9 @@ pub(crate) struct Consumption {
     pub watch_writers: bool,
     /// The cache is on local disk: mark each record for its checkpoint.
     pub checkpoints: bool,
+    /// Set once the replay is done. Before, this store has written nothing
+    /// (its open has not returned), so no record can be its own.
+    pub replayed: AtomicBool,
 }
 
 /// The header naming the store that wrote a record (a random id per open
@@ -381,6 +384,7 @@ impl Consumption {
                 // Serve only once every replayed record is in the cache, and
                 // in the local state's checkpoint.
                 decoders.flush();
+                self.replayed.store(true, Ordering::Release);
                 if self.checkpoints {
                     self.cache
                         .write()
@@ -473,6 +477,7 @@ impl Consumption {
         // here first the record is already in the cache, and decoding it again
         // would double the CPU cost of every save.
         let own = key
+            .filter(|_| self.replayed.load(Ordering::Acquire))
             .and_then(|k| std::str::from_utf8(k).ok())
             .filter(|k| self.read_cache().holds(k, partition, offset));
         let decoded = match own {

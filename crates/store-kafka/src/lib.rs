@@ -263,6 +263,7 @@ impl KafkaStore {
             writer: writer.clone(),
             watch_writers: config.group_id.is_none(),
             checkpoints,
+            replayed: AtomicBool::new(false),
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
