@@ -626,9 +626,22 @@ pub(crate) fn restore(
         }
     }
     rebuilt.extend(check_marks(config, consumer, &doubts)?);
-    for rebuild in &rebuilt {
+    // One warning for all the partitions rebuilt (a recreated topic fails
+    // them all), each partition's reason at debug.
+    let partitions_rebuilt: Vec<&Rebuild> =
+        rebuilt.iter().filter(|r| r.partition.is_some()).collect();
+    if let Some(first) = partitions_rebuilt.first() {
+        tracing::warn!(
+            topic = %topic,
+            "local state: {} of {partitions} partitions rebuilt from the log (partition {}: {})",
+            partitions_rebuilt.len(),
+            first.partition.unwrap_or_default(),
+            first.reason
+        );
+    }
+    for rebuild in &partitions_rebuilt {
         if let Some(partition) = rebuild.partition {
-            tracing::warn!(topic = %topic, partition, "local state of the partition rebuilt from the log: {}", rebuild.reason);
+            tracing::debug!(topic = %topic, partition, "local state of the partition rebuilt from the log: {}", rebuild.reason);
             cache
                 .rebuild_partition(partition)
                 .map_err(|e| crate::open_error(format!("local state: {e}")))?;

@@ -19,10 +19,16 @@ pub fn command() -> Command {
     ] {
         command.env_remove(var);
     }
-    // Local state under the build directory, not the user's cache.
+    // Local state under the build directory, not the user's cache, and
+    // one directory per test run: a later run's broker may reuse a port and
+    // a topic name, and its stores would then warn as they rebuild.
     command.env(
         "WF_STATE_DIR",
-        concat!(env!("CARGO_TARGET_TMPDIR"), "/wfhost-state"),
+        format!(
+            "{}/wfhost-state/{}",
+            env!("CARGO_TARGET_TMPDIR"),
+            std::process::id()
+        ),
     );
     command
 }
