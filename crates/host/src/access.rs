@@ -139,7 +139,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::model::{Timestamp, WorkflowStatus};
+    use crate::model::WorkflowStatus;
     use crate::store::{MemoryStore, Version, Versioned, async_trait};
 
     /// A memory store that counts the states its lists return.
@@ -175,17 +175,7 @@ mod tests {
     }
 
     fn state(id: &str) -> WorkflowState {
-        WorkflowState {
-            workflow_id: id.into(),
-            run_id: "r".into(),
-            status: WorkflowStatus::Completed,
-            input: None,
-            result: None,
-            error: String::new(),
-            history: Vec::new(),
-            created_at: Timestamp::GO_ZERO,
-            updated_at: Timestamp::GO_ZERO,
-        }
+        WorkflowState::new(id, "r", WorkflowStatus::Completed)
     }
 
     fn ids(page: &[Arc<WorkflowState>]) -> Vec<&str> {

@@ -457,20 +457,10 @@ fn cost(key: &str, state: Option<&WorkflowState>) -> usize {
 mod tests {
     use super::*;
     use wf_host::model::WorkflowStatus;
-    use wf_host::model::{Timestamp, encode_state};
+    use wf_host::model::encode_state;
 
     fn state(id: &str, run: &str) -> WorkflowState {
-        WorkflowState {
-            workflow_id: id.into(),
-            run_id: run.into(),
-            status: WorkflowStatus::Running,
-            input: None,
-            result: None,
-            error: String::new(),
-            history: Vec::new(),
-            created_at: Timestamp::GO_ZERO,
-            updated_at: Timestamp::GO_ZERO,
-        }
+        WorkflowState::new(id, run, WorkflowStatus::Running)
     }
 
     fn record(id: &str, run: Option<&str>) -> Record {

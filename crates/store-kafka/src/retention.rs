@@ -282,19 +282,10 @@ mod tests {
             by_module: Default::default(),
         };
         let expired = |state: &WorkflowState, cutoff: u64| periods.expired(state, cutoff + 1_000);
-        let mut state = WorkflowState {
-            workflow_id: "a".into(),
-            run_id: "r".into(),
-            status: WorkflowStatus::Running,
-            input: None,
-            result: None,
-            error: String::new(),
-            history: Vec::new(),
-            created_at: Timestamp::GO_ZERO,
-            updated_at: Timestamp {
-                seconds: 1_000,
-                nanoseconds: 0,
-            },
+        let mut state = WorkflowState::new("a", "r", WorkflowStatus::Running);
+        state.updated_at = Timestamp {
+            seconds: 1_000,
+            nanoseconds: 0,
         };
         assert!(!expired(&state, 2_000), "running");
         for status in [

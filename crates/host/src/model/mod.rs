@@ -262,6 +262,26 @@ pub struct WorkflowState {
 }
 
 impl WorkflowState {
+    /// A state of `workflow_id`, run `run_id`, with `status`, and every other
+    /// field empty (times at [`Timestamp::GO_ZERO`]).
+    pub fn new(
+        workflow_id: impl Into<String>,
+        run_id: impl Into<String>,
+        status: WorkflowStatus,
+    ) -> Self {
+        WorkflowState {
+            workflow_id: workflow_id.into(),
+            run_id: run_id.into(),
+            status,
+            input: None,
+            result: None,
+            error: String::new(),
+            history: Vec::new(),
+            created_at: Timestamp::GO_ZERO,
+            updated_at: Timestamp::GO_ZERO,
+        }
+    }
+
     /// Puts the JSON-text fields in the form the wire gives back: surrounding
     /// whitespace trimmed and the text `null` as `None`. Stores call this
     /// before saving so that every backend returns what a replay would.

@@ -247,17 +247,7 @@ impl<'a> Scan<'a> {
     }
 
     fn state(&mut self) -> Option<WorkflowState> {
-        let mut state = WorkflowState {
-            workflow_id: String::new(),
-            run_id: String::new(),
-            status: WorkflowStatus::Running,
-            input: None,
-            result: None,
-            error: String::new(),
-            history: Vec::new(),
-            created_at: Timestamp::GO_ZERO,
-            updated_at: Timestamp::GO_ZERO,
-        };
+        let mut state = WorkflowState::new(String::new(), String::new(), WorkflowStatus::Running);
         let mut status = None;
         self.object(|scan, name| {
             match name {
