@@ -66,6 +66,17 @@ impl Node {
         }
         config.partitions = partitions;
         config.session_timeout = session_timeout;
+        Self::open(config, guest).await
+    }
+
+    /// Opens a store with `config` (its topic, partition count, group and
+    /// member name) and a host on it running the guest at `guest`.
+    pub async fn open(config: KafkaConfig, guest: &str) -> Self {
+        let (group, name, partitions) = (
+            config.group_id.clone(),
+            config.announced_name(),
+            config.partitions,
+        );
         let store = Arc::new(KafkaStore::open(config).await.expect("opening the store"));
         let host =
             Host::with_config(store.clone(), HostConfig::default().max_running(400)).expect("host");
@@ -77,7 +88,7 @@ impl Node {
             "a group store has ownership"
         );
         Self {
-            name: name.to_owned(),
+            name,
             store,
             host,
             module,

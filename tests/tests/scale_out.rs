@@ -689,3 +689,235 @@ async fn mock_a_failover_moves_suspended_workflows_and_their_timers() {
     a_failover_moves_suspended_workflows_and_their_timers(&cluster.bootstrap_servers(), "wf-waits")
         .await;
 }
+
+/// A host of a group keeping only its own partitions, serving its HTTP API
+/// at the URL it announces, linked to the others over HTTP.
+async fn join_keeping_own(brokers: &str, topic: &str, state_dir: Option<&std::path::Path>) -> Node {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = KafkaConfig::new(brokers)
+        .topic(topic)
+        .group(format!("{topic}-hosts"))
+        .member_name(&url)
+        .owned_partitions_only();
+    config.partitions = 6;
+    config.session_timeout = session_timeout(brokers);
+    if let Some(dir) = state_dir {
+        config = config.state_dir(dir);
+    }
+    let node = Node::open(config, wf_test_artifacts::STEPS).await;
+    node.host
+        .link_owners(Arc::new(wf_http::HttpOwnerLink::new()));
+    let app = wf_http::router(node.host.clone(), node.module.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    node
+}
+
+/// Every live state of the topic, as a store that replays all of it reads it.
+async fn full_replay(brokers: &str, topic: &str) -> Vec<WorkflowState> {
+    let store = wf_store_kafka::KafkaStore::open(KafkaConfig::new(brokers).topic(topic))
+        .await
+        .unwrap();
+    let states = pages(&store, &wf_host::store::ListFilter::default().limit(1000)).await;
+    store.close().await.unwrap();
+    states
+}
+
+/// Every page `filter` lists, followed with its cursor.
+async fn pages(
+    store: &dyn WorkflowStore,
+    filter: &wf_host::store::ListFilter,
+) -> Vec<WorkflowState> {
+    let mut all = Vec::new();
+    let mut filter = filter.clone();
+    loop {
+        let page = store.list(&filter).await.expect("listing");
+        let Some(last) = page.last() else {
+            return all;
+        };
+        filter.after = Some(last.workflow_id.clone());
+        all.extend(page.iter().map(|s| (**s).clone()));
+    }
+}
+
+/// Each host's loads of every id, and its lists (paged, by status, by
+/// prefix), agree with a full replay of the topic.
+async fn reads_agree_with_a_full_replay(nodes: &[&Node], brokers: &str, topic: &str) {
+    use wf_host::store::ListFilter;
+    let replay = full_replay(brokers, topic).await;
+    assert!(!replay.is_empty());
+    for node in nodes {
+        for state in &replay {
+            let found = node.store.load(&state.workflow_id).await.unwrap();
+            assert_eq!(
+                found.as_deref(),
+                Some(state),
+                "{} at {}",
+                state.workflow_id,
+                node.name
+            );
+        }
+        assert_eq!(node.store.load("never-written").await.unwrap(), None);
+        let listed = pages(&*node.store, &ListFilter::default().limit(7)).await;
+        assert_eq!(listed, replay, "the pages of {}", node.name);
+        let running = pages(
+            &*node.store,
+            &ListFilter::default()
+                .status(WorkflowStatus::Running)
+                .limit(5),
+        )
+        .await;
+        let expected: Vec<WorkflowState> = replay
+            .iter()
+            .filter(|s| s.status == WorkflowStatus::Running)
+            .cloned()
+            .collect();
+        assert_eq!(running, expected, "the running pages of {}", node.name);
+        let under = pages(&*node.store, &ListFilter::default().prefix("w-1").limit(3)).await;
+        let expected: Vec<WorkflowState> = replay
+            .iter()
+            .filter(|s| s.workflow_id.starts_with("w-1"))
+            .cloned()
+            .collect();
+        assert_eq!(under, expected, "the w-1 pages of {}", node.name);
+    }
+}
+
+/// Writes `ids` alternately through `nodes` (most to ids another host
+/// keeps): each write is read back at once by the host that wrote it.
+/// Returns how many records each partition got.
+async fn write_through(
+    nodes: &[&Node],
+    ids: std::ops::Range<usize>,
+    partitions: &mut BTreeMap<i32, u64>,
+) {
+    for i in ids {
+        let node = nodes[i % nodes.len()];
+        let id = format!("w-{i}");
+        let status = if i % 3 == 0 {
+            WorkflowStatus::Running
+        } else {
+            WorkflowStatus::Completed
+        };
+        let state = wf_tests::kafka::state(&id, &format!("r-{i}"), status);
+        node.store.save(state.clone()).await.unwrap();
+        assert_eq!(
+            node.store.load(&id).await.unwrap().as_deref(),
+            Some(&state),
+            "{id} read back"
+        );
+        *partitions.entry(node.store.partition_of(&id)).or_default() += 1;
+        if i % 10 == 9 {
+            node.store.delete(&id).await.unwrap();
+            assert_eq!(node.store.load(&id).await.unwrap(), None, "{id} deleted");
+            *partitions.entry(node.store.partition_of(&id)).or_default() += 1;
+        }
+    }
+}
+
+/// Hosts keeping only their own partitions: each reads and keeps only its
+/// share, every host's reads and lists agree with a full replay (through
+/// the owners), and partitions given up and taken back are read again from
+/// the local state's checkpoint (on disk) or from the start (in memory).
+async fn hosts_keep_only_their_partitions(brokers: &str, topic: &str, on_disk: bool) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,librdkafka=warn")
+        .with_test_writer()
+        .try_init();
+    let dirs = wf_tests::scratch_dir(topic);
+    let dir = |name: &str| on_disk.then(|| dirs.join(name));
+    let a = join_keeping_own(brokers, topic, dir("a").as_deref()).await;
+    settled(&[&a]).await;
+    let mut records = BTreeMap::new();
+    write_through(&[&a], 0..60, &mut records).await;
+
+    // b joins: a gives up half of the partitions.
+    let b = join_keeping_own(brokers, topic, dir("b").as_deref()).await;
+    settled(&[&a, &b]).await;
+    let before_b: BTreeMap<i32, u64> = records.clone();
+    write_through(&[&a, &b], 60..180, &mut records).await;
+    reads_agree_with_a_full_replay(&[&a, &b], brokers, topic).await;
+
+    let replay = full_replay(brokers, topic).await;
+    for node in [&a, &b] {
+        let owned = node.owned();
+        let mine = replay
+            .iter()
+            .filter(|s| owned.contains(&node.store.partition_of(&s.workflow_id)))
+            .count();
+        assert!(
+            mine > 0 && mine < replay.len(),
+            "{} keeps {mine} of {}",
+            node.name,
+            replay.len()
+        );
+        if !on_disk {
+            // In memory, a partition given up is forgotten.
+            assert_eq!(
+                node.store.consumed().live,
+                mine,
+                "{} holds only its own",
+                node.name
+            );
+        }
+    }
+    // b never read a's partitions.
+    let b_partitions = b.owned();
+    let b_read: u64 = records
+        .iter()
+        .filter(|(p, _)| b_partitions.contains(p))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        b.store.consumed().records,
+        b_read,
+        "b read only its partitions"
+    );
+
+    // b leaves: a takes its partitions back.
+    let read_before = a.store.consumed().records;
+    b.leave().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while a.owned().len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "a never took the partitions back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let read_again = a.store.consumed().records - read_before;
+    let since: u64 = b_partitions
+        .iter()
+        .map(|p| records.get(p).copied().unwrap_or(0) - before_b.get(p).copied().unwrap_or(0))
+        .sum();
+    let whole: u64 = b_partitions
+        .iter()
+        .map(|p| records.get(p).copied().unwrap_or(0))
+        .sum();
+    if on_disk {
+        assert_eq!(
+            read_again, since,
+            "from the checkpoint: only what b's hosts wrote since ({whole} in all)"
+        );
+    } else {
+        assert_eq!(
+            read_again, whole,
+            "in memory: the partitions again from their start"
+        );
+    }
+    reads_agree_with_a_full_replay(&[&a], brokers, topic).await;
+    a.leave().await;
+    let _ = std::fs::remove_dir_all(dirs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_hosts_keep_only_their_partitions_in_memory() {
+    let cluster = DevCluster::start("wf-own", 6).expect("mock cluster");
+    hosts_keep_only_their_partitions(&cluster.bootstrap_servers(), "wf-own", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_hosts_keep_only_their_partitions_on_disk() {
+    let cluster = DevCluster::start("wf-own-disk", 6).expect("mock cluster");
+    hosts_keep_only_their_partitions(&cluster.bootstrap_servers(), "wf-own-disk", true).await;
+}

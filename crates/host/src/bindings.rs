@@ -432,6 +432,7 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
             limit: filter.limit,
             after: filter.after,
             prefix: filter.prefix,
+            partitions: None,
         };
         let states = self
             .access

@@ -271,6 +271,23 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Res
     }
 }
 
+/// A list's `status` parameter: none when absent or empty.
+pub(crate) fn parse_status(status: Option<String>) -> Result<Option<WorkflowStatus>, ApiError> {
+    status
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<WorkflowStatus>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown status {s:?}; expected one of: running, completed, failed, canceled"
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     #[serde(default)]
@@ -287,25 +304,18 @@ async fn list(
     State(api): State<Arc<Api>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let status = query
-        .status
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<WorkflowStatus>().map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown status {s:?}; expected one of: running, completed, failed, canceled"
-                    ),
-                )
-            })
-        })
-        .transpose()?;
+    let status = parse_status(query.status)?;
     let mut filter = ListFilter::default();
     filter.status = status;
     filter.limit = query.limit;
     filter.after = query.after;
     filter.prefix = query.prefix;
+    page_response(&api, filter).await
+}
+
+/// The page `filter` lists, as the module's access policy allows it:
+/// `{"workflows":[...],"next_after":ID or null}`.
+pub(crate) async fn page_response(api: &Api, filter: ListFilter) -> Result<Response, ApiError> {
     let store = api.host.store_for(&api.module);
     let states = api.module.options().access.list(&**store, filter).await?;
     let mut body = String::from("{\"workflows\":[");

@@ -1,15 +1,18 @@
 //! Hosts of one group asking each other: the owner of an id answers the
 //! `load-versioned` and conditional `save` calls other hosts' guests make of
 //! it ([`HttpOwnerLink`] asks, the routes of [`routes`] answer), so that a
-//! conditional save is decided where the id's writes are serialized.
+//! conditional save is decided where the id's writes are serialized. A
+//! host that keeps only its own partitions reads the others' states and
+//! pages here too.
 //!
 //! | Request | Response |
 //! |---|---|
 //! | `GET /internal/v1/versioned/{id}` | `200` `{"version": n, "state": <wire state>}`, `404` when nothing is stored |
 //! | `PUT /internal/v1/versioned/{id}?expected=N` body = wire state | `200` `{"version": n}` once saved over version `N` |
+//! | `GET /internal/v1/page?partitions=0,3&status=&prefix=&after=&limit=` | `200` `{"workflows":[...],"next_after":ID or null}` from those partitions |
 //!
 //! Errors are `{"error", "kind"}` as elsewhere; `421` when this host does
-//! not own the id (ownership moved). Like the rest of the API, these routes
+//! not own the id, or one of the partitions (ownership moved). Like the rest of the API, these routes
 //! are not authenticated: serve them where only the group's hosts (and
 //! trusted clients) reach them.
 
@@ -24,7 +27,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use wf_host::model::{self, WorkflowState};
-use wf_host::store::{OwnerLink, StoreError, Version, Versioned, async_trait};
+use wf_host::store::{ListFilter, OwnerLink, StoreError, Version, Versioned, async_trait};
 
 use crate::Api;
 use crate::errors::{ApiError, misdirected};
@@ -32,12 +35,68 @@ use crate::errors::{ApiError, misdirected};
 /// The path of an id's versioned state.
 const VERSIONED: &str = "/internal/v1/versioned";
 
+/// The path of a page of given partitions.
+const PAGE: &str = "/internal/v1/page";
+
 /// The routes by which the owner of an id answers other hosts.
 pub(crate) fn routes() -> Router<Arc<Api>> {
-    Router::new().route(
-        &format!("{VERSIONED}/{{id}}"),
-        get(load_versioned).put(save_versioned),
-    )
+    Router::new()
+        .route(
+            &format!("{VERSIONED}/{{id}}"),
+            get(load_versioned).put(save_versioned),
+        )
+        .route(PAGE, get(page))
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    partitions: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+/// A page of partitions this host owns, for a host that keeps only its own.
+async fn page(
+    State(api): State<Arc<Api>>,
+    Query(query): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let partitions = query
+        .partitions
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::parse::<i32>)
+        .collect::<Result<Vec<i32>, _>>()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("partitions must be partition numbers, comma separated: {e}"),
+            )
+        })?;
+    if let Some(ownership) = api.host.store_for(&api.module).ownership()
+        && let Some(&partition) = partitions.iter().find(|&&p| !ownership.owns_partition(p))
+    {
+        let body = serde_json::json!({
+            "error": format!(
+                "not the owner: partition {partition} is not owned by this host ({}) in group {}",
+                ownership.member(),
+                ownership.group()
+            ),
+            "partition": partition,
+        });
+        return Ok((StatusCode::MISDIRECTED_REQUEST, axum::Json(body)).into_response());
+    }
+    let mut filter = ListFilter::default().partitions(partitions);
+    filter.status = crate::parse_status(query.status)?;
+    filter.limit = query.limit;
+    filter.after = query.after;
+    filter.prefix = query.prefix;
+    crate::page_response(&api, filter).await
 }
 
 /// `421` unless this host owns `id` in the module's store.
@@ -145,9 +204,24 @@ impl HttpOwnerLink {
 
     /// The URL of `workflow_id`'s versioned state at `owner`.
     fn url(op: &str, owner: &str, workflow_id: &str) -> Result<reqwest::Url, StoreError> {
+        Self::url_of(
+            op,
+            owner,
+            &["internal", "v1", "versioned", workflow_id],
+            &format!("of {workflow_id:?}"),
+        )
+    }
+
+    /// The URL of `path` at `owner`, the owner of `what`.
+    fn url_of(
+        op: &str,
+        owner: &str,
+        path: &[&str],
+        what: &str,
+    ) -> Result<reqwest::Url, StoreError> {
         let not_a_url = || {
             StoreError::Unavailable(format!(
-                "{op}: the owner of {workflow_id:?} announced itself as {owner:?}, which is not \
+                "{op}: the owner {what} announced itself as {owner:?}, which is not \
                  an http URL this host can reach it at (give each host of the group \
                  --member-name http://HOST:PORT, the address it serves on)"
             ))
@@ -159,7 +233,7 @@ impl HttpOwnerLink {
         url.path_segments_mut()
             .map_err(|()| not_a_url())?
             .pop_if_empty()
-            .extend(["internal", "v1", "versioned", workflow_id]);
+            .extend(path);
         Ok(url)
     }
 
@@ -191,6 +265,12 @@ impl HttpOwnerLink {
                 StoreError::Unavailable(format!("{op}: {owner} answered {status}: {message}"))
             }))
     }
+}
+
+#[derive(Deserialize)]
+struct PageBody<'a> {
+    #[serde(borrow)]
+    workflows: Vec<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -256,5 +336,54 @@ impl OwnerLink for HttpOwnerLink {
         answer["version"].as_u64().ok_or_else(|| {
             StoreError::Unavailable(format!("{OP}: {owner} answered no version: {answer}"))
         })
+    }
+
+    async fn list(
+        &self,
+        owner: &str,
+        filter: &ListFilter,
+    ) -> Result<Vec<Arc<WorkflowState>>, StoreError> {
+        const OP: &str = "list";
+        let partitions = filter.partitions.as_deref().unwrap_or_default();
+        let mut url = Self::url_of(
+            OP,
+            owner,
+            &["internal", "v1", "page"],
+            &format!("of partitions {partitions:?}"),
+        )?;
+        {
+            let mut query = url.query_pairs_mut();
+            let listed: Vec<String> = partitions.iter().map(i32::to_string).collect();
+            query.append_pair("partitions", &listed.join(","));
+            if let Some(status) = filter.status {
+                query.append_pair("status", status.as_str());
+            }
+            if let Some(after) = &filter.after {
+                query.append_pair("after", after);
+            }
+            if let Some(prefix) = &filter.prefix {
+                query.append_pair("prefix", prefix);
+            }
+            if let Some(limit) = filter.limit {
+                query.append_pair("limit", &limit.to_string());
+            }
+        }
+        let response = Self::send(OP, owner, self.client.get(url)).await?;
+        let bad = |e: &dyn std::fmt::Display| {
+            StoreError::Unavailable(format!("{OP}: {owner} answered what is not a page: {e}"))
+        };
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(bad(&"404 (is it a wf host serving the HTTP API?)"));
+        }
+        let bytes = response.bytes().await.map_err(|e| bad(&e))?;
+        let body: PageBody<'_> = serde_json::from_slice(&bytes).map_err(|e| bad(&e))?;
+        body.workflows
+            .iter()
+            .map(|state| {
+                model::decode_state(state.get().as_bytes())
+                    .map(Arc::new)
+                    .map_err(|e| bad(&e))
+            })
+            .collect()
     }
 }

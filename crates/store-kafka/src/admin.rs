@@ -17,21 +17,30 @@ use crate::context::LogContext;
 use crate::{blocking, open_error};
 
 /// Makes sure the topic exists and is compacted; returns its partition count.
+/// Kafka's default `delete.retention.ms`: how long a compacted topic keeps
+/// a tombstone at least.
+pub(crate) const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Makes sure the topic exists (creating it when allowed and missing) and
+/// is compacted; returns its partition count and how long it keeps
+/// tombstones (`delete.retention.ms`, Kafka's default when not described).
 pub(crate) async fn ensure_topic(
     config: &KafkaConfig,
     consumer: &Arc<BaseConsumer<LogContext>>,
     admin: &AdminClient<LogContext>,
-) -> Result<i32, StoreError> {
+) -> Result<(i32, Duration), StoreError> {
     let topic = &config.topic;
     let deadline = Instant::now() + config.open_timeout;
     let mut created = false;
     loop {
         let count = partition_count(config, consumer).await?;
         if count > 0 {
-            if !created {
-                check_compaction(config, admin).await?;
-            }
-            return Ok(count);
+            let tombstones = if created {
+                DEFAULT_TOMBSTONE_RETENTION
+            } else {
+                check_compaction(config, admin).await?
+            };
+            return Ok((count, tombstones));
         }
         if !created {
             if !config.create_topic {
@@ -129,50 +138,57 @@ async fn create_topic(
 
 /// Refuses a topic whose `cleanup.policy` lacks `compact`, unless configured
 /// to accept it. A broker that cannot describe configs gets a warning.
+/// Returns the topic's `delete.retention.ms`, or Kafka's default.
 async fn check_compaction(
     config: &KafkaConfig,
     admin: &AdminClient<LogContext>,
-) -> Result<(), StoreError> {
+) -> Result<Duration, StoreError> {
     let topic = &config.topic;
     // librdkafka's mock cluster does not answer DescribeConfigs: the request
     // would only time out.
     if is_mock_cluster(config, admin) {
         tracing::info!(%topic, "cleanup.policy unchecked: librdkafka's mock cluster does not describe topic configs (nor compact)");
-        return Ok(());
+        return Ok(DEFAULT_TOMBSTONE_RETENTION);
     }
     let options =
         AdminOptions::new().request_timeout(Some(config.open_timeout.min(Duration::from_secs(10))));
-    let policy = match admin
+    let (policy, tombstones) = match admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
         .await
     {
         Ok(results) => match results.into_iter().next() {
-            Some(Ok(resource)) => resource
-                .get("cleanup.policy")
-                .and_then(|entry| entry.value.clone()),
+            Some(Ok(resource)) => (
+                resource
+                    .get("cleanup.policy")
+                    .and_then(|entry| entry.value.clone()),
+                resource
+                    .get("delete.retention.ms")
+                    .and_then(|entry| entry.value.as_deref()?.parse::<u64>().ok())
+                    .map_or(DEFAULT_TOMBSTONE_RETENTION, Duration::from_millis),
+            ),
             Some(Err(code)) => {
                 tracing::warn!(%topic, "cannot check cleanup.policy: {code}");
-                return Ok(());
+                return Ok(DEFAULT_TOMBSTONE_RETENTION);
             }
             None => {
                 tracing::warn!(%topic, "cannot check cleanup.policy: the broker returned no config");
-                return Ok(());
+                return Ok(DEFAULT_TOMBSTONE_RETENTION);
             }
         },
         Err(error) => {
             tracing::warn!(%topic, "cannot check cleanup.policy (the broker does not describe topic configs): {error}");
-            return Ok(());
+            return Ok(DEFAULT_TOMBSTONE_RETENTION);
         }
     };
     // A broker that describes the topic but leaves cleanup.policy out (tansu
     // does for topics created without it) applies Kafka's default: delete.
     let policy = policy.unwrap_or_else(|| "delete (not set; Kafka's default)".to_string());
     if policy.split(',').any(|p| p.trim() == "compact") {
-        return Ok(());
+        return Ok(tombstones);
     }
     if config.accept_uncompacted {
         tracing::warn!(%topic, %policy, "topic is not compacted: it grows forever and every start replays all of it");
-        Ok(())
+        Ok(tombstones)
     } else {
         Err(StoreError::InvalidArgument(format!(
             "kafka/open: topic {topic} has cleanup.policy={policy}, not compact; \

@@ -7,14 +7,17 @@
 //! applied. A record is applied only if it is newer than both, so whichever
 //! source arrives first, the cache ends equal to the last record in the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wf_host::model::{self, WorkflowState};
 use wf_host::store::{ListFilter, validate};
 
-use super::local::{Applied, Change, DiskSlots, Restored, RowHead};
+use super::context::HighWatermarks;
+use super::local::{Applied, Change, DiskSlots, Restored, RowHead, tombstones_may_be_gone};
+use crate::partition::partition_for_key;
 
 /// One decoded record of the topic.
 #[derive(Debug)]
@@ -123,9 +126,23 @@ pub(crate) struct Cache {
     consumed: Vec<i64>,
     /// Per partition, the mark of that record (kept for checkpoints only).
     marks: Vec<u64>,
+    /// Per partition, when it was last seen read to its end (checkpoints only).
+    read_to_end: Vec<i64>,
+    /// For checkpoints: the high watermarks the tail fetches, and how long
+    /// the topic keeps tombstones.
+    tail: Option<(Arc<HighWatermarks>, Duration)>,
+    /// Per partition taken again, its high watermark then: a watermark
+    /// reported below it is from before the partition was given up.
+    taken_at: BTreeMap<i32, i64>,
     live: usize,
     /// The live states' [`validate::cache_cost`], summed.
     bytes: usize,
+    /// The topic's partition count: where each id is placed.
+    partitions: i32,
+    /// The partitions the tail reads, when it reads only the host's own
+    /// (`None`: all of them). A write of another partition is not cached:
+    /// its reads go to its owner.
+    kept: Option<BTreeSet<i32>>,
 }
 
 impl Cache {
@@ -135,9 +152,110 @@ impl Cache {
             slots: BTreeMap::new(),
             consumed: restored.applied.iter().map(|a| a.offset).collect(),
             marks: restored.applied.iter().map(|a| a.mark).collect(),
+            read_to_end: restored.applied.iter().map(|a| a.read_to_end_ms).collect(),
+            tail: None,
+            taken_at: BTreeMap::new(),
             disk: Some(restored.slots),
             live: restored.live,
             bytes: restored.bytes,
+            partitions: 0,
+            kept: None,
+        }
+    }
+
+    /// Places ids in `partitions` partitions and, when `owned_only`, keeps
+    /// none of them until [`Cache::take_partition`].
+    pub fn partitioned(mut self, partitions: i32, owned_only: bool) -> Self {
+        self.partitions = partitions;
+        self.kept = owned_only.then(BTreeSet::new);
+        self
+    }
+
+    /// Dates each checkpoint by when its partitions were last read to their
+    /// end (from `highs`, the watermarks the tail fetches), so that one
+    /// older than the topic's `tombstones` retention is not continued.
+    pub fn dated_by(mut self, highs: Arc<HighWatermarks>, tombstones: Duration) -> Self {
+        self.tail = Some((highs, tombstones));
+        self
+    }
+
+    /// Notes that `partition` was read to the end it had at `at` (ms since
+    /// the Unix epoch): a replay or a catch-up reached it.
+    pub fn read_to_end_at(&mut self, partition: i32, at: i64) {
+        if let Some(read_to_end) = self.read_to_end.get_mut(partition as usize) {
+            *read_to_end = (*read_to_end).max(at);
+        }
+    }
+
+    /// Whether the records of `partition` are kept here.
+    pub fn keeps(&self, partition: i32) -> bool {
+        self.kept
+            .as_ref()
+            .is_none_or(|kept| kept.contains(&partition))
+    }
+
+    /// Starts keeping `partition`, whose log runs from `low` to `high`;
+    /// returns the offset its tail starts at (`None`: the start of the
+    /// log). What the cache holds of it (the local state, from before the
+    /// partition was last given up) is kept when the log still continues it,
+    /// else forgotten, with a log line saying why.
+    pub fn take_partition(&mut self, partition: i32, low: i64, high: i64) -> Option<i64> {
+        if let Some(kept) = &mut self.kept {
+            kept.insert(partition);
+        }
+        self.taken_at.insert(partition, high);
+        let consumed = self.consumed(partition);
+        if consumed < 0 {
+            return None;
+        }
+        let read_to_end = self
+            .read_to_end
+            .get(partition as usize)
+            .copied()
+            .unwrap_or(0);
+        let stale = self
+            .tail
+            .as_ref()
+            .and_then(|(_, tombstones)| tombstones_may_be_gone(read_to_end, *tombstones));
+        let reason = if stale.is_some() {
+            stale
+        } else if consumed + 1 < low {
+            Some(format!(
+                "the log starts at {low}, past the record after the one applied ({consumed})"
+            ))
+        } else if consumed >= high {
+            Some(format!(
+                "the log ends at {high}, before the record applied ({consumed}): the topic was recreated"
+            ))
+        } else {
+            None
+        };
+        match reason {
+            None => Some(consumed + 1),
+            Some(reason) => {
+                tracing::warn!(
+                    partition,
+                    "local state: reading the partition again: {reason}"
+                );
+                if let Err(e) = self.rebuild_partition(partition) {
+                    tracing::error!(partition, "local state: cannot forget the partition: {e}");
+                }
+                None
+            }
+        }
+    }
+
+    /// Stops keeping `partition` (the host gave it up). In memory its
+    /// entries are dropped; on disk they stay with their checkpoint, so
+    /// that taking the partition back reads only the records written since.
+    pub fn release_partition(&mut self, partition: i32) {
+        if let Some(kept) = &mut self.kept {
+            kept.remove(&partition);
+        }
+        if self.disk.is_none()
+            && let Err(e) = self.rebuild_partition(partition)
+        {
+            tracing::error!(partition, "cannot forget a partition given up: {e}");
         }
     }
 
@@ -186,12 +304,18 @@ impl Cache {
 
     /// Up to `limit` live states `filter` lists, ascending by id.
     pub fn page(&self, filter: &ListFilter, limit: usize) -> Vec<Arc<WorkflowState>> {
+        let partitions = self.partitions.max(1);
+        let listed = |id: &str| {
+            filter.partitions.is_none()
+                || filter.lists_partition(partition_for_key(id.as_bytes(), partitions))
+        };
         if let Some(disk) = &self.disk {
-            return disk.page(filter, limit);
+            return disk.page(filter, limit, listed);
         }
         self.slots
             .range::<str, _>((filter.start(), Bound::Unbounded))
             .take_while(|(id, _)| filter.in_range(id))
+            .filter(|(id, _)| listed(id))
             .filter_map(|(_, slot)| slot.state.as_ref())
             .filter(|state| filter.status.is_none_or(|s| state.status == s))
             .take(limit)
@@ -248,8 +372,8 @@ impl Cache {
         offset: i64,
     ) -> bool {
         // The consumer already passed this offset: it applied this record, or
-        // a newer one of the same key.
-        if offset <= self.consumed(partition) {
+        // a newer one of the same key. Or the partition is not kept here.
+        if offset <= self.consumed(partition) || !self.keeps(partition) {
             return false;
         }
         let changed = self.put(key, state, json, Position { partition, offset });
@@ -303,6 +427,7 @@ impl Cache {
         if self.consumed.len() <= index {
             self.consumed.resize(index + 1, -1);
             self.marks.resize(index + 1, 0);
+            self.read_to_end.resize(index + 1, 0);
         }
         if offset > self.consumed[index] {
             self.consumed[index] = offset;
@@ -317,6 +442,7 @@ impl Cache {
         if let Some(consumed) = self.consumed.get_mut(index) {
             *consumed = -1;
             self.marks[index] = 0;
+            self.read_to_end[index] = 0;
         }
         match &mut self.disk {
             Some(disk) => {
@@ -350,11 +476,33 @@ impl Cache {
     /// Writes the local state's changes and checkpoint now (durably when
     /// `durable`). A failure is logged; the changes stay and are retried.
     pub fn flush(&mut self, durable: bool) {
+        if self.disk.is_none() {
+            return;
+        }
+        if let Some((highs, _)) = &self.tail {
+            for partition in 0..self.consumed.len() {
+                let p = i32::try_from(partition).unwrap_or(i32::MAX);
+                // Applied up to a high watermark reported at `at`: every
+                // record not applied was written after.
+                if self.keeps(p)
+                    && let Some((high, at)) = highs.fetched(p)
+                    && high >= self.taken_at.get(&p).copied().unwrap_or(0)
+                    && self.consumed[partition] >= high - 1
+                {
+                    self.read_to_end[partition] = self.read_to_end[partition].max(at);
+                }
+            }
+        }
         let applied: Vec<Applied> = self
             .consumed
             .iter()
             .zip(&self.marks)
-            .map(|(&offset, &mark)| Applied { offset, mark })
+            .zip(&self.read_to_end)
+            .map(|((&offset, &mark), &read_to_end_ms)| Applied {
+                offset,
+                mark,
+                read_to_end_ms,
+            })
             .collect();
         let (live, bytes) = (self.live, self.bytes);
         if let Some(disk) = &mut self.disk
@@ -626,5 +774,99 @@ mod tests {
                     .is_empty()
             );
         });
+    }
+
+    /// Ids placed in partition `partition` of 4, from `prefix-0` on.
+    fn ids_in(partition: i32, prefix: &str, count: usize) -> Vec<String> {
+        (0..)
+            .map(|n| format!("{prefix}-{n}"))
+            .filter(|id| partition_for_key(id.as_bytes(), 4) == partition)
+            .take(count)
+            .collect()
+    }
+
+    #[test]
+    fn only_kept_partitions_take_acks_and_list_by_partition() {
+        let (in0, in1) = (ids_in(0, "w", 2), ids_in(1, "w", 2));
+        let scratch = Scratch::new();
+        let restored = DiskSlots::open(&scratch.0, "t", "b", 4).unwrap();
+        for (mut cache, on_disk) in [
+            (Cache::default().partitioned(4, true), false),
+            (Cache::on_disk(restored).partitioned(4, true), true),
+        ] {
+            // Nothing kept yet: an ack of this host's own write is not cached.
+            assert!(!ack(&mut cache, &in0[0], Some("1"), 0, 0));
+            assert_eq!(cache.take_partition(0, 0, 1), None, "read from the start");
+            assert!(consume(&mut cache, 0, 0, &in0[0], Some("1")));
+            assert!(ack(&mut cache, &in0[1], Some("1"), 0, 1));
+            assert_eq!(cache.take_partition(1, 0, 0), None);
+            assert!(consume(&mut cache, 1, 0, &in1[0], Some("1")));
+            let page = |cache: &Cache, partitions: Vec<i32>| -> Vec<String> {
+                let filter = ListFilter::default().partitions(partitions);
+                cache
+                    .page(&filter, 10)
+                    .iter()
+                    .map(|s| s.workflow_id.clone())
+                    .collect()
+            };
+            let mut both = vec![in0[0].clone(), in0[1].clone(), in1[0].clone()];
+            both.sort();
+            assert_eq!(page(&cache, vec![0, 1]), both);
+            assert_eq!(page(&cache, vec![1]), [in1[0].clone()]);
+            assert!(page(&cache, vec![2, 3]).is_empty());
+
+            cache.release_partition(1);
+            assert!(!cache.keeps(1));
+            assert!(!ack(&mut cache, &in1[1], Some("1"), 1, 1), "not kept");
+            if on_disk {
+                // Kept on disk: taken back, it is read on from the checkpoint.
+                assert_eq!(cache.consumed(1), 0);
+                assert_eq!(cache.take_partition(1, 0, 2), Some(1));
+                // A log that now starts past the checkpoint: read again.
+                cache.release_partition(1);
+                assert_eq!(cache.take_partition(1, 2, 3), None);
+                assert_eq!(cache.consumed(1), -1);
+            } else {
+                // In memory a partition given up is forgotten.
+                assert_eq!(cache.consumed(1), -1);
+                assert_eq!(cache.len(), 2);
+                assert_eq!(cache.take_partition(1, 0, 2), None);
+            }
+        }
+    }
+
+    #[test]
+    fn checkpoints_are_dated_by_when_their_partition_was_read_to_its_end() {
+        let scratch = Scratch::new();
+        let restored = DiskSlots::open(&scratch.0, "t", "b", 4).unwrap();
+        let highs = Arc::new(HighWatermarks::default());
+        let day = Duration::from_secs(24 * 3600);
+        let mut cache = Cache::on_disk(restored)
+            .partitioned(4, true)
+            .dated_by(highs.clone(), day);
+        let id = &ids_in(0, "w", 1)[0];
+        assert_eq!(cache.take_partition(0, 0, 2), None);
+        assert!(consume(&mut cache, 0, 0, id, Some("1")));
+        // The tail reports offset 2 as the end: offset 1 is not applied yet.
+        let now = crate::context::now_ms();
+        highs.report(0, 2, now);
+        cache.flush(false);
+        assert_eq!(cache.read_to_end[0], 0);
+        assert!(consume(&mut cache, 0, 1, id, Some("2")));
+        assert_eq!(cache.read_to_end[0], now, "read to its end when reported");
+
+        // Given up for longer than the topic keeps tombstones: read again.
+        cache.release_partition(0);
+        cache.read_to_end[0] = now - 23 * 3600 * 1000;
+        assert_eq!(cache.take_partition(0, 0, 2), None);
+        assert_eq!(cache.consumed(0), -1);
+        // A watermark reported before the partition was taken again (lower
+        // than its end then) does not date it.
+        highs.report(0, 1, now);
+        assert!(consume(&mut cache, 0, 0, id, Some("3")));
+        assert_eq!(cache.read_to_end[0], 0);
+        assert!(tombstones_may_be_gone(now - 1000, day).is_none());
+        let reason = tombstones_may_be_gone(now - 22 * 3600 * 1000, day).unwrap();
+        assert!(reason.contains("delete.retention.ms"), "{reason}");
     }
 }

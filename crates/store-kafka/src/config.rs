@@ -196,6 +196,14 @@ pub struct KafkaConfig {
     pub retention_by_module: BTreeMap<String, Duration>,
     /// At most this many retention deletes a second (default 1000).
     pub retention_rate: u32,
+    /// In a group: keep and tail only the partitions the group assigns this
+    /// host, reading the others from their owners through the
+    /// [`OwnerLink`](wf_host::store::OwnerLink) the host is linked with
+    /// (`wfhost` links every host over HTTP). Each host then decodes and
+    /// keeps about 1/n of the topic. Off by default: every host keeps every
+    /// partition, and can answer every read itself. Needs a broker that
+    /// keeps offset-commit metadata, where the owners announce their names.
+    pub owned_partitions_only: bool,
 }
 
 fn retention_periods<'de, D: Deserializer<'de>>(
@@ -254,6 +262,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("retention", &self.retention)
             .field("retention_by_module", &self.retention_by_module)
             .field("retention_rate", &self.retention_rate)
+            .field("owned_partitions_only", &self.owned_partitions_only)
             .finish()
     }
 }
@@ -314,6 +323,7 @@ impl Default for KafkaConfig {
             retention: None,
             retention_by_module: BTreeMap::new(),
             retention_rate: 1000,
+            owned_partitions_only: false,
         }
     }
 }
@@ -345,6 +355,18 @@ impl KafkaConfig {
     pub fn module_retention(mut self, name: impl Into<String>, period: Duration) -> Self {
         self.retention_by_module.insert(name.into(), period);
         self
+    }
+
+    /// Keeps only the partitions this host owns in its group (see
+    /// [`KafkaConfig::owned_partitions_only`]).
+    pub fn owned_partitions_only(mut self) -> Self {
+        self.owned_partitions_only = true;
+        self
+    }
+
+    /// Whether the store keeps only the partitions its host owns.
+    pub(crate) fn keeps_owned_only(&self) -> bool {
+        self.owned_partitions_only && self.group_id.is_some()
     }
 
     /// Keeps the cache on disk under `dir`, with checkpoints.
@@ -447,6 +469,11 @@ impl KafkaConfig {
             && (group.is_empty() || group.len() > 255)
         {
             return Err(format!("group id must be 1 to 255 bytes, not {group:?}"));
+        }
+        if self.owned_partitions_only && self.group_id.is_none() {
+            return Err(
+                "owned_partitions_only needs a group (group_id): without one a host owns every partition".into(),
+            );
         }
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.session_timeout) {
             return Err(format!(

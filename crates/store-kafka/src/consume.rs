@@ -119,6 +119,23 @@ pub(crate) struct Consumption {
     /// Set once the replay is done. Before, this store has written nothing
     /// (its open has not returned), so no record can be its own.
     pub replayed: AtomicBool,
+    /// When (ms since the Unix epoch) the replay's high watermarks were
+    /// read: once it is done, every partition was read to its end then.
+    pub replay_ends_at: i64,
+}
+
+/// A change of the partitions the tail reads, sent by the group member of
+/// a store that keeps only its host's partitions.
+pub(crate) enum TailCommand {
+    /// Read these partitions, given with their low and high watermarks;
+    /// the reply says whether the tail now reads them.
+    Take(
+        Vec<(i32, i64, i64)>,
+        std::sync::mpsc::SyncSender<Result<(), String>>,
+    ),
+    /// Stop reading these partitions; replies once none of their records
+    /// will be applied any more and the cache let go of them.
+    Release(Vec<i32>, std::sync::mpsc::SyncSender<()>),
 }
 
 /// The header naming the store that wrote a record (a random id per open
@@ -142,6 +159,24 @@ enum Work {
     /// The tail reached the end of a partition at this position: record it
     /// once everything sent before is applied.
     End(i32, i64),
+}
+
+/// The poll thread's side of the tail: its decoders, and which partitions
+/// it reads.
+struct Tail {
+    decoders: Decoders,
+    commands: Option<std::sync::mpsc::Receiver<TailCommand>>,
+    /// Per partition, whether the tail reads it.
+    reading: Vec<bool>,
+}
+
+impl Tail {
+    fn reads(&self, partition: i32) -> bool {
+        self.reading
+            .get(partition as usize)
+            .copied()
+            .unwrap_or(false)
+    }
 }
 
 /// Records per batch handed to a decoder: amortizes the channel, keeps tail latency low
@@ -276,21 +311,32 @@ impl Decoders {
 impl Consumption {
     /// Runs on the calling thread until `stop` is set: replays to `targets`
     /// (partition, low, high), sends the report on `ready`, then tails.
+    /// With `commands` (a store that keeps only its host's partitions) it
+    /// reads no partition until told to.
     pub fn run(
         self,
         targets: Vec<PartitionReport>,
         observer: Option<ProgressObserver>,
         ready: oneshot::Sender<ReplayReport>,
+        commands: Option<std::sync::mpsc::Receiver<TailCommand>>,
     ) {
         let this = Arc::new(self);
         let mut decoders = Decoders::start(&this);
-        this.poll_loop(&mut decoders, targets, observer, ready);
+        // Without commands the tail reads every partition, from the start.
+        let reading = vec![commands.is_none(); usize::try_from(this.partitions).unwrap_or(0)];
+        let mut tail = Tail {
+            decoders,
+            commands,
+            reading,
+        };
+        this.poll_loop(&mut tail, targets, observer, ready);
+        decoders = tail.decoders;
         decoders.stop();
     }
 
     fn poll_loop(
         &self,
-        decoders: &mut Decoders,
+        tail: &mut Tail,
         mut partitions: Vec<PartitionReport>,
         observer: Option<ProgressObserver>,
         ready: oneshot::Sender<ReplayReport>,
@@ -314,11 +360,14 @@ impl Consumption {
         let mut other_writer_seen = false;
         while !self.stop.load(Ordering::Acquire) {
             let replaying = ready.is_some();
+            if !replaying {
+                self.follow_commands(tail);
+            }
             let polled = match self.consumer.poll(Duration::ZERO) {
                 Some(polled) => Some(polled),
                 None => {
                     // Nothing buffered: hand over what is batched before waiting.
-                    decoders.send_all();
+                    tail.decoders.send_all();
                     if self.checkpoints && !replaying {
                         self.cache
                             .write()
@@ -332,6 +381,10 @@ impl Consumption {
                 None => {}
                 Some(Ok(message)) => {
                     let (partition, offset) = (message.partition(), message.offset());
+                    if !tail.reads(partition) {
+                        // Fetched before the partition was given up.
+                        continue;
+                    }
                     if !replaying && self.watch_writers && !other_writer_seen {
                         other_writer_seen = self.warn_if_other_writer(&message, partition, offset);
                     }
@@ -348,23 +401,24 @@ impl Consumption {
                             }
                         }
                     }
-                    decoders.push(Fetched {
+                    tail.decoders.push(Fetched {
                         partition,
                         offset,
                         key: message.key().map(<[u8]>::to_vec),
                         value: message.payload().map(<[u8]>::to_vec),
                     });
                 }
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                Some(Err(KafkaError::PartitionEOF(partition))) if tail.reads(partition) => {
                     if let Some(index) = index_of(&partitions, partition) {
                         pending[index] = false;
                     }
                     if self.ends.is_some()
                         && let Some(position) = self.position(partition)
                     {
-                        decoders.end(partition, position);
+                        tail.decoders.end(partition, position);
                     }
                 }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(error)) => {
                     // librdkafka retries by itself; say so once in a while, not per poll.
                     let text = error.to_string();
@@ -383,13 +437,14 @@ impl Consumption {
             if !pending.contains(&true) {
                 // Serve only once every replayed record is in the cache, and
                 // in the local state's checkpoint.
-                decoders.flush();
+                tail.decoders.flush();
                 self.replayed.store(true, Ordering::Release);
                 if self.checkpoints {
-                    self.cache
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .flush(true);
+                    let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+                    for partition in &partitions {
+                        cache.read_to_end_at(partition.partition, self.replay_ends_at);
+                    }
+                    cache.flush(true);
                 }
                 let report = self.report(partitions.clone(), started.elapsed());
                 tracing::info!(
@@ -428,6 +483,83 @@ impl Consumption {
                     observer(&progress);
                 }
             }
+        }
+    }
+
+    /// Carries out the group member's changes of the partitions read.
+    fn follow_commands(&self, tail: &mut Tail) {
+        let Some(commands) = &tail.commands else {
+            return;
+        };
+        let received: Vec<TailCommand> = commands.try_iter().collect();
+        for command in received {
+            match command {
+                TailCommand::Take(partitions, done) => {
+                    let _ = done.send(self.take(&mut tail.reading, &partitions));
+                }
+                TailCommand::Release(partitions, done) => {
+                    self.release(tail, &partitions);
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// Starts reading `partitions` (with their low and high watermarks):
+    /// from the record after the one the cache applied when the log still
+    /// continues it, else from the start.
+    fn take(&self, reading: &mut [bool], partitions: &[(i32, i64, i64)]) -> Result<(), String> {
+        use rdkafka::consumer::Consumer as _;
+        let mut list = rdkafka::TopicPartitionList::new();
+        {
+            let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+            for &(partition, low, high) in partitions {
+                let offset = match cache.take_partition(partition, low, high) {
+                    Some(next) => rdkafka::Offset::Offset(next),
+                    None => rdkafka::Offset::Beginning,
+                };
+                if let Some(ends) = &self.ends {
+                    ends.reset(partition);
+                }
+                list.add_partition_offset(&self.topic, partition, offset)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        self.consumer
+            .incremental_assign(&list)
+            .map_err(|e| e.to_string())?;
+        for &(partition, _, _) in partitions {
+            if let Some(read) = reading.get_mut(partition as usize) {
+                *read = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops reading `partitions`: once their records handed out so far are
+    /// applied, the cache lets go of them.
+    fn release(&self, tail: &mut Tail, partitions: &[i32]) {
+        use rdkafka::consumer::Consumer as _;
+        let mut list = rdkafka::TopicPartitionList::new();
+        for &partition in partitions {
+            list.add_partition(&self.topic, partition);
+            if let Some(read) = tail.reading.get_mut(partition as usize) {
+                *read = false;
+            }
+        }
+        if let Err(error) = self.consumer.incremental_unassign(&list) {
+            tracing::warn!(topic = %self.topic, ?partitions, "cannot stop reading partitions given up: {error}");
+        }
+        tail.decoders.flush();
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        for &partition in partitions {
+            cache.release_partition(partition);
+            if let Some(ends) = &self.ends {
+                ends.reset(partition);
+            }
+        }
+        if self.checkpoints {
+            cache.flush(false);
         }
     }
 

@@ -29,28 +29,67 @@ impl LogContext {
 /// last statistics: what lag is measured against without asking the
 /// broker.
 #[derive(Debug, Default)]
-pub struct HighWatermarks(Mutex<BTreeMap<i32, i64>>);
+pub struct HighWatermarks(Mutex<Highs>);
+
+#[derive(Debug, Default)]
+struct Highs {
+    /// Per partition, the last high watermark reported.
+    of: BTreeMap<i32, i64>,
+    /// Per partition the consumer is fetching: that high watermark and
+    /// when (milliseconds since the Unix epoch) it was reported.
+    fetching: BTreeMap<i32, (i64, i64)>,
+}
 
 impl HighWatermarks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Highs> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The high watermark of `partition`, once statistics reported one.
     pub fn of(&self, partition: i32) -> Option<i64> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&partition)
-            .copied()
+        self.lock().of.get(&partition).copied()
     }
+
+    /// The high watermark of `partition` and when statistics reported it
+    /// (ms since the Unix epoch), while the consumer fetches it: every
+    /// record written before then is below that watermark.
+    pub(crate) fn fetched(&self, partition: i32) -> Option<(i64, i64)> {
+        self.lock().fetching.get(&partition).copied()
+    }
+
+    /// As statistics would: `partition` fetched, its end at `high` at `at`.
+    #[cfg(test)]
+    pub(crate) fn report(&self, partition: i32, high: i64, at: i64) {
+        let mut highs = self.lock();
+        highs.of.insert(partition, high);
+        highs.fetching.insert(partition, (high, at));
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl ClientContext for LogContext {
     fn stats(&self, statistics: Statistics) {
         let Some(highs) = &self.highs else { return };
-        let mut highs = highs.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        let mut highs = highs.lock();
         for topic in statistics.topics.values() {
             for partition in topic.partitions.values() {
                 // Negative: not known (yet); -1 is librdkafka's internal partition.
                 if partition.partition >= 0 && partition.hi_offset >= 0 {
-                    highs.insert(partition.partition, partition.hi_offset);
+                    highs.of.insert(partition.partition, partition.hi_offset);
+                    if partition.desired && partition.fetch_state == "active" {
+                        highs
+                            .fetching
+                            .insert(partition.partition, (partition.hi_offset, now));
+                    } else {
+                        highs.fetching.remove(&partition.partition);
+                    }
                 }
             }
         }

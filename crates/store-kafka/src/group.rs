@@ -1,8 +1,11 @@
 //! Group membership: the host joins a Kafka consumer group on the workflow
 //! topic, and the partitions the group assigns it are the workflows it owns.
 //!
-//! The group consumer reads nothing (its partitions are paused; the tailing
-//! consumer already reads every partition); it exists for the protocol.
+//! The group consumer reads nothing (its partitions are paused); it exists
+//! for the protocol. The tailing consumer reads every partition, or, when
+//! the store keeps only its host's partitions, those the group assigned:
+//! the member tells it to read a partition before taking it and to stop
+//! once it gave it up.
 //! Rebalances are cooperative (`cooperative-sticky`): only the partitions
 //! that move are revoked, so a host joining or leaving does not stop the
 //! workflows of partitions that stay where they are, and a moving partition
@@ -17,6 +20,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,6 +31,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::cache::Cache;
 use super::config::KafkaConfig;
+use super::consume::TailCommand;
 use super::context::LogContext;
 use wf_host::store::{Ownership, StoreError};
 
@@ -51,6 +56,14 @@ impl EndPositions {
         }
     }
 
+    /// Forgets where the tail stood in `partition` (it stops or starts
+    /// reading it again).
+    pub fn reset(&self, partition: i32) {
+        if let Some(end) = self.0.get(partition as usize) {
+            end.store(-1, Ordering::Release);
+        }
+    }
+
     fn get(&self, partition: i32) -> i64 {
         self.0
             .get(partition as usize)
@@ -68,6 +81,60 @@ pub(crate) struct GroupContext {
     /// rebalance (a commit of an older generation is refused) or a failed commit.
     announce: AtomicBool,
     revoke_timeout: Duration,
+    /// When the tail reads only the owned partitions: how to tell it, and
+    /// the partitions it was told to read.
+    tail: Option<TailControl>,
+}
+
+/// The group member's hold on a tail that reads only the owned partitions.
+pub(crate) struct TailControl {
+    pub commands: SyncSender<TailCommand>,
+    pub reading: Mutex<BTreeSet<i32>>,
+}
+
+impl TailControl {
+    /// Tells the tail to read `partitions` (with their watermarks); those
+    /// it read already are left as they are.
+    fn take(&self, partitions: &[(i32, i64, i64)]) -> Result<(), String> {
+        let mut reading = self.lock();
+        let new: Vec<(i32, i64, i64)> = partitions
+            .iter()
+            .copied()
+            .filter(|(p, _, _)| !reading.contains(p))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let (done, reply) = std::sync::mpsc::sync_channel(1);
+        self.commands
+            .send(TailCommand::Take(new.clone(), done))
+            .map_err(|_| "the tail stopped".to_owned())?;
+        reply.recv().map_err(|_| "the tail stopped".to_owned())??;
+        reading.extend(new.iter().map(|(p, _, _)| *p));
+        Ok(())
+    }
+
+    /// Tells the tail to stop reading `partitions`, and waits until it did.
+    fn release(&self, partitions: &[i32]) {
+        let mut reading = self.lock();
+        let read: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| reading.remove(p))
+            .collect();
+        if read.is_empty() {
+            return;
+        }
+        let (done, reply) = std::sync::mpsc::sync_channel(1);
+        if self.commands.send(TailCommand::Release(read, done)).is_ok() {
+            // An error: the tail stopped, and reads nothing any more.
+            let _ = reply.recv();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
+        self.reading.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl GroupContext {
@@ -98,6 +165,11 @@ impl ConsumerContext for GroupContext {
                     .increment(1);
                 self.lock_pending().retain(|p| !revoked.contains(p));
                 self.ownership.revoke(&revoked, self.revoke_timeout);
+                if let Some(tail) = &self.tail {
+                    // After the writes under way: their acks may still
+                    // update the cache until then.
+                    tail.release(&revoked);
+                }
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(error) => {
@@ -154,6 +226,7 @@ pub(crate) fn join(
     cache: Arc<RwLock<Cache>>,
     ends: Arc<EndPositions>,
     stop: Arc<AtomicBool>,
+    tail: Option<TailControl>,
 ) -> Result<Membership, StoreError> {
     let consumer_slot: Arc<OnceLock<Weak<GroupConsumer>>> = Arc::new(OnceLock::new());
     let lookup_slot = consumer_slot.clone();
@@ -175,6 +248,7 @@ pub(crate) fn join(
         pending: Mutex::default(),
         announce: AtomicBool::new(false),
         revoke_timeout: config.produce_timeout + Duration::from_secs(5),
+        tail,
     };
     let consumer: Arc<GroupConsumer> = Arc::new(
         config
@@ -262,13 +336,14 @@ impl Member {
     /// Catches the tail up to the end of `partitions`, then owns those
     /// still assigned (a rebalance meanwhile may have revoked some).
     fn take(&self, partitions: Vec<i32>) {
-        let mut ends = Vec::with_capacity(partitions.len());
+        let ends_at = crate::context::now_ms();
+        let mut watermarks = Vec::with_capacity(partitions.len());
         for &partition in &partitions {
             match self
                 .consumer
                 .fetch_watermarks(&self.topic, partition, self.timeout)
             {
-                Ok((_, high)) => ends.push((partition, high)),
+                Ok((low, high)) => watermarks.push((partition, low, high)),
                 Err(error) => {
                     // Still pending: tried again on the next loop.
                     tracing::warn!(topic = %self.topic, partition, "cannot read the end of an assigned partition: {error}");
@@ -277,7 +352,20 @@ impl Member {
                 }
             }
         }
-        while !ends.iter().all(|&(p, high)| self.caught_up(p, high)) {
+        if let Some(tail) = &self.context().tail
+            && let Err(error) = tail.take(&watermarks)
+        {
+            // Still pending: tried again on the next loop.
+            tracing::warn!(topic = %self.topic, ?partitions, "cannot start reading assigned partitions: {error}");
+            std::thread::sleep(Duration::from_millis(200));
+            return;
+        }
+        let ends: Vec<(i32, i64)> = watermarks.iter().map(|&(p, _, high)| (p, high)).collect();
+        // A partition revoked meanwhile is no longer waited for: the tail
+        // stopped reading it.
+        while !ends.iter().all(|&(p, high)| {
+            self.caught_up(p, high) || !self.context().lock_pending().contains(&p)
+        }) {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
@@ -290,6 +378,12 @@ impl Member {
             .map(|(p, _)| p)
             .filter(|p| pending.remove(p))
             .collect();
+        {
+            let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+            for &partition in &taken {
+                cache.read_to_end_at(partition, ends_at);
+            }
+        }
         // Revocations run on this thread too (inside `poll`): none can come
         // between this check and the grant.
         self.context().ownership.grant(&taken);

@@ -40,8 +40,9 @@ mod local;
 mod partition;
 mod retention;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -55,8 +56,8 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use wf_host::model::WorkflowState;
 use wf_host::store::{
-    ListFilter, Ownership, StoreError, StoreLimits, TailLag, Version, Versioned, WorkflowStore,
-    WriteGuard, validate,
+    ListFilter, Ownership, SharedOwnerLink, StoreError, StoreLimits, TailLag, Version, Versioned,
+    WorkflowStore, WriteGuard, validate,
 };
 
 use admin::{ensure_topic, watermarks};
@@ -111,6 +112,10 @@ pub struct KafkaStore {
     ownership: Option<Arc<Ownership>>,
     member_thread: Mutex<Option<JoinHandle<()>>>,
     member_stop: Arc<AtomicBool>,
+    /// Whether only the partitions this host owns are kept; reads of the
+    /// others go to their owners, through `owners`.
+    owned_only: bool,
+    owners: OnceLock<SharedOwnerLink>,
     /// The mock cluster this store was opened on, when it started one
     /// itself (no brokers configured); dropped last, after the clients.
     dev_cluster: Option<DevClusterThread>,
@@ -202,7 +207,8 @@ impl KafkaStore {
             .create_with_context(LogContext::default())
             .map_err(invalid)?;
 
-        let partitions = ensure_topic(&config, &consumer, &admin).await?;
+        let (partitions, tombstones) = ensure_topic(&config, &consumer, &admin).await?;
+        let replay_ends_at = context::now_ms();
         let watermarks = watermarks(&config, &consumer, partitions).await?;
         let state_dir = config
             .state_dir
@@ -212,8 +218,18 @@ impl KafkaStore {
             Some(dir) => {
                 let (config, dir, consumer) = (config.clone(), dir.clone(), consumer.clone());
                 let watermarks = watermarks.clone();
-                blocking(move || local::restore(&config, &dir, &consumer, partitions, &watermarks))
-                    .await??
+                let (cache, targets, rebuilt) = blocking(move || {
+                    local::restore(
+                        &config,
+                        &dir,
+                        &consumer,
+                        partitions,
+                        &watermarks,
+                        tombstones,
+                    )
+                })
+                .await??;
+                (cache.dated_by(highs.clone(), tombstones), targets, rebuilt)
             }
             None => {
                 let targets = watermarks
@@ -229,8 +245,14 @@ impl KafkaStore {
                 (Cache::default(), targets, Vec::new())
             }
         };
+        let owned_only = config.keeps_owned_only();
+        let cache = cache.partitioned(partitions, owned_only);
         let restored = cache.len();
         let state_file = cache.disk_path().map(std::path::Path::to_path_buf);
+        // Keeping only the owned partitions, the tail reads nothing until the
+        // group assigns some: no replay at open.
+        let every_partition = targets.clone();
+        let targets = if owned_only { Vec::new() } else { targets };
 
         let mut assignment = TopicPartitionList::new();
         for target in &targets {
@@ -242,7 +264,15 @@ impl KafkaStore {
                 .add_partition_offset(&config.topic, target.partition, offset)
                 .map_err(open_error)?;
         }
-        consumer.assign(&assignment).map_err(open_error)?;
+        if !owned_only {
+            consumer.assign(&assignment).map_err(open_error)?;
+        }
+        let (tail_commands, commands) = if owned_only {
+            let (sender, receiver) = std::sync::mpsc::sync_channel(16);
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
 
         let checkpoints = cache.checkpoints();
         let cache = Arc::new(RwLock::new(cache));
@@ -264,11 +294,12 @@ impl KafkaStore {
             watch_writers: config.group_id.is_none(),
             checkpoints,
             replayed: AtomicBool::new(false),
+            replay_ends_at,
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("wf-kafka-consumer-{}", config.topic))
-            .spawn(move || consumption.run(targets, observer, ready_tx))
+            .spawn(move || consumption.run(targets, observer, ready_tx, commands))
             .map_err(|e| StoreError::Internal(format!("kafka/open: cannot start consumer: {e}")))?;
         let replay = match ready_rx.await {
             Ok(report) => {
@@ -284,6 +315,12 @@ impl KafkaStore {
                     state_file,
                     restored,
                     rebuilt,
+                    // Read as the group assigns them; listed all the same.
+                    partitions: if owned_only {
+                        every_partition
+                    } else {
+                        report.partitions
+                    },
                     ..report
                 }
             }
@@ -305,6 +342,10 @@ impl KafkaStore {
                     cache.clone(),
                     ends,
                     member_stop.clone(),
+                    tail_commands.map(|commands| group::TailControl {
+                        commands,
+                        reading: Mutex::default(),
+                    }),
                 );
                 let joined = match joined {
                     Ok(membership) => {
@@ -350,6 +391,8 @@ impl KafkaStore {
             ownership,
             member_thread: Mutex::new(member_thread),
             member_stop,
+            owned_only,
+            owners: OnceLock::new(),
             dev_cluster: None,
         })
     }
@@ -405,12 +448,14 @@ impl KafkaStore {
     }
 
     /// How far the tail is behind the end of the topic, from the broker's
-    /// current high watermarks ([`KafkaStore::end_offsets`]).
+    /// current high watermarks ([`KafkaStore::end_offsets`]), over the
+    /// partitions this store keeps.
     pub async fn lag(&self) -> Result<TailLag, StoreError> {
         let highs = self.end_offsets().await?;
         let cache = self.read_cache();
         let partitions: Vec<(i32, u64)> = highs
             .into_iter()
+            .filter(|&(p, _)| cache.keeps(p))
             .map(|(p, high)| (p, (high - 1 - cache.consumed(p)).max(0) as u64))
             .collect();
         Ok(TailLag::new(partitions))
@@ -427,6 +472,7 @@ impl KafkaStore {
             .replay
             .partitions
             .iter()
+            .filter(|p| cache.keeps(p.partition))
             .map(|p| {
                 let behind = match self.highs.of(p.partition) {
                     Some(high) if high > 0 => (high - 1 - cache.consumed(p.partition)).max(0),
@@ -441,8 +487,7 @@ impl KafkaStore {
     /// The partition `workflow_id`'s records are written to (the producer's
     /// partitioner, [`partition_for_key`]), among the topic's partitions at open.
     pub fn partition_of(&self, workflow_id: &str) -> i32 {
-        let partitions = i32::try_from(self.replay.partitions.len()).unwrap_or(i32::MAX);
-        partition_for_key(workflow_id.as_bytes(), partitions.max(1))
+        partition_for_key(workflow_id.as_bytes(), self.partitions().max(1))
     }
 
     /// About how much memory the cached states take, in bytes (what
@@ -518,6 +563,162 @@ impl KafkaStore {
     }
 }
 
+/// Reads of the partitions other hosts keep, when this store keeps only
+/// its host's own.
+impl KafkaStore {
+    /// Where `workflow_id` is read when this host does not keep its
+    /// partition: the link to its owner and the owner's name. `None`: here.
+    async fn kept_elsewhere(
+        &self,
+        op: &str,
+        workflow_id: &str,
+    ) -> Result<Option<(SharedOwnerLink, String)>, StoreError> {
+        if !self.owned_only {
+            return Ok(None);
+        }
+        let partition = self.partition_of(workflow_id);
+        self.owner_of(op, partition)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{e} (reading {workflow_id:?})")))
+    }
+
+    /// The link to the owner of `partition` and its name; `None` when this
+    /// host owns it.
+    async fn owner_of(
+        &self,
+        op: &str,
+        partition: i32,
+    ) -> Result<Option<(SharedOwnerLink, String)>, String> {
+        let Some(ownership) = &self.ownership else {
+            return Ok(None);
+        };
+        if ownership.owns_partition(partition) {
+            return Ok(None);
+        }
+        let Some(owners) = self.owners.get() else {
+            return Err(format!(
+                "{op}: this host keeps only the partitions it owns, and partition {partition} is \
+                 not one; no link to the other hosts was given (Host::link_owners)"
+            ));
+        };
+        match ownership.owner_of_partition(partition).await {
+            Some(owner) => Ok(Some((owners.clone(), owner))),
+            None => Err(format!(
+                "{op}: partition {partition} is kept by another host of group {}, whose name is \
+                 not known (the group is moving the partition, or the broker keeps no \
+                 offset-commit metadata); try again",
+                ownership.group()
+            )),
+        }
+    }
+
+    /// A page of `filter` of at most `limit` states, from the partitions
+    /// this host keeps and from their owners for the others, merged in id
+    /// order.
+    async fn list_across_owners(
+        &self,
+        op: &str,
+        filter: &ListFilter,
+        limit: usize,
+    ) -> Result<Vec<Arc<WorkflowState>>, StoreError> {
+        let wanted: Vec<i32> = (0..self.partitions())
+            .filter(|p| filter.lists_partition(*p))
+            .collect();
+        let owners = futures::future::join_all(wanted.iter().map(|&p| self.owner_of(op, p))).await;
+        let mut here = Vec::new();
+        let mut elsewhere: BTreeMap<String, (SharedOwnerLink, Vec<i32>)> = BTreeMap::new();
+        for (&partition, owner) in wanted.iter().zip(owners) {
+            match owner.map_err(StoreError::Unavailable)? {
+                None => here.push(partition),
+                Some((link, name)) => elsewhere
+                    .entry(name)
+                    .or_insert((link, Vec::new()))
+                    .1
+                    .push(partition),
+            }
+        }
+        let mut page = if here.is_empty() {
+            Vec::new()
+        } else {
+            self.read_cache()
+                .page(&filter.clone().partitions(here), limit)
+        };
+        let pages =
+            futures::future::join_all(elsewhere.iter().map(|(name, (link, partitions))| {
+                let filter = filter
+                    .clone()
+                    .limit(u32::try_from(limit).unwrap_or(u32::MAX))
+                    .partitions(partitions.clone());
+                async move { link.list(name, &filter).await }
+            }))
+            .await;
+        for remote in pages {
+            page.extend(remote?);
+        }
+        // Each page starts past the same cursor in id order: merged, the
+        // first `limit` are the page a single store would give.
+        page.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
+        page.dedup_by(|a, b| a.workflow_id == b.workflow_id);
+        page.truncate(limit);
+        Ok(page)
+    }
+
+    /// When this host wrote `workflow_id` at `offset` of a partition it does
+    /// not keep (`saved`: a state, else a tombstone): waits until the owner
+    /// applied the record (or a newer one),
+    /// so that this host's next read, which goes there, sees its write.
+    async fn await_owner(
+        &self,
+        op: &str,
+        workflow_id: &str,
+        partition: i32,
+        offset: i64,
+        saved: bool,
+    ) -> Result<(), StoreError> {
+        if !self.owned_only
+            || self
+                .ownership
+                .as_ref()
+                .is_some_and(|o| o.owns_partition(partition))
+        {
+            return Ok(());
+        }
+        let written = version_at(offset);
+        let deadline = tokio::time::Instant::now() + self.config.produce_timeout;
+        loop {
+            let last = match self.owner_of(op, partition).await {
+                // Taken by this host meanwhile: it caught up to the write.
+                Ok(None) => return Ok(()),
+                Ok(Some((link, owner))) => match link.load_versioned(&owner, workflow_id).await {
+                    // This record or a newer one of the id (for a tombstone:
+                    // none) is the owner having read it.
+                    Ok(Some(found)) if found.version >= written + u64::from(!saved) => {
+                        return Ok(());
+                    }
+                    Ok(None) if !saved => return Ok(()),
+                    Ok(_) => format!("{owner} has not read it yet"),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "{op}: {workflow_id:?} was written at version {written}, but the host that \
+                     keeps its partition did not read it within {:?}, so reads here may not \
+                     show it yet: {last}",
+                    self.config.produce_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The topic's partition count.
+    fn partitions(&self) -> i32 {
+        i32::try_from(self.replay.partitions.len()).unwrap_or(i32::MAX)
+    }
+}
+
 /// The writes, timed by the trait's methods.
 impl KafkaStore {
     async fn save_now(
@@ -553,6 +754,7 @@ impl KafkaStore {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .apply_ack(&id, Some(Arc::new(state)), &value, partition, offset);
+        self.await_owner(OP, &id, partition, offset, true).await?;
         Ok(version_at(offset))
     }
 
@@ -569,7 +771,8 @@ impl KafkaStore {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .apply_ack(workflow_id, None, &[], partition, offset);
-        Ok(())
+        self.await_owner(OP, workflow_id, partition, offset, false)
+            .await
     }
 }
 
@@ -587,6 +790,10 @@ impl WorkflowStore for KafkaStore {
         const OP: &str = "kafka/load";
         self.check_open(OP)?;
         validate::check_id(OP, workflow_id)?;
+        if let Some((owners, owner)) = self.kept_elsewhere(OP, workflow_id).await? {
+            let found = owners.load_versioned(&owner, workflow_id).await?;
+            return Ok(found.map(|found| found.state));
+        }
         Ok(self.read_cache().get(workflow_id))
     }
 
@@ -594,6 +801,9 @@ impl WorkflowStore for KafkaStore {
         const OP: &str = "kafka/load";
         self.check_open(OP)?;
         validate::check_id(OP, workflow_id)?;
+        if let Some((owners, owner)) = self.kept_elsewhere(OP, workflow_id).await? {
+            return owners.load_versioned(&owner, workflow_id).await;
+        }
         Ok(self
             .read_cache()
             .get_versioned(workflow_id)
@@ -604,7 +814,14 @@ impl WorkflowStore for KafkaStore {
         const OP: &str = "kafka/list";
         self.check_open(OP)?;
         let page = validate::page_size(OP, filter, &self.config.limits)?;
+        if self.owned_only {
+            return self.list_across_owners(OP, filter, page).await;
+        }
         Ok(self.read_cache().page(filter, page))
+    }
+
+    fn link_owners(&self, owners: SharedOwnerLink) {
+        let _ = self.owners.set(owners);
     }
 
     async fn delete(&self, workflow_id: &str) -> Result<(), StoreError> {
@@ -708,6 +925,15 @@ impl WorkflowStore for KafkaStore {
         // The record at offset `version - 1` of the id's partition reaches
         // this cache through the tail, within a fetch wait or so.
         let partition = self.partition_of(workflow_id);
+        if self.owned_only
+            && self
+                .ownership
+                .as_ref()
+                .is_some_and(|o| !o.owns_partition(partition))
+        {
+            // Not kept here: this host reads the id at its owner, which has it.
+            return Ok(());
+        }
         let offset = i64::try_from(version).unwrap_or(i64::MAX) - 1;
         let deadline = tokio::time::Instant::now() + self.config.produce_timeout;
         loop {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,7 @@ const HOT_ENTRIES: usize = 16_384;
 /// redb's page cache: what bounds the store's memory besides the two above.
 const PAGE_CACHE_BYTES: usize = 64 << 20;
 /// Flushes at least this often with new entries, and then durably.
-const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where one partition's log was applied up to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,13 +51,41 @@ pub(crate) struct Applied {
     pub offset: i64,
     /// [`mark`] of that record.
     pub mark: u64,
+    /// When (ms since the Unix epoch) the partition was last seen read to
+    /// its end: every record written since has a greater offset. 0: never
+    /// (a file written before this was kept is read again once).
+    #[serde(default)]
+    pub read_to_end_ms: i64,
 }
 
 impl Applied {
     pub const NONE: Self = Self {
         offset: -1,
         mark: 0,
+        read_to_end_ms: 0,
     };
+}
+
+/// Why a checkpoint that was last read to its partition's end at
+/// `read_to_end_ms` cannot be continued now: a tombstone written after it
+/// may have been compacted away (the topic keeps them `tombstones` long),
+/// and the state it deleted would come back. `None` when it can.
+pub(crate) fn tombstones_may_be_gone(read_to_end_ms: i64, tombstones: Duration) -> Option<String> {
+    let age = crate::context::now_ms().saturating_sub(read_to_end_ms);
+    // A tenth of the period is the margin for clocks and the cleaner.
+    let bound = i64::try_from(tombstones.as_millis() * 9 / 10).unwrap_or(i64::MAX);
+    (age > bound).then(|| {
+        let since = if read_to_end_ms <= 0 {
+            "was never read to its end".to_owned()
+        } else {
+            format!("was last read to its end {} s ago", age / 1000)
+        };
+        format!(
+            "the partition {since}, longer than the topic keeps tombstones (delete.retention.ms, \
+             {} s, less a tenth): deletes since may be compacted away",
+            tombstones.as_secs()
+        )
+    })
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -479,10 +507,15 @@ impl DiskSlots {
 
     /// Up to `limit` live states `filter` lists, ascending by id: the
     /// written entries merged with the changes not yet written.
-    pub fn page(&self, filter: &ListFilter, limit: usize) -> Vec<Arc<WorkflowState>> {
+    pub fn page(
+        &self,
+        filter: &ListFilter,
+        limit: usize,
+        listed: impl Fn(&str) -> bool,
+    ) -> Vec<Arc<WorkflowState>> {
         let mut out = Vec::new();
-        self.scan(filter, |_, state| {
-            if filter.status.is_none_or(|s| state.status == s) {
+        self.scan(filter, |id, state| {
+            if filter.status.is_none_or(|s| state.status == s) && listed(id) {
                 out.push(state);
             }
             out.len() < limit
@@ -587,6 +620,7 @@ pub(crate) fn restore(
     consumer: &rdkafka::consumer::BaseConsumer<crate::context::LogContext>,
     partitions: i32,
     watermarks: &[(i32, i64, i64)],
+    tombstones: Duration,
 ) -> Result<(Cache, Vec<PartitionReport>, Vec<Rebuild>), StoreError> {
     let topic = &config.topic;
     let restored = DiskSlots::open(dir, topic, &config.brokers, partitions)
@@ -599,11 +633,18 @@ pub(crate) fn restore(
     let mut cache = Cache::on_disk(restored);
     let mut doubts = Vec::new();
     for &(partition, low, high) in watermarks {
-        let Some(&Applied { offset, mark }) = applied.get(partition as usize) else {
+        let Some(&Applied {
+            offset,
+            mark,
+            read_to_end_ms,
+        }) = applied.get(partition as usize)
+        else {
             continue;
         };
         let reason = if offset < 0 {
             None
+        } else if let Some(reason) = tombstones_may_be_gone(read_to_end_ms, tombstones) {
+            Some(reason)
         } else if offset >= high {
             Some(format!(
                 "the log ends before offset {offset}, where the checkpoint is (its next offset is {high}): the topic was recreated or truncated"
@@ -683,7 +724,7 @@ fn check_marks(
     let mut rebuilt = Vec::new();
     let deadline = Instant::now() + config.open_timeout;
     while !open.is_empty() && Instant::now() < deadline {
-        match consumer.poll(std::time::Duration::from_millis(100)) {
+        match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 let Some((offset, expected)) = open.remove(&message.partition()) else {
                     continue;

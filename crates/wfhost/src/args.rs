@@ -122,6 +122,13 @@ pub struct StoreArgs {
     #[arg(long, global = true, value_name = "GROUP_ID")]
     pub group: Option<String>,
 
+    /// In a group, keep and read only the partitions this host owns, and
+    /// read the others from their owners at the names they announced
+    /// (give every host --member-name http://HOST:PORT): each host then
+    /// holds about 1/n of the topic.
+    #[arg(long, global = true)]
+    pub owned_partitions_only: bool,
+
     /// The name this host announces to its group, given to clients sent
     /// elsewhere (its URL, say) [default: $HOSTNAME-PID].
     #[arg(long, global = true, value_name = "NAME")]

@@ -69,6 +69,9 @@ pub fn resolve(backends: &Backends, args: &StoreArgs) -> anyhow::Result<Settings
     if args.accept_uncompacted {
         settings.set(&kafka("accept_uncompacted"), true);
     }
+    if args.owned_partitions_only {
+        settings.set(&kafka("owned_partitions_only"), true);
+    }
     if let Some(period) = args.retention {
         settings.set(&kafka("retention"), wf_store_kafka::format_period(period));
     }

@@ -389,10 +389,17 @@ impl Host {
     /// Links this host to the other hosts of its store's group: a guest's
     /// `load-versioned` and conditional `save` of an id another host owns go
     /// to that host through `owners` (only the owner can decide them).
-    /// Without a link those calls fail with `unavailable`. Set once; later
-    /// calls return `false` and change nothing.
+    /// Without a link those calls fail with `unavailable`. The host's store
+    /// is linked too ([`WorkflowStore::link_owners`]: one that keeps only
+    /// this host's partitions reads the others there); a store a module is
+    /// bound to is linked by whoever opened it. Set once; later calls
+    /// return `false` and change nothing.
     pub fn link_owners(&self, owners: SharedOwnerLink) -> bool {
-        self.inner.owners.set(owners).is_ok()
+        if self.inner.owners.set(owners.clone()).is_err() {
+            return false;
+        }
+        self.inner.store.link_owners(owners);
+        true
     }
 
     /// The store workflows run against, unless their module is bound to

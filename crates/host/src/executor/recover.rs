@@ -156,6 +156,16 @@ impl Host {
         let identity = module.identity();
         let store = self.inner.store_of(module).clone();
         let ownership = store.ownership();
+        if let Some(ownership) = &ownership {
+            // Listed from the owned partitions only: a store that keeps only
+            // its host's partitions would ask every other owner for the rest.
+            let wanted = ownership
+                .owned_partitions()
+                .into_iter()
+                .filter(|p| options.partitions.as_ref().is_none_or(|w| w.contains(p)))
+                .collect();
+            filter = filter.partitions(wanted);
+        }
         // Only the workflows this host owns (of the partitions asked for).
         let owned = |id: &str| match &ownership {
             None => true,

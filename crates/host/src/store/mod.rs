@@ -104,6 +104,11 @@ pub struct ListFilter {
     /// empty. A store answers it from its ordered index, in time that
     /// grows with the ids under the prefix, not with the whole store.
     pub prefix: Option<String>,
+    /// Only ids placed in these partitions, for a store shared by a group
+    /// ([`Ownership::partition_of`]): recovery lists the partitions a host
+    /// owns, and a host asks an owner for its partitions' page. Every
+    /// partition when `None`; a store without partitions ignores it.
+    pub partitions: Option<Vec<i32>>,
 }
 
 impl ListFilter {
@@ -129,6 +134,19 @@ impl ListFilter {
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Some(prefix.into());
         self
+    }
+
+    /// Only ids placed in `partitions`.
+    pub fn partitions(mut self, partitions: Vec<i32>) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+
+    /// Whether `partition` is one the filter lists.
+    pub fn lists_partition(&self, partition: i32) -> bool {
+        self.partitions
+            .as_ref()
+            .is_none_or(|wanted| wanted.contains(&partition))
     }
 
     /// The prefix ids must have, if any (an empty one is none).
@@ -237,6 +255,12 @@ pub trait WorkflowStore: std::any::Any + Send + Sync + std::fmt::Debug {
 
     /// Flush and release resources. Idempotent; later calls fail with `Unavailable`.
     async fn close(&self) -> Result<(), StoreError>;
+
+    /// Links the store to the other hosts of its group, for a store that
+    /// keeps only the partitions its host owns and reads the others from
+    /// their owners. [`Host::link_owners`](crate::Host::link_owners) calls
+    /// it; other stores ignore it.
+    fn link_owners(&self, _owners: SharedOwnerLink) {}
 
     /// A short human description, e.g. `in-memory` or `kafka topic t on b:9092`.
     fn describe(&self) -> String;

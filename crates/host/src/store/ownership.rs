@@ -176,13 +176,22 @@ impl Ownership {
         if self.owns_partition(partition) {
             return Ok(());
         }
+        let owner = self.owner_of_partition(partition).await;
+        Err(self.not_owner(workflow_id, partition, owner))
+    }
+
+    /// The name the owner of `partition` announced, when another host owns
+    /// it and its name is known (asking the broker).
+    pub async fn owner_of_partition(self: &Arc<Self>, partition: i32) -> Option<String> {
+        if self.owns_partition(partition) {
+            return None;
+        }
         let this = self.clone();
-        let owner = tokio::task::spawn_blocking(move || (this.owner_lookup)(partition))
+        tokio::task::spawn_blocking(move || (this.owner_lookup)(partition))
             .await
             .ok()
             .flatten()
-            .filter(|owner| *owner != self.member);
-        Err(self.not_owner(workflow_id, partition, owner))
+            .filter(|owner| *owner != self.member)
     }
 
     fn not_owner(&self, workflow_id: &str, partition: i32, owner: Option<String>) -> NotOwner {
