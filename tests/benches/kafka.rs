@@ -544,13 +544,31 @@ fn retention(_: &mut Criterion) {
     if !selected("retention") {
         return;
     }
-    const TOPIC: &str = "bench-retention";
     const EXPIRED: usize = 100_000;
     let rt = runtime();
-    // Partitions enough to keep each far below the mock's 5 MiB bound (it slows
-    // as partitions reach it), with the saves of the rounds beside.
-    let cluster = DevCluster::start(TOPIC, 192).unwrap();
-    let brokers = cluster.bootstrap_servers();
+    // On the broker WF_KAFKA_BROKERS names, if any, else on the mock cluster
+    // with partitions enough to keep each far below its 5 MiB bound (it
+    // slows as partitions reach it), with the saves of the rounds beside.
+    let real = std::env::var("WF_KAFKA_BROKERS")
+        .ok()
+        .filter(|b| !b.trim().is_empty());
+    let (_cluster, brokers, topic) = match real {
+        Some(brokers) => {
+            let topic = wf_tests::kafka::fresh_topic("bench-retention");
+            let mut config = KafkaConfig::new(&brokers).topic(&topic);
+            config.partitions = 12;
+            let created = rt.block_on(KafkaStore::open(config)).unwrap();
+            rt.block_on(created.close()).unwrap();
+            (None, brokers, topic)
+        }
+        None => {
+            let cluster = DevCluster::start("bench-retention", 192).unwrap();
+            let brokers = cluster.bootstrap_servers();
+            (Some(cluster), brokers, "bench-retention".to_owned())
+        }
+    };
+    println!("\nretention on {brokers}, topic {topic}");
+    let topic = topic.as_str();
     // Completed a year before this benchmark was written: past a 30-day period.
     let producer = raw_producer(&brokers);
     rt.block_on(async {
@@ -560,7 +578,7 @@ fn retention(_: &mut Criterion) {
                 let mut s = state(&format!("done-{i:06}"), i as u64);
                 s.status = WorkflowStatus::Completed;
                 let value = model::encode_state(&s).unwrap();
-                let record = FutureRecord::to(TOPIC).key(&s.workflow_id).payload(&value);
+                let record = FutureRecord::to(topic).key(&s.workflow_id).payload(&value);
                 producer.send(record, Timeout::Never).await.unwrap();
             }
         });
@@ -570,7 +588,7 @@ fn retention(_: &mut Criterion) {
             .await;
     });
     let mut config = KafkaConfig::new(&brokers)
-        .topic(TOPIC)
+        .topic(topic)
         .retention(Duration::from_secs(30 * 86_400));
     config.retention_rate = 5_000;
     let store = Arc::new(rt.block_on(KafkaStore::open(config)).unwrap());
@@ -601,7 +619,7 @@ fn retention(_: &mut Criterion) {
     // The control: a new store on the same topic, without retention. When
     // it is as slow, the broker (not the store) slowed down.
     let control = Arc::new(
-        rt.block_on(KafkaStore::open(KafkaConfig::new(&brokers).topic(TOPIC)))
+        rt.block_on(KafkaStore::open(KafkaConfig::new(&brokers).topic(topic)))
             .unwrap(),
     );
     let control_rate = save_rate(&rt, &control, 7, "control");

@@ -8,7 +8,11 @@
 //!   3 hosts in one group. Baselines, measured in the same run: one host
 //!   without a group (what membership itself costs: the ownership check of
 //!   each start, the registration of each save with the ownership, the group
-//!   consumer), and one host in a group (what more hosts add).
+//!   consumer), and one host in a group (what more hosts add). Then 2 and 3
+//!   hosts keeping only their own partitions (`owned_partitions_only`, over
+//!   HTTP). Each case prints the records each host decoded and the states
+//!   it holds, and, with more than one host, the p50/p99 of a load at the
+//!   first host of ids it owns and of ids another host owns.
 //! - **failover**: 2 hosts, 100 workflows (`{"steps":4,"step_ms":200}`)
 //!   spread over both; one host leaves mid-run (its follower stops, its runs
 //!   are abandoned, its store closes and leaves the group). Times from the
@@ -49,13 +53,18 @@ const FAILOVER_SAMPLES: usize = 5;
 /// Sum of n² for n < 4: what a failover workflow returns.
 const FAILOVER_RESULT: &str = "14";
 
-/// The throughput cases: label, hosts, whether they join a group.
-const CASES: [(&str, usize, bool); 4] = [
-    ("1 host, no group", 1, false),
-    ("1 host, group", 1, true),
-    ("2 hosts, group", 2, true),
-    ("3 hosts, group", 3, true),
+/// The throughput cases: label, hosts, whether they join a group, whether
+/// each keeps only its own partitions.
+const CASES: [(&str, usize, bool, bool); 6] = [
+    ("1 host, no group", 1, false, false),
+    ("1 host, group", 1, true, false),
+    ("2 hosts, group", 2, true, false),
+    ("3 hosts, group", 3, true, false),
+    ("2 hosts, own partitions", 2, true, true),
+    ("3 hosts, own partitions", 3, true, true),
 ];
+/// Loads timed per host and case, of ids another host owns and of its own.
+const LOADS: usize = 2000;
 
 /// Starts `ids` at their owners, all at once; returns (node index, handle).
 async fn start_at_owners(
@@ -81,9 +90,15 @@ async fn start_at_owners(
     futures::future::join_all(starts).await
 }
 
-/// One throughput batch: `BATCH` workflows started at their owners, to their end.
+/// Batches started so far: each batch's ids are new (a start of an id
+/// that ended only answers with the stored run).
+static BATCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One throughput batch: `BATCH` new workflows started at their owners, to
+/// their end.
 async fn batch(nodes: &[&Node]) {
-    let ids = (0..BATCH).map(|i| format!("wf-{i:03}"));
+    let n = BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ids = (0..BATCH).map(move |i| format!("wf-{n}-{i:03}"));
     for (_, handle) in start_at_owners(nodes, ids, BATCH_INPUT).await {
         let id = handle.id().to_owned();
         let state = handle
@@ -110,7 +125,7 @@ fn throughput(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(4));
-    for (label, hosts, grouped) in CASES {
+    for (label, hosts, grouped, own_only) in CASES {
         // A cluster of its own per case: no other case's records or members.
         let topic = "bench-scale";
         let cluster = DevCluster::start(topic, PARTITIONS).expect("mock cluster");
@@ -119,6 +134,13 @@ fn throughput(c: &mut Criterion) {
         let nodes: Vec<Node> = rt.block_on(async {
             let mut nodes = Vec::new();
             for n in 0..hosts {
+                if own_only {
+                    nodes.push(
+                        Node::join_keeping_own(&brokers, topic, PARTITIONS, SESSION_TIMEOUT, None)
+                            .await,
+                    );
+                    continue;
+                }
                 let group = grouped.then_some("bench-scale-hosts");
                 nodes.push(
                     Node::join(
@@ -155,17 +177,27 @@ fn throughput(c: &mut Criterion) {
         // The partitions did not move while measuring.
         let owned: Vec<Vec<i32>> = refs.iter().map(|n| n.owned()).collect();
         eprintln!("{label}: owned at the end: {owned:?}");
-        // What each host reads and holds: every host still tails every
-        // partition, so these stay at the topic's totals whatever the hosts.
+        // What each host reads and holds: every host tails every partition
+        // (the topic's totals whatever the hosts), unless it keeps only its own.
+        let written: i64 = rt
+            .block_on(refs[0].store.end_offsets())
+            .expect("the topic's end")
+            .iter()
+            .map(|(_, end)| end)
+            .sum();
         for node in &refs {
             let consumed = node.store.consumed();
             println!(
-                "{label}: {}: {} records decoded, {} states cached, {:.1} MB cached",
+                "{label}: {}: {} records decoded ({:.0} % of the {written} written), {} states cached, {:.1} MB cached",
                 node.name,
                 consumed.records,
+                100.0 * consumed.records as f64 / written as f64,
                 consumed.live,
                 node.store.cache_bytes() as f64 / f64::from(1 << 20)
             );
+        }
+        if refs.len() > 1 {
+            rt.block_on(loads(label, &refs));
         }
         rt.block_on(async {
             for node in nodes {
@@ -175,6 +207,32 @@ fn throughput(c: &mut Criterion) {
         drop(cluster);
     }
     group.finish();
+}
+
+/// Times `LOADS` loads at the first host of ids it owns and of ids another
+/// host owns (read there when it keeps only its own partitions); prints
+/// their p50 and p99.
+async fn loads(label: &str, nodes: &[&Node]) {
+    // The last batch's ids: stored, ended.
+    let last = BATCHES.load(std::sync::atomic::Ordering::Relaxed) - 1;
+    let ids: Vec<String> = (0..BATCH).map(|i| format!("wf-{last}-{i:03}")).collect();
+    let reader = nodes[0];
+    for (kind, owned) in [("own", true), ("remote", false)] {
+        let picked: Vec<&String> = ids.iter().filter(|id| reader.owns(id) == owned).collect();
+        let mut times = Vec::with_capacity(LOADS);
+        for id in picked.iter().cycle().take(LOADS) {
+            let started = Instant::now();
+            let state = reader.store.load(id).await.expect("load");
+            times.push(started.elapsed());
+            assert!(state.is_some(), "{id} is stored");
+        }
+        times.sort();
+        println!(
+            "{label}: {kind} load p50 {:.1} µs, p99 {:.1} µs",
+            times[LOADS / 2].as_secs_f64() * 1e6,
+            times[LOADS * 99 / 100].as_secs_f64() * 1e6
+        );
+    }
 }
 
 /// One failover sample's times, from the start of the leave.

@@ -97,6 +97,40 @@ impl Node {
         }
     }
 
+    /// Joins the group of `topic` (`{topic}-hosts`) keeping only its own
+    /// partitions ([`KafkaConfig::owned_partitions_only`]), on local state
+    /// under `state_dir` when given: serves its HTTP API at the URL it
+    /// announces, and reads the other partitions from their owners over
+    /// HTTP.
+    pub async fn join_keeping_own(
+        brokers: &str,
+        topic: &str,
+        partitions: i32,
+        session_timeout: Duration,
+        state_dir: Option<&std::path::Path>,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        let mut config = KafkaConfig::new(brokers)
+            .topic(topic)
+            .group(format!("{topic}-hosts"))
+            .member_name(&url)
+            .owned_partitions_only();
+        config.partitions = partitions;
+        config.session_timeout = session_timeout;
+        if let Some(dir) = state_dir {
+            config = config.state_dir(dir);
+        }
+        let node = Self::open(config, wf_test_artifacts::STEPS).await;
+        node.host
+            .link_owners(Arc::new(wf_http::HttpOwnerLink::new()));
+        let app = wf_http::router(node.host.clone(), node.module.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        node
+    }
+
     /// Whether this host owns `id` now (always, without a group).
     pub fn owns(&self, id: &str) -> bool {
         self.store.ownership().is_none_or(|o| o.owns(id))

@@ -690,29 +690,6 @@ async fn mock_a_failover_moves_suspended_workflows_and_their_timers() {
         .await;
 }
 
-/// A host of a group keeping only its own partitions, serving its HTTP API
-/// at the URL it announces, linked to the others over HTTP.
-async fn join_keeping_own(brokers: &str, topic: &str, state_dir: Option<&std::path::Path>) -> Node {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = KafkaConfig::new(brokers)
-        .topic(topic)
-        .group(format!("{topic}-hosts"))
-        .member_name(&url)
-        .owned_partitions_only();
-    config.partitions = 6;
-    config.session_timeout = session_timeout(brokers);
-    if let Some(dir) = state_dir {
-        config = config.state_dir(dir);
-    }
-    let node = Node::open(config, wf_test_artifacts::STEPS).await;
-    node.host
-        .link_owners(Arc::new(wf_http::HttpOwnerLink::new()));
-    let app = wf_http::router(node.host.clone(), node.module.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    node
-}
-
 /// Every live state of the topic, as a store that replays all of it reads it.
 async fn full_replay(brokers: &str, topic: &str) -> Vec<WorkflowState> {
     let store = wf_store_kafka::KafkaStore::open(KafkaConfig::new(brokers).topic(topic))
@@ -826,14 +803,48 @@ async fn hosts_keep_only_their_partitions(brokers: &str, topic: &str, on_disk: b
         .try_init();
     let dirs = wf_tests::scratch_dir(topic);
     let dir = |name: &str| on_disk.then(|| dirs.join(name));
-    let a = join_keeping_own(brokers, topic, dir("a").as_deref()).await;
+    let a = Node::join_keeping_own(
+        brokers,
+        topic,
+        6,
+        session_timeout(brokers),
+        dir("a").as_deref(),
+    )
+    .await;
     settled(&[&a]).await;
     let mut records = BTreeMap::new();
     write_through(&[&a], 0..60, &mut records).await;
 
     // b joins: a gives up half of the partitions.
-    let b = join_keeping_own(brokers, topic, dir("b").as_deref()).await;
+    let b = Node::join_keeping_own(
+        brokers,
+        topic,
+        6,
+        session_timeout(brokers),
+        dir("b").as_deref(),
+    )
+    .await;
     settled(&[&a, &b]).await;
+    // An owner answers pages of its own partitions only.
+    let not_a = b.owned()[0];
+    let page = |url: String| async move { reqwest::get(url).await.unwrap().status().as_u16() };
+    assert_eq!(
+        page(format!(
+            "{}/internal/v1/page?partitions={}",
+            a.name,
+            a.owned()[0]
+        ))
+        .await,
+        200
+    );
+    assert_eq!(
+        page(format!("{}/internal/v1/page?partitions={not_a}", a.name)).await,
+        421
+    );
+    assert_eq!(
+        page(format!("{}/internal/v1/page?partitions=x", a.name)).await,
+        400
+    );
     let before_b: BTreeMap<i32, u64> = records.clone();
     write_through(&[&a, &b], 60..180, &mut records).await;
     reads_agree_with_a_full_replay(&[&a, &b], brokers, topic).await;

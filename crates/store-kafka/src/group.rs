@@ -439,7 +439,7 @@ impl Member {
         {
             tracing::warn!(
                 topic = %self.topic,
-                "the broker keeps no offset-commit metadata, so the group's other hosts cannot learn this host's name: their load-versioned and conditional saves of ids this host owns fail with unavailable"
+                "the broker keeps no offset-commit metadata, so the group's other hosts cannot learn this host's name: their load-versioned and conditional saves of ids this host owns fail with unavailable, and so does every read of them by a host that keeps only its own partitions"
             );
         }
         Ok(())

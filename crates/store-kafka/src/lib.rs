@@ -5,8 +5,12 @@
 //!
 //! Writes go through an idempotent producer and return only after the broker
 //! acknowledged them; the cache is then updated at the acknowledged offset.
-//! Reads never leave the process. Hosts sharing the topic in a consumer
-//! group split its partitions ([`KafkaConfig::group_id`]).
+//! Reads never leave the process, unless hosts sharing the topic in a
+//! consumer group split its partitions ([`KafkaConfig::group_id`]) and each
+//! keeps only its own ([`KafkaConfig::owned_partitions_only`]): then the
+//! reads of other partitions go to their owners. The cache can live on
+//! local disk with per-partition checkpoints ([`KafkaConfig::state_dir`]),
+//! so that an open reads only the records written since.
 //!
 //! Programs build it from configuration with [`backends`] (the `[kafka]`
 //! table of a `wf_host::config::Settings`), or open it directly:
