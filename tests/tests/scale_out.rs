@@ -932,3 +932,50 @@ async fn mock_hosts_keep_only_their_partitions_on_disk() {
     let cluster = DevCluster::start("wf-own-disk", 6).expect("mock cluster");
     hosts_keep_only_their_partitions(&cluster.bootstrap_servers(), "wf-own-disk", true).await;
 }
+
+/// On a real broker: as on the mock where owners can be named. Where the
+/// broker drops commit metadata (tansu 0.6), no host can name another: a
+/// read of an id another host keeps fails with `unavailable`, never answers
+/// "not found", and a host's own ids still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_hosts_keep_only_their_partitions() {
+    let Some(brokers) = real_broker() else { return };
+    let topic = fresh_topic("own");
+    let a = Node::join_keeping_own(&brokers, &topic, 6, session_timeout(&brokers), None).await;
+    settled(&[&a]).await;
+    if wf_tests::kafka::keeps_commit_metadata(&brokers, &topic) {
+        a.leave().await;
+        hosts_keep_only_their_partitions(&brokers, &fresh_topic("own-named"), true).await;
+        return;
+    }
+    let b = Node::join_keeping_own(&brokers, &topic, 6, session_timeout(&brokers), None).await;
+    settled(&[&a, &b]).await;
+    let id_of = |node: &Node| {
+        (0..)
+            .map(|n| format!("w-{n}"))
+            .find(|id| node.owns(id))
+            .unwrap()
+    };
+    let (at_a, at_b) = (id_of(&a), id_of(&b));
+    let state = wf_tests::kafka::state(&at_a, "r", WorkflowStatus::Completed);
+    a.store.save(state.clone()).await.unwrap();
+    assert_eq!(a.store.load(&at_a).await.unwrap().as_deref(), Some(&state));
+    for (node, id) in [(&b, &at_a), (&a, &at_b)] {
+        match node.store.load(id).await {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.contains("not known"), "{message}");
+            }
+            other => panic!("a read of another host's id on a nameless broker: {other:?}"),
+        }
+        let listed = node
+            .store
+            .list(&wf_host::store::ListFilter::default())
+            .await;
+        assert!(
+            matches!(listed, Err(StoreError::Unavailable(_))),
+            "{listed:?}"
+        );
+    }
+    b.leave().await;
+    a.leave().await;
+}
