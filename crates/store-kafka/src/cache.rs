@@ -128,6 +128,8 @@ pub(crate) struct Cache {
     marks: Vec<u64>,
     /// Per partition, when it was last seen read to its end (checkpoints only).
     read_to_end: Vec<i64>,
+    /// Per partition, whether entries of it may be held (checkpoints only).
+    holds_entries: Vec<bool>,
     /// For checkpoints: the high watermarks the tail fetches, and how long
     /// the topic keeps tombstones.
     tail: Option<(Arc<HighWatermarks>, Duration)>,
@@ -153,6 +155,7 @@ impl Cache {
             consumed: restored.applied.iter().map(|a| a.offset).collect(),
             marks: restored.applied.iter().map(|a| a.mark).collect(),
             read_to_end: restored.applied.iter().map(|a| a.read_to_end_ms).collect(),
+            holds_entries: restored.applied.iter().map(|a| a.holds_entries).collect(),
             tail: None,
             taken_at: BTreeMap::new(),
             disk: Some(restored.slots),
@@ -428,6 +431,7 @@ impl Cache {
             self.consumed.resize(index + 1, -1);
             self.marks.resize(index + 1, 0);
             self.read_to_end.resize(index + 1, 0);
+            self.holds_entries.resize(index + 1, false);
         }
         if offset > self.consumed[index] {
             self.consumed[index] = offset;
@@ -443,6 +447,7 @@ impl Cache {
             *consumed = -1;
             self.marks[index] = 0;
             self.read_to_end[index] = 0;
+            self.holds_entries[index] = false;
         }
         match &mut self.disk {
             Some(disk) => {
@@ -498,11 +503,15 @@ impl Cache {
             .iter()
             .zip(&self.marks)
             .zip(&self.read_to_end)
-            .map(|((&offset, &mark), &read_to_end_ms)| Applied {
-                offset,
-                mark,
-                read_to_end_ms,
-            })
+            .zip(&self.holds_entries)
+            .map(
+                |(((&offset, &mark), &read_to_end_ms), &holds_entries)| Applied {
+                    offset,
+                    mark,
+                    read_to_end_ms,
+                    holds_entries,
+                },
+            )
             .collect();
         let (live, bytes) = (self.live, self.bytes);
         if let Some(disk) = &mut self.disk
@@ -554,6 +563,9 @@ impl Cache {
             cost: cost(key, state.as_deref()),
             live: state.is_some(),
         };
+        if let Some(holds) = self.holds_entries.get_mut(at.partition as usize) {
+            *holds = true;
+        }
         self.live += usize::from(head.live);
         self.bytes += head.cost;
         match &mut self.disk {
@@ -868,5 +880,23 @@ mod tests {
         assert!(tombstones_may_be_gone(now - 1000, day).is_none());
         let reason = tombstones_may_be_gone(now - 22 * 3600 * 1000, day).unwrap();
         assert!(reason.contains("delete.retention.ms"), "{reason}");
+    }
+
+    #[test]
+    fn a_checkpoint_says_which_partitions_hold_entries_before_any_record_is_read() {
+        let scratch = Scratch::new();
+        {
+            let mut cache = Cache::on_disk(DiskSlots::open(&scratch.0, "t", "b", 4).unwrap());
+            // Acknowledged before the tail read anything back.
+            assert!(ack(&mut cache, "a", Some("1"), 2, 7));
+            cache.close();
+        }
+        let restored = DiskSlots::open(&scratch.0, "t", "b", 4).unwrap();
+        let held: Vec<(i64, bool)> = restored
+            .applied
+            .iter()
+            .map(|a| (a.offset, a.holds_entries))
+            .collect();
+        assert_eq!(held, [(-1, false), (-1, false), (-1, true), (-1, false)]);
     }
 }

@@ -56,6 +56,14 @@ pub(crate) struct Applied {
     /// (a file written before this was kept is read again once).
     #[serde(default)]
     pub read_to_end_ms: i64,
+    /// Whether the local state may hold entries of the partition (true
+    /// for a file written before this was kept).
+    #[serde(default = "may_hold")]
+    pub holds_entries: bool,
+}
+
+fn may_hold() -> bool {
+    true
 }
 
 impl Applied {
@@ -63,6 +71,7 @@ impl Applied {
         offset: -1,
         mark: 0,
         read_to_end_ms: 0,
+        holds_entries: false,
     };
 }
 
@@ -637,11 +646,16 @@ pub(crate) fn restore(
             offset,
             mark,
             read_to_end_ms,
+            holds_entries,
         }) = applied.get(partition as usize)
         else {
             continue;
         };
-        let reason = if offset < 0 {
+        let reason = if offset < 0 && holds_entries {
+            // This host's acknowledged writes, before its tail read any
+            // record of the partition back: nothing to check them against.
+            Some("the checkpoint names no record applied, but entries of the partition were kept: they cannot be checked against the log".to_owned())
+        } else if offset < 0 {
             None
         } else if let Some(reason) = tombstones_may_be_gone(read_to_end_ms, tombstones) {
             Some(reason)
