@@ -845,6 +845,7 @@ async fn hosts_keep_only_their_partitions(brokers: &str, topic: &str, on_disk: b
         page(format!("{}/internal/v1/page?partitions=x", a.name)).await,
         400
     );
+    assert_eq!(page(format!("{}/internal/v1/page", a.name)).await, 400);
     let before_b: BTreeMap<i32, u64> = records.clone();
     write_through(&[&a, &b], 60..180, &mut records).await;
     reads_agree_with_a_full_replay(&[&a, &b], brokers, topic).await;

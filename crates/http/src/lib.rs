@@ -271,25 +271,10 @@ async fn show(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Result<Res
     }
 }
 
-/// A list's `status` parameter: none when absent or empty.
-pub(crate) fn parse_status(status: Option<String>) -> Result<Option<WorkflowStatus>, ApiError> {
-    status
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<WorkflowStatus>().map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown status {s:?}; expected one of: running, completed, failed, canceled"
-                    ),
-                )
-            })
-        })
-        .transpose()
-}
-
+/// The parameters of a list: `status`, `after`, `limit`, `prefix`, and,
+/// for the hosts of a group asking an owner, `partitions`.
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -298,19 +283,42 @@ struct ListQuery {
     limit: Option<u32>,
     #[serde(default)]
     prefix: Option<String>,
+    /// Comma-separated partition numbers (`/internal/v1/page` only).
+    #[serde(default)]
+    pub partitions: Option<String>,
+}
+
+impl ListQuery {
+    /// The filter these parameters ask for (without `partitions`).
+    pub fn filter(self) -> Result<ListFilter, ApiError> {
+        let status = self
+            .status
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<WorkflowStatus>().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "unknown status {s:?}; expected one of: running, completed, failed, canceled"
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+        let mut filter = ListFilter::default();
+        filter.status = status;
+        filter.limit = self.limit;
+        filter.after = self.after;
+        filter.prefix = self.prefix;
+        Ok(filter)
+    }
 }
 
 async fn list(
     State(api): State<Arc<Api>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let status = parse_status(query.status)?;
-    let mut filter = ListFilter::default();
-    filter.status = status;
-    filter.limit = query.limit;
-    filter.after = query.after;
-    filter.prefix = query.prefix;
-    page_response(&api, filter).await
+    page_response(&api, query.filter()?).await
 }
 
 /// The page `filter` lists, as the module's access policy allows it:

@@ -48,26 +48,20 @@ pub(crate) fn routes() -> Router<Arc<Api>> {
         .route(PAGE, get(page))
 }
 
-#[derive(Debug, Deserialize)]
-struct PageQuery {
-    partitions: String,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    after: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
-    #[serde(default)]
-    prefix: Option<String>,
-}
-
 /// A page of partitions this host owns, for a host that keeps only its own.
 async fn page(
     State(api): State<Arc<Api>>,
-    Query(query): Query<PageQuery>,
+    Query(mut query): Query<crate::ListQuery>,
 ) -> Result<Response, ApiError> {
     let partitions = query
         .partitions
+        .take()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "partitions is required: the partition numbers, comma separated",
+            )
+        })?
         .split(',')
         .filter(|p| !p.is_empty())
         .map(str::parse::<i32>)
@@ -91,12 +85,7 @@ async fn page(
         });
         return Ok((StatusCode::MISDIRECTED_REQUEST, axum::Json(body)).into_response());
     }
-    let mut filter = ListFilter::default().partitions(partitions);
-    filter.status = crate::parse_status(query.status)?;
-    filter.limit = query.limit;
-    filter.after = query.after;
-    filter.prefix = query.prefix;
-    crate::page_response(&api, filter).await
+    crate::page_response(&api, query.filter()?.partitions(partitions)).await
 }
 
 /// `421` unless this host owns `id` in the module's store.
