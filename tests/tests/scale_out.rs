@@ -802,6 +802,19 @@ async fn write_through(
 /// share, every host's reads and lists agree with a full replay (through
 /// the owners), and partitions given up and taken back are read again from
 /// the local state's checkpoint (on disk) or from the start (in memory).
+/// A host of 6 partitions keeping only its own, on local state under
+/// `state_dir` when given.
+async fn keeping_own(brokers: &str, topic: &str, state_dir: Option<std::path::PathBuf>) -> Node {
+    Node::join_keeping_own(
+        brokers,
+        topic,
+        6,
+        session_timeout(brokers),
+        state_dir.as_deref(),
+    )
+    .await
+}
+
 async fn hosts_keep_only_their_partitions(brokers: &str, topic: &str, on_disk: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("info,librdkafka=warn")
@@ -809,27 +822,13 @@ async fn hosts_keep_only_their_partitions(brokers: &str, topic: &str, on_disk: b
         .try_init();
     let dirs = wf_tests::scratch_dir(topic);
     let dir = |name: &str| on_disk.then(|| dirs.join(name));
-    let a = Node::join_keeping_own(
-        brokers,
-        topic,
-        6,
-        session_timeout(brokers),
-        dir("a").as_deref(),
-    )
-    .await;
+    let a = keeping_own(brokers, topic, dir("a")).await;
     settled(&[&a]).await;
     let mut records = BTreeMap::new();
     write_through(&[&a], 0..60, &mut records).await;
 
     // b joins: a gives up half of the partitions.
-    let b = Node::join_keeping_own(
-        brokers,
-        topic,
-        6,
-        session_timeout(brokers),
-        dir("b").as_deref(),
-    )
-    .await;
+    let b = keeping_own(brokers, topic, dir("b")).await;
     settled(&[&a, &b]).await;
     // An owner answers pages of its own partitions only.
     let not_a = b.owned()[0];
@@ -948,14 +947,14 @@ async fn mock_hosts_keep_only_their_partitions_on_disk() {
 async fn real_broker_hosts_keep_only_their_partitions() {
     let Some(brokers) = real_broker() else { return };
     let topic = fresh_topic("own");
-    let a = Node::join_keeping_own(&brokers, &topic, 6, session_timeout(&brokers), None).await;
+    let a = keeping_own(&brokers, &topic, None).await;
     settled(&[&a]).await;
     if wf_tests::kafka::keeps_commit_metadata(&brokers, &topic) {
         a.leave().await;
         hosts_keep_only_their_partitions(&brokers, &fresh_topic("own-named"), true).await;
         return;
     }
-    let b = Node::join_keeping_own(&brokers, &topic, 6, session_timeout(&brokers), None).await;
+    let b = keeping_own(&brokers, &topic, None).await;
     settled(&[&a, &b]).await;
     let id_of = |node: &Node| {
         (0..)
