@@ -25,7 +25,7 @@ use wf_host::model::{self, WorkflowState, WorkflowStatus};
 use wf_host::store::validate::encode_for_save;
 use wf_host::store::{StoreLimits, WorkflowStore};
 use wf_store_kafka::{DevCluster, KafkaConfig, KafkaStore};
-use wf_tests::bench::{median, record, runtime, selected, typical_state as state};
+use wf_tests::bench::{median, record, runtime, selected, smoke_ratio, typical_state as state};
 
 /// Counts live heap bytes, to measure the cache.
 struct Counting;
@@ -656,12 +656,20 @@ fn ratios(_: &mut Criterion) {
                 per_second(raw),
                 raw.as_secs_f64() / store.as_secs_f64()
             );
+            smoke_ratio(
+                &format!("save-{concurrency}"),
+                raw.as_secs_f64() / store.as_secs_f64(),
+            );
             if let Some(tailed) = median(&format!("raw_tailed/{concurrency}")) {
                 println!(
                     "  save, {concurrency:>2} in flight: store {:>8.0}/s, raw producer + raw tail {:>8.0}/s: {:.2}x",
                     per_second(store),
                     per_second(tailed),
                     tailed.as_secs_f64() / store.as_secs_f64()
+                );
+                smoke_ratio(
+                    &format!("save-{concurrency}-vs-tailed"),
+                    tailed.as_secs_f64() / store.as_secs_f64(),
                 );
             }
         }
@@ -686,6 +694,7 @@ fn ratios(_: &mut Criterion) {
             per_second(raw),
             raw.as_secs_f64() / store.as_secs_f64()
         );
+        smoke_ratio("replay", raw.as_secs_f64() / store.as_secs_f64());
     }
 }
 

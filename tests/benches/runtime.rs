@@ -24,7 +24,7 @@ use tokio::runtime::Runtime;
 use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
 use wf_host::store::{MemoryStore, WorkflowStore};
 use wf_host::{ExecuteOptions, Host, HostConfig, Module};
-use wf_tests::bench::{median, runtime, selected, timed};
+use wf_tests::bench::{median, runtime, selected, smoke_ratio, timed};
 
 /// A new workflow id: a start of an id that ended only answers with its
 /// stored run, without running the guest.
@@ -191,10 +191,18 @@ fn guest_load(c: &mut Criterion) {
     eprintln!("the loaded state is {json_len} bytes of JSON");
     rt.block_on(host.store().save(stored)).unwrap();
     let script =
-        |times: usize| json!([{"op": "load_many", "id": "one-kib", "times": times}]).to_string();
-    let (many, none) = (script(LOADS), script(0));
+        |op: &str, times: usize| json!([{"op": op, "id": "one-kib", "times": times}]).to_string();
+    let (many, views, none) = (
+        script("load_many", LOADS),
+        script("view_many", LOADS),
+        script("load_many", 0),
+    );
     let mut group = c.benchmark_group("guest load");
-    for (name, input) in [("run with 2000 loads", &many), ("run with 0 loads", &none)] {
+    for (name, input) in [
+        ("run with 2000 loads", &many),
+        ("run with 2000 view loads", &views),
+        ("run with 0 loads", &none),
+    ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 timed(name, iters, || {
@@ -293,16 +301,26 @@ fn summary(_: &mut Criterion) {
             }
         }
     }
-    if let (Some(many), Some(none)) = (median("run with 2000 loads"), median("run with 0 loads")) {
+    for (how, run, key) in [
+        ("load", "run with 2000 loads", "guest-load"),
+        ("load_view", "run with 2000 view loads", "guest-load-view"),
+    ] {
+        let (Some(many), Some(none)) = (median(run), median("run with 0 loads")) else {
+            continue;
+        };
         let per_call = many.saturating_sub(none) / 2000;
-        for baseline in ["native load", "native load + owned copy"] {
+        for (baseline, suffix) in [
+            ("native load", ""),
+            ("native load + owned copy", "-vs-copy"),
+        ] {
             if let Some(native) = median(baseline) {
+                let ratio = per_call.as_secs_f64() / native.as_secs_f64();
                 println!(
-                    "guest load of a ~1 KiB state: {:.2} µs per call, {:.1}× {baseline} ({:.3} µs)",
+                    "guest {how} of a ~1 KiB state: {:.2} µs per call, {ratio:.1}× {baseline} ({:.3} µs)",
                     us(per_call),
-                    per_call.as_secs_f64() / native.as_secs_f64(),
                     us(native)
                 );
+                smoke_ratio(&format!("{key}{suffix}"), ratio);
             }
         }
     }

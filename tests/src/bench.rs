@@ -39,6 +39,12 @@ pub fn median(name: &str) -> Option<Duration> {
     times.get(times.len() / 2).copied()
 }
 
+/// Prints a ratio that `scripts/bench-smoke.sh` compares with the figure
+/// recorded in BENCHMARKS.md, as one line: `smoke-ratio KEY VALUE`.
+pub fn smoke_ratio(key: &str, value: f64) {
+    println!("smoke-ratio {key} {value:.3}");
+}
+
 /// Whether `WF_BENCH` (a comma-separated list; all when unset) selects `part`.
 pub fn selected(part: &str) -> bool {
     std::env::var("WF_BENCH").map_or(true, |only| only.split(',').any(|p| p == part))

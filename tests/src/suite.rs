@@ -130,6 +130,7 @@ macro_rules! guest_suite {
             pipeline_example_completes_and_records_each_step,
             ledger_loads_updates_and_deletes_entries,
             every_store_call_works_from_a_guest,
+            every_field_of_every_event_kind_loads_as_stored,
             conditional_saves_write_only_over_the_expected_version,
             every_store_error_case_is_reached_from_a_guest_and_writes_nothing,
             a_thrown_exception_fails_that_workflow_and_the_host_serves_on,
@@ -355,6 +356,128 @@ pub async fn every_store_call_works_from_a_guest(host: &Host, lang: &Language) {
     assert_eq!(b.input.as_deref(), Some(r#"{"n":1}"#));
     assert_eq!(b.history[0].duration_ns, 42);
     assert_eq!(b.history[0].timestamp.nanoseconds, 5);
+}
+
+/// A state with one event of every kind, text beyond ASCII, empty strings,
+/// absent and present JSON, negative and large numbers, stored natively:
+/// `load` and `load_versioned` from the guest (through the SDK's packed
+/// reads) return every field as stored.
+pub async fn every_field_of_every_event_kind_loads_as_stored(host: &Host, lang: &Language) {
+    use wf_host::model::{HistoryEvent, Timestamp};
+    let id = format!("shapes/ü✓𝄞/{}", lang.name);
+    let kinds = [
+        EventType::WorkflowStarted,
+        EventType::WorkflowCompleted,
+        EventType::WorkflowFailed,
+        EventType::WorkflowCanceled,
+        EventType::ActivityStarted,
+        EventType::ActivityCompleted,
+        EventType::ActivityFailed,
+        EventType::SignalReceived,
+        EventType::TimerFired,
+        EventType::TimerStarted,
+        EventType::WorkflowSuspended,
+    ];
+    let history: Vec<HistoryEvent> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, &kind)| {
+            let n = i as i64;
+            let mut e = HistoryEvent::new(
+                i as u64 + 1,
+                kind,
+                Timestamp {
+                    seconds: -62_135_596_800 + n * 1_000_000_007,
+                    nanoseconds: 999_999_999 - i as u32,
+                },
+            );
+            e.activity_name = ["", "charge", "ünï"][i % 3].to_owned();
+            e.input = (i % 2 == 0).then(|| format!(r#"{{"step":{i},"text":"é\"q"}}"#));
+            e.result = (i % 3 == 1).then(|| format!("[{i},null,true]"));
+            e.error = if i % 4 == 3 {
+                format!("failed: ✗ {i}")
+            } else {
+                String::new()
+            };
+            e.signal_name = if i % 2 == 1 {
+                "approve".into()
+            } else {
+                String::new()
+            };
+            e.signal_payload = (i % 5 == 2).then(|| r#""𝄞""#.to_owned());
+            e.duration_ns = if i % 2 == 0 { -n } else { 9_007_199_254_740_991 - n };
+            e
+        })
+        .collect();
+    let stored = WorkflowState {
+        workflow_id: id.clone(),
+        run_id: "run-ß".into(),
+        status: WorkflowStatus::Failed,
+        input: Some(r#"{"amount":3,"note":"\u00e9"}"#.into()),
+        result: None,
+        error: "it broke: ✗".into(),
+        history,
+        created_at: Timestamp {
+            seconds: 253_402_300_799,
+            nanoseconds: 1,
+        },
+        updated_at: Timestamp {
+            seconds: 1_764_000_000,
+            nanoseconds: 0,
+        },
+    };
+    host.store().save(stored.clone()).await.unwrap();
+    let (state, outcomes) = script(
+        host,
+        &load(host, lang.store_ops),
+        &format!("shapes-{}", lang.name),
+        json!([{"op": "load", "id": id}, {"op": "load_versioned", "id": id}]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    let json_of = |text: &Option<String>| {
+        text.as_deref()
+            .map_or(Value::Null, |t| serde_json::from_str(t).unwrap())
+    };
+    let stamp = |t: Timestamp| json!({"seconds": t.seconds, "nanoseconds": t.nanoseconds});
+    let expected = json!({
+        "workflow_id": stored.workflow_id,
+        "run_id": stored.run_id,
+        "status": "failed",
+        "input": json_of(&stored.input),
+        "result": null,
+        "error": stored.error,
+        "history": stored.history.iter().map(|e| json!({
+            "id": e.id,
+            "kind": format!("{:?}", e.kind)
+                .chars()
+                .flat_map(|c| {
+                    let lower = c.to_ascii_lowercase();
+                    (c.is_uppercase().then_some('_').into_iter()).chain([lower])
+                })
+                .skip(1)
+                .collect::<String>(),
+            "timestamp": stamp(e.timestamp),
+            "activity_name": e.activity_name,
+            "input": json_of(&e.input),
+            "result": json_of(&e.result),
+            "error": e.error,
+            "signal_name": e.signal_name,
+            "signal_payload": json_of(&e.signal_payload),
+            "duration_ns": e.duration_ns,
+        })).collect::<Vec<_>>(),
+        "created_at": stamp(stored.created_at),
+        "updated_at": stamp(stored.updated_at),
+    });
+    let loaded = &outcomes[0]["ok"];
+    assert_eq!(loaded, &expected, "load from the {} guest", lang.name);
+    let versioned = &outcomes[1]["ok"];
+    assert_eq!(
+        versioned["state"], expected,
+        "load_versioned from the {} guest",
+        lang.name
+    );
+    assert!(versioned["version"].as_u64().unwrap() > 0, "{versioned}");
 }
 
 /// `save_versioned` and `load_versioned` from a guest: a save expecting the

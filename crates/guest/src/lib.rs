@@ -111,10 +111,12 @@
 mod durable;
 mod store;
 mod types;
+mod view;
 
 pub use durable::{ActivityError, RetryPolicy};
 pub use store::{Context, ListFilter, Store, StoreError, Version, Versioned};
 pub use types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState, WorkflowStatus};
+pub use view::{EventView, StateView};
 
 // The generated code names this crate by its external path.
 extern crate self as wf_guest;

@@ -2,6 +2,7 @@
 
 use crate::bindings::wf::workflow::{store as wit_store, types as wit};
 use crate::types::{Timestamp, WorkflowState, WorkflowStatus};
+use crate::view::StateView;
 
 /// Why a store call failed; mirrors the WIT `store-error`. A failed call wrote nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,18 +154,28 @@ impl Store {
 
     /// The state under `workflow_id`, if any.
     pub fn load(&self, workflow_id: &str) -> Result<Option<WorkflowState>, StoreError> {
-        Ok(wit_store::load(workflow_id)?.map(Into::into))
+        Ok(self.load_view(workflow_id)?.map(|view| view.to_state()))
+    }
+
+    /// The state under `workflow_id`, if any, read in place: cheaper than
+    /// [`Store::load`] when the guest reads a few fields of a large state.
+    pub fn load_view(&self, workflow_id: &str) -> Result<Option<StateView>, StoreError> {
+        wit_store::load_packed(workflow_id)?
+            .map(StateView::try_from)
+            .transpose()
     }
 
     /// The state under `workflow_id` with its version, if any: in a group,
     /// as the id's owner has it (see [`Store::save_versioned`]).
     pub fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError> {
-        Ok(
-            wit_store::load_versioned(workflow_id)?.map(|found| Versioned {
-                state: found.state.into(),
-                version: found.version,
-            }),
-        )
+        wit_store::load_versioned_packed(workflow_id)?
+            .map(|found| {
+                Ok(Versioned {
+                    state: StateView::try_from(found.state)?.to_state(),
+                    version: found.version,
+                })
+            })
+            .transpose()
     }
 
     /// One page of states, ascending by id.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::access::AccessPolicy;
 use crate::fence::RunFence;
 use crate::model::{self, ModuleIdentity};
-use crate::store::{ListFilter, SharedOwnerLink, StoreError, Version, WorkflowStore};
+use crate::store::{ListFilter, SharedOwnerLink, StoreError, Version, Versioned, WorkflowStore};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -219,6 +219,46 @@ impl WfStoreCtx {
     }
 
     /// The run's fence, if it guards `workflow_id`.
+    /// The state `load` reads: the run's own state is read with its
+    /// version, so that signals appended since the run's last save are
+    /// adopted (kept by it).
+    async fn read(
+        &mut self,
+        workflow_id: &str,
+    ) -> Result<Option<Arc<model::WorkflowState>>, wit::StoreError> {
+        self.check("load", workflow_id)?;
+        if let Some(fence) = self.fence_of(workflow_id) {
+            let found = self
+                .store
+                .load_versioned(workflow_id)
+                .await
+                .map_err(to_wit_error)?;
+            if let Some(found) = &found {
+                fence.adopt(found.version, &found.state);
+            }
+            return Ok(found.map(|v| v.state));
+        }
+        self.store.load(workflow_id).await.map_err(to_wit_error)
+    }
+
+    /// The state and version `load-versioned` reads: in a group, the owner's.
+    async fn read_versioned(
+        &mut self,
+        workflow_id: &str,
+    ) -> Result<Option<Versioned>, wit::StoreError> {
+        self.check("load", workflow_id)?;
+        let found = match self.elsewhere("load-versioned", workflow_id).await? {
+            // The owner's version is the one a conditional save is checked against.
+            Some((owners, owner)) => owners.load_versioned(&owner, workflow_id).await,
+            None => self.store.load_versioned(workflow_id).await,
+        }
+        .map_err(to_wit_error)?;
+        if let (Some(fence), Some(found)) = (self.fence_of(workflow_id), &found) {
+            fence.adopt(found.version, &found.state);
+        }
+        Ok(found)
+    }
+
     fn fence_of(&self, workflow_id: &str) -> Option<&Arc<RunFence>> {
         self.fence.as_ref().filter(|f| f.guards(workflow_id))
     }
@@ -383,20 +423,13 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         &mut self,
         workflow_id: String,
     ) -> Result<Option<wit::VersionedState>, wit::StoreError> {
-        self.check("load", &workflow_id)?;
-        let found = match self.elsewhere("load-versioned", &workflow_id).await? {
-            // The owner's version is the one a conditional save is checked against.
-            Some((owners, owner)) => owners.load_versioned(&owner, &workflow_id).await,
-            None => self.store.load_versioned(&workflow_id).await,
-        }
-        .map_err(to_wit_error)?;
-        if let (Some(fence), Some(found)) = (self.fence_of(&workflow_id), &found) {
-            fence.adopt(found.version, &found.state);
-        }
-        Ok(found.map(|v| wit::VersionedState {
-            state: to_wit_state(&v.state),
-            version: v.version,
-        }))
+        Ok(self
+            .read_versioned(&workflow_id)
+            .await?
+            .map(|v| wit::VersionedState {
+                state: to_wit_state(&v.state),
+                version: v.version,
+            }))
     }
 
     #[tracing::instrument(name = "store.load", skip_all, fields(%workflow_id))]
@@ -404,22 +437,34 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         &mut self,
         workflow_id: String,
     ) -> Result<Option<wit::WorkflowState>, wit::StoreError> {
-        self.check("load", &workflow_id)?;
-        if let Some(fence) = self.fence_of(&workflow_id) {
-            // The run's own state: read with its version, so that signals
-            // appended since the run's last save are adopted (kept by it).
-            let found = self
-                .store
-                .load_versioned(&workflow_id)
-                .await
-                .map_err(to_wit_error)?;
-            if let Some(found) = &found {
-                fence.adopt(found.version, &found.state);
-            }
-            return Ok(found.map(|v| to_wit_state(&v.state)));
-        }
-        let state = self.store.load(&workflow_id).await.map_err(to_wit_error)?;
-        Ok(state.map(|s| to_wit_state(&s)))
+        Ok(self.read(&workflow_id).await?.map(|s| to_wit_state(&s)))
+    }
+
+    #[tracing::instrument(name = "store.load_packed", skip_all, fields(%workflow_id))]
+    async fn load_packed(
+        &mut self,
+        workflow_id: String,
+    ) -> Result<Option<wit::PackedState>, wit::StoreError> {
+        self.read(&workflow_id)
+            .await?
+            .map(|s| to_packed_state(&s))
+            .transpose()
+    }
+
+    #[tracing::instrument(name = "store.load_versioned_packed", skip_all, fields(%workflow_id))]
+    async fn load_versioned_packed(
+        &mut self,
+        workflow_id: String,
+    ) -> Result<Option<wit::PackedVersionedState>, wit::StoreError> {
+        self.read_versioned(&workflow_id)
+            .await?
+            .map(|v| {
+                Ok(wit::PackedVersionedState {
+                    state: to_packed_state(&v.state)?,
+                    version: v.version,
+                })
+            })
+            .transpose()
     }
 
     #[tracing::instrument(name = "store.list", skip_all)]
@@ -544,5 +589,95 @@ pub(crate) fn to_wit_state(s: &model::WorkflowState) -> wit::WorkflowState {
         history: s.history.iter().map(to_wit_event).collect(),
         created_at: s.created_at.into(),
         updated_at: s.updated_at.into(),
+    }
+}
+
+/// The bytes of one history event in a packed state (see `packed-state`
+/// in the WIT for the layout).
+const PACKED_EVENT_BYTES: usize = 80;
+
+/// The start of a `none` JSON field in a packed event.
+const PACKED_NONE: u32 = u32::MAX;
+
+/// Copies a cached state into one text buffer and a table of its events:
+/// the form that crosses into a guest as two byte copies.
+pub(crate) fn to_packed_state(
+    s: &model::WorkflowState,
+) -> Result<wit::PackedState, wit::StoreError> {
+    let optional = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+    let text_len = s.workflow_id.len()
+        + s.run_id.len()
+        + s.error.len()
+        + optional(&s.input)
+        + optional(&s.result)
+        + s.history
+            .iter()
+            .map(|e| {
+                e.activity_name.len()
+                    + e.error.len()
+                    + e.signal_name.len()
+                    + optional(&e.input)
+                    + optional(&e.result)
+                    + optional(&e.signal_payload)
+            })
+            .sum::<usize>();
+    // A `none` field's start is u32::MAX, so text must end before it.
+    if text_len >= PACKED_NONE as usize {
+        return Err(wit::StoreError::Internal(format!(
+            "the state of {:?} holds {text_len} bytes of text, more than a packed state can span",
+            s.workflow_id
+        )));
+    }
+    let mut text = TextBuffer(Vec::with_capacity(text_len));
+    let mut history = Vec::with_capacity(s.history.len() * PACKED_EVENT_BYTES);
+    for e in &s.history {
+        history.extend_from_slice(&e.id.to_le_bytes());
+        history.extend_from_slice(&e.timestamp.seconds.to_le_bytes());
+        history.extend_from_slice(&e.duration_ns.to_le_bytes());
+        history.extend_from_slice(&e.timestamp.nanoseconds.to_le_bytes());
+        history.extend_from_slice(&(wit::EventType::from(e.kind) as u32).to_le_bytes());
+        for span in [
+            Some(text.span(&e.activity_name)),
+            text.optional(&e.input),
+            text.optional(&e.result),
+            Some(text.span(&e.error)),
+            Some(text.span(&e.signal_name)),
+            text.optional(&e.signal_payload),
+        ] {
+            let (start, len) = span.map_or((PACKED_NONE, 0), |s| (s.start, s.len));
+            history.extend_from_slice(&start.to_le_bytes());
+            history.extend_from_slice(&len.to_le_bytes());
+        }
+    }
+    Ok(wit::PackedState {
+        workflow_id: text.span(&s.workflow_id),
+        run_id: text.span(&s.run_id),
+        status: s.status.into(),
+        input: text.optional(&s.input),
+        result: text.optional(&s.result),
+        error: text.span(&s.error),
+        history,
+        created_at: s.created_at.into(),
+        updated_at: s.updated_at.into(),
+        text: text.0,
+    })
+}
+
+/// A packed state's text, filled field by field; its length was checked to
+/// fit a `u32` before the first field.
+struct TextBuffer(Vec<u8>);
+
+impl TextBuffer {
+    fn span(&mut self, field: &str) -> wit::Span {
+        let start = self.0.len() as u32;
+        self.0.extend_from_slice(field.as_bytes());
+        wit::Span {
+            start,
+            len: field.len() as u32,
+        }
+    }
+
+    fn optional(&mut self, field: &Option<String>) -> Option<wit::Span> {
+        field.as_deref().map(|f| self.span(f))
     }
 }

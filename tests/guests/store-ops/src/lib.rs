@@ -79,6 +79,13 @@ enum Op {
         id: String,
         times: usize,
     },
+    /// As `load_many`, through `load_view`, reading the status and the
+    /// length of the last event's result (what a step that checks its
+    /// progress reads).
+    ViewMany {
+        id: String,
+        times: usize,
+    },
     /// Save `state` this many times.
     SaveMany {
         state: WorkflowState,
@@ -185,6 +192,17 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
             Op::Echo { bytes } => Outcome::Ok(json!("x".repeat(bytes))),
             Op::LoadMany { id, times } => outcome((0..times).try_fold(0usize, |found, _| {
                 Ok(found + usize::from(store.load(&id)?.is_some()))
+            })),
+            Op::ViewMany { id, times } => outcome((0..times).try_fold(0usize, |found, _| {
+                let view = store.load_view(&id)?;
+                Ok(found
+                    + view.map_or(0, |v| {
+                        usize::from(v.status() == WorkflowStatus::Running)
+                            + v.history()
+                                .last()
+                                .and_then(|e| e.result())
+                                .map_or(0, str::len)
+                    }))
             })),
             Op::SaveMany { state, times } => outcome(
                 (0..times)

@@ -1,0 +1,304 @@
+//! Borrowed access to a loaded state: [`StateView`] reads the fields of the
+//! host's packed form (`store.load-packed`) in place, where a
+//! [`WorkflowState`] copies every string into an allocation of its own.
+
+use serde::de::DeserializeOwned;
+
+use crate::bindings::wf::workflow::types as wit;
+use crate::store::StoreError;
+use crate::types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState, WorkflowStatus};
+
+/// A stored state, read in place: each text accessor borrows from one buffer
+/// that the host filled, so reading a few fields of a large state costs
+/// what those fields cost. [`StateView::to_state`] makes the owned
+/// [`WorkflowState`]. Get one from [`Store::load_view`](crate::Store::load_view).
+///
+/// ```no_run
+/// # fn f(store: &wf_guest::Store) -> Result<(), wf_guest::StoreError> {
+/// if let Some(order) = store.load_view("order-7")? {
+///     let charged = order
+///         .history()
+///         .any(|e| e.activity_name() == "charge" && e.result().is_some());
+///     println!("{} is {:?}, charged: {charged}", order.workflow_id(), order.status());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct StateView {
+    text: String,
+    packed: wit::PackedState,
+}
+
+impl TryFrom<wit::PackedState> for StateView {
+    type Error = StoreError;
+
+    /// Checks the text, the event table and every span once, so that the
+    /// accessors cannot fail.
+    fn try_from(mut packed: wit::PackedState) -> Result<Self, StoreError> {
+        let bad = |what: String| StoreError::Internal(format!("the host packed a state {what}"));
+        let text = String::from_utf8(std::mem::take(&mut packed.text))
+            .map_err(|e| bad(format!("whose text is not UTF-8: {e}")))?;
+        if packed.history.len() % EVENT_BYTES != 0 {
+            return Err(bad(format!(
+                "with {} bytes of history, not a whole number of {EVENT_BYTES}-byte events",
+                packed.history.len()
+            )));
+        }
+        let spans = [packed.workflow_id, packed.run_id, packed.error]
+            .into_iter()
+            .chain(packed.input)
+            .chain(packed.result)
+            .chain(packed.history.chunks_exact(EVENT_BYTES).flat_map(|event| {
+                EVENT_SPANS
+                    .iter()
+                    .filter_map(|&at| span_at(event, at).filter(|s| s.start != NONE))
+            }));
+        for span in spans {
+            if slice(&text, span).is_none() {
+                return Err(bad(format!(
+                    "with a span (start {}, length {}) outside its text of {} bytes or across a character",
+                    span.start,
+                    span.len,
+                    text.len()
+                )));
+            }
+        }
+        for event in packed.history.chunks_exact(EVENT_BYTES) {
+            let kind = u32_at(event, 28);
+            if EVENT_KINDS.get(kind as usize).is_none() {
+                return Err(bad(format!("with an event of unknown kind {kind}")));
+            }
+            for at in [32, 56, 64] {
+                if span_at(event, at).is_some_and(|s| s.start == NONE) {
+                    return Err(bad(format!(
+                        "with an event whose string at byte {at} is none"
+                    )));
+                }
+            }
+        }
+        Ok(Self { text, packed })
+    }
+}
+
+/// The bytes of one event in a packed history.
+const EVENT_BYTES: usize = 80;
+
+/// Where each text field of an event starts in its bytes: the activity
+/// name, input, result, error, signal name and signal payload.
+const EVENT_SPANS: [usize; 6] = [32, 40, 48, 56, 64, 72];
+
+/// The start of a `none` JSON field.
+const NONE: u32 = u32::MAX;
+
+/// The event types by their WIT case number.
+const EVENT_KINDS: [EventType; 11] = [
+    EventType::WorkflowStarted,
+    EventType::WorkflowCompleted,
+    EventType::WorkflowFailed,
+    EventType::WorkflowCanceled,
+    EventType::ActivityStarted,
+    EventType::ActivityCompleted,
+    EventType::ActivityFailed,
+    EventType::SignalReceived,
+    EventType::TimerFired,
+    EventType::TimerStarted,
+    EventType::WorkflowSuspended,
+];
+
+fn u32_at(event: &[u8], at: usize) -> u32 {
+    event
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+fn u64_at(event: &[u8], at: usize) -> u64 {
+    event
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+fn span_at(event: &[u8], at: usize) -> Option<wit::Span> {
+    (at + 8 <= event.len()).then(|| wit::Span {
+        start: u32_at(event, at),
+        len: u32_at(event, at + 4),
+    })
+}
+
+/// The text of `span`, if it lies inside `text` on character boundaries.
+fn slice(text: &str, span: wit::Span) -> Option<&str> {
+    let start = span.start as usize;
+    text.get(start..start.checked_add(span.len as usize)?)
+}
+
+/// The text of a span checked when the view was made.
+fn text_of(text: &str, span: wit::Span) -> &str {
+    slice(text, span).unwrap_or_default()
+}
+
+impl StateView {
+    /// The workflow id.
+    pub fn workflow_id(&self) -> &str {
+        text_of(&self.text, self.packed.workflow_id)
+    }
+
+    /// The run id.
+    pub fn run_id(&self) -> &str {
+        text_of(&self.text, self.packed.run_id)
+    }
+
+    /// The lifecycle status.
+    pub fn status(&self) -> WorkflowStatus {
+        self.packed.status.into()
+    }
+
+    /// The input, as JSON text.
+    pub fn input(&self) -> Option<&str> {
+        self.packed.input.map(|s| text_of(&self.text, s))
+    }
+
+    /// The input decoded into `T`; `None` when there is none.
+    pub fn input_value<T: DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        self.input().map(serde_json::from_str).transpose()
+    }
+
+    /// The result, as JSON text, once completed.
+    pub fn result(&self) -> Option<&str> {
+        self.packed.result.map(|s| text_of(&self.text, s))
+    }
+
+    /// The result decoded into `T`; `None` when there is none.
+    pub fn result_value<T: DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        self.result().map(serde_json::from_str).transpose()
+    }
+
+    /// The error text; empty unless failed.
+    pub fn error(&self) -> &str {
+        text_of(&self.text, self.packed.error)
+    }
+
+    /// When the workflow was created.
+    pub fn created_at(&self) -> Timestamp {
+        self.packed.created_at.into()
+    }
+
+    /// When the state last changed.
+    pub fn updated_at(&self) -> Timestamp {
+        self.packed.updated_at.into()
+    }
+
+    /// The history, oldest first.
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = EventView<'_>> + ExactSizeIterator {
+        self.packed
+            .history
+            .chunks_exact(EVENT_BYTES)
+            .map(|event| EventView {
+                text: &self.text,
+                event,
+            })
+    }
+
+    /// The owned state, every field copied out.
+    pub fn to_state(&self) -> WorkflowState {
+        WorkflowState {
+            workflow_id: self.workflow_id().to_owned(),
+            run_id: self.run_id().to_owned(),
+            status: self.status(),
+            input: self.input().map(Json::from_raw),
+            result: self.result().map(Json::from_raw),
+            error: self.error().to_owned(),
+            history: self.history().map(|e| e.to_event()).collect(),
+            created_at: self.created_at(),
+            updated_at: self.updated_at(),
+        }
+    }
+}
+
+/// One history event of a [`StateView`], read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct EventView<'a> {
+    text: &'a str,
+    event: &'a [u8],
+}
+
+impl<'a> EventView<'a> {
+    /// Sequence number within the workflow, from 1.
+    pub fn id(&self) -> u64 {
+        u64_at(self.event, 0)
+    }
+
+    /// What happened.
+    pub fn kind(&self) -> EventType {
+        EVENT_KINDS[u32_at(self.event, 28) as usize % EVENT_KINDS.len()]
+    }
+
+    /// When.
+    pub fn timestamp(&self) -> Timestamp {
+        Timestamp {
+            seconds: u64_at(self.event, 8) as i64,
+            nanoseconds: u32_at(self.event, 24),
+        }
+    }
+
+    fn text(&self, at: usize) -> &'a str {
+        self.json(at).unwrap_or_default()
+    }
+
+    fn json(&self, at: usize) -> Option<&'a str> {
+        span_at(self.event, at)
+            .filter(|s| s.start != NONE)
+            .map(|s| text_of(self.text, s))
+    }
+
+    /// The activity's name; empty unless an activity event.
+    pub fn activity_name(&self) -> &'a str {
+        self.text(32)
+    }
+
+    /// The activity's input, as JSON text.
+    pub fn input(&self) -> Option<&'a str> {
+        self.json(40)
+    }
+
+    /// The activity's or the workflow's result, as JSON text.
+    pub fn result(&self) -> Option<&'a str> {
+        self.json(48)
+    }
+
+    /// The error text; empty unless a failure.
+    pub fn error(&self) -> &'a str {
+        self.text(56)
+    }
+
+    /// The signal's name; empty unless a signal or a wait for one.
+    pub fn signal_name(&self) -> &'a str {
+        self.text(64)
+    }
+
+    /// The signal's payload, as JSON text.
+    pub fn signal_payload(&self) -> Option<&'a str> {
+        self.json(72)
+    }
+
+    /// How long the step took, or the timer's length, in nanoseconds.
+    pub fn duration_ns(&self) -> i64 {
+        u64_at(self.event, 16) as i64
+    }
+
+    /// The owned event, every field copied out.
+    pub fn to_event(&self) -> HistoryEvent {
+        HistoryEvent {
+            id: self.id(),
+            kind: self.kind(),
+            timestamp: self.timestamp(),
+            activity_name: self.activity_name().to_owned(),
+            input: self.input().map(Json::from_raw),
+            result: self.result().map(Json::from_raw),
+            error: self.error().to_owned(),
+            signal_name: self.signal_name().to_owned(),
+            signal_payload: self.signal_payload().map(Json::from_raw),
+            duration_ns: self.duration_ns(),
+        }
+    }
+}
