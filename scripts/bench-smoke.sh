@@ -14,27 +14,31 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wf-target}"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 brief=(--warm-up-time 0.5 --measurement-time 2 --noplot)
+
 run() { # part, bench, filter, lines to show
-  if ! (cd tests && WF_BENCH=$1 cargo bench -q -p wf-tests --bench "$2" -- "${brief[@]}" "$3") >>"$out" 2>&1; then
-    tail -40 "$out"
+  local log
+  log=$(mktemp)
+  if ! (cd tests && WF_BENCH=$1 cargo bench -q -p wf-tests --bench "$2" -- "${brief[@]}" "$3") >"$log" 2>&1; then
+    tail -40 "$log"
     echo "bench-smoke: the $2 benchmark failed" >&2
     exit 1
   fi
-  grep -E "$4" "$out" || true
+  grep -E "$4" "$log" || true
+  cat "$log" >>"$out"
+  rm -f "$log"
 }
-run save kafka "kafka_save/(store|raw)" "^  save"
-run load runtime "guest load" "^guest"
 
-# The recorded figures: rows of BENCHMARKS.md's smoke table,
+measure() {
+  run save kafka "kafka_save/(store|raw)" "^  save"
+  run load runtime "guest load" "^guest load(_view)? of"
+}
+
+# Compares the best of the runs so far (the `smoke-ratio` lines in $out)
+# with the recorded figures: the rows of BENCHMARKS.md's smoke table,
 # "| `key` | what | higher/lower | figure |".
-python3 - "$out" BENCHMARKS.md <<'EOF'
+check() {
+  python3 - "$out" BENCHMARKS.md <<'PY'
 import re, sys
-
-measured = {}
-for line in open(sys.argv[1]):
-    parts = line.split()
-    if len(parts) == 3 and parts[0] == "smoke-ratio":
-        measured[parts[1]] = float(parts[2])
 
 recorded = {}
 for line in open(sys.argv[2]):
@@ -43,6 +47,14 @@ for line in open(sys.argv[2]):
         recorded[m.group(1)] = (m.group(2), float(m.group(3)))
 if not recorded:
     sys.exit("bench-smoke: no recorded ratios found in BENCHMARKS.md's smoke table")
+
+measured = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    if len(parts) == 3 and parts[0] == "smoke-ratio" and parts[1] in recorded:
+        value = float(parts[2])
+        best = max if recorded[parts[1]][0] == "higher" else min
+        measured[parts[1]] = best(value, measured.get(parts[1], value))
 
 failed = []
 print(f"\n{'ratio':<26} {'recorded':>9} {'now':>9}  verdict (fails beyond 2x worse)")
@@ -60,4 +72,14 @@ for key, (better, figure) in sorted(recorded.items()):
 if failed:
     sys.exit("bench-smoke: regressed:\n  " + "\n  ".join(failed))
 print("bench-smoke: every ratio within 2x of BENCHMARKS.md")
-EOF
+PY
+}
+
+measure
+# A short run on a shared machine can be unlucky once: when a ratio looks
+# regressed, everything is measured again and the better run of each counts.
+if ! check; then
+  echo "bench-smoke: measuring again before failing" >&2
+  measure
+  check
+fi

@@ -61,7 +61,8 @@ const HOST = Symbol.for('wf-guest.host');
 
 /**
  * Binds this SDK to a host: `{ save, load, loadVersioned, list, delete,
- * suspend }` with the signatures componentize-js gives the WIT imports, and
+ * suspend }` with the signatures componentize-js gives the WIT imports
+ * (and `loadPacked`, `loadVersionedPacked`, which loads use when given), and
  * optionally `nowNs()` (the wall clock, a bigint of nanoseconds since the
  * epoch), `monotonicNs()` and `sourceRoot` (a path prefix stripped from
  * error locations). The build's entry module calls it with the component's
@@ -559,6 +560,75 @@ export class WorkflowState {
   }
 }
 
+// --- packed states (the WIT `packed-state`) --------------------------------------
+
+const PACKED_EVENT_BYTES = 80;
+const PACKED_NONE = 0xffff_ffff;
+// The WIT `event-type` cases in their declared order.
+const PACKED_KINDS = [
+  'workflow_started',
+  'workflow_completed',
+  'workflow_failed',
+  'workflow_canceled',
+  'activity_started',
+  'activity_completed',
+  'activity_failed',
+  'signal_received',
+  'timer_fired',
+  'timer_started',
+  'workflow_suspended',
+];
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A `WorkflowState` from the host's packed form: text sliced out of one buffer. */
+function unpackState(p) {
+  const bytes = p.text;
+  const all = UTF8.decode(bytes);
+  // ASCII text (the common case): byte offsets are string offsets.
+  const ascii = all.length === bytes.length;
+  const text = (s) =>
+    ascii ? all.slice(s.start, s.start + s.len) : UTF8.decode(bytes.subarray(s.start, s.start + s.len));
+  const json = (s) => (s === undefined || s === null ? undefined : text(s));
+  const h = p.history;
+  if (h.byteLength % PACKED_EVENT_BYTES !== 0) {
+    throw new StoreError('internal', `the host packed ${h.byteLength} bytes of history, not whole events`);
+  }
+  const view = new DataView(h.buffer, h.byteOffset, h.byteLength);
+  const span = (at) => {
+    const start = view.getUint32(at, true);
+    return start === PACKED_NONE ? undefined : { start, len: view.getUint32(at + 4, true) };
+  };
+  const history = [];
+  for (let at = 0; at < h.byteLength; at += PACKED_EVENT_BYTES) {
+    const kind = PACKED_KINDS[view.getUint32(at + 28, true)];
+    if (kind === undefined) {
+      throw new StoreError('internal', `the host packed an event of unknown kind ${view.getUint32(at + 28, true)}`);
+    }
+    const timestamp = new Timestamp(view.getBigInt64(at + 8, true), view.getUint32(at + 24, true));
+    history.push(
+      new HistoryEvent(Number(view.getBigUint64(at, true)), kind, timestamp, {
+        activityName: text(span(at + 32)),
+        input: json(span(at + 40)),
+        result: json(span(at + 48)),
+        error: text(span(at + 56)),
+        signalName: text(span(at + 64)),
+        signalPayload: json(span(at + 72)),
+        durationNs: exactNumber(view.getBigInt64(at + 16, true)),
+      }),
+    );
+  }
+  return new WorkflowState(text(p.workflowId), {
+    runId: text(p.runId),
+    status: p.status,
+    input: json(p.input),
+    result: json(p.result),
+    error: text(p.error),
+    history,
+    createdAt: Timestamp.fromWit(p.createdAt),
+    updatedAt: Timestamp.fromWit(p.updatedAt),
+  });
+}
+
 // --- the store -------------------------------------------------------------------
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -653,7 +723,12 @@ export class Store {
 
   /** The state under `workflowId`, or `null`. */
   load(workflowId) {
-    const found = call(host().load, workflowId);
+    const h = host();
+    if (h.loadPacked) {
+      const found = call(h.loadPacked, workflowId);
+      return found === undefined || found === null ? null : unpackState(found);
+    }
+    const found = call(h.load, workflowId);
     return found === undefined || found === null ? null : WorkflowState.fromWit(found);
   }
 
@@ -666,10 +741,12 @@ export class Store {
    * @returns {{ state: WorkflowState, version: bigint } | null}
    */
   loadVersioned(workflowId) {
-    const found = call(host().loadVersioned, workflowId);
-    return found === undefined || found === null
-      ? null
-      : { state: WorkflowState.fromWit(found.state), version: BigInt(found.version) };
+    const h = host();
+    const packed = Boolean(h.loadVersionedPacked);
+    const found = call(packed ? h.loadVersionedPacked : h.loadVersioned, workflowId);
+    if (found === undefined || found === null) return null;
+    const state = packed ? unpackState(found.state) : WorkflowState.fromWit(found.state);
+    return { state, version: BigInt(found.version) };
   }
 
   /**

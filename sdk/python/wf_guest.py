@@ -53,6 +53,7 @@ import datetime as _dt
 import json
 import math
 import os
+import struct
 import time
 import traceback
 import unicodedata
@@ -500,6 +501,64 @@ class WorkflowState:
         )
 
 
+# --- packed states (the WIT `packed-state`) -----------------------------------
+
+#: One event of a packed history: id, seconds, duration, nanoseconds, kind,
+#: then six (start, length) spans.
+_PACKED_EVENT = struct.Struct("<QqqII12I")
+_PACKED_NONE = 0xFFFFFFFF
+#: The WIT `event-type` cases in their declared order.
+_PACKED_KINDS = (
+    EventType.WORKFLOW_STARTED, EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED,
+    EventType.WORKFLOW_CANCELED, EventType.ACTIVITY_STARTED, EventType.ACTIVITY_COMPLETED,
+    EventType.ACTIVITY_FAILED, EventType.SIGNAL_RECEIVED, EventType.TIMER_FIRED,
+    EventType.TIMER_STARTED, EventType.WORKFLOW_SUSPENDED,
+)
+
+
+def _unpack_state(p: Any) -> WorkflowState:
+    """A ``WorkflowState`` from the host's packed form: each field sliced
+    out of one buffer."""
+    text: bytes = p.text
+
+    def span(s: Any) -> str:
+        return text[s.start:s.start + s.len].decode()
+
+    def opt(s: Any) -> Optional[str]:
+        return None if s is None else text[s.start:s.start + s.len].decode()
+
+    def field(start: int, length: int) -> str:
+        return text[start:start + length].decode()
+
+    def json_field(start: int, length: int) -> Optional[str]:
+        return None if start == _PACKED_NONE else text[start:start + length].decode()
+
+    if len(p.history) % _PACKED_EVENT.size:
+        raise StoreError("internal", f"the host packed {len(p.history)} bytes of history, not whole events")
+    history = []
+    for (eid, seconds, duration, nanos, kind, a, al, i, il, r, rl, e, el, g, gl, s, sl) in \
+            _PACKED_EVENT.iter_unpack(p.history):
+        if kind >= len(_PACKED_KINDS):
+            raise StoreError("internal", f"the host packed an event of unknown kind {kind}")
+        history.append(HistoryEvent(
+            id=eid, kind=_PACKED_KINDS[kind], timestamp=Timestamp(seconds, nanos),
+            activity_name=field(a, al), input=json_field(i, il), result=json_field(r, rl),
+            error=field(e, el), signal_name=field(g, gl), signal_payload=json_field(s, sl),
+            duration_ns=duration,
+        ))
+    return WorkflowState(
+        workflow_id=span(p.workflow_id),
+        run_id=span(p.run_id),
+        status=WorkflowStatus[p.status.name],
+        input=opt(p.input),
+        result=opt(p.result),
+        error=span(p.error),
+        history=history,
+        created_at=Timestamp._from_wit(p.created_at),
+        updated_at=Timestamp._from_wit(p.updated_at),
+    )
+
+
 # --- what the SDK runs on: the host, or a test harness ------------------------
 
 
@@ -524,12 +583,12 @@ class _HostRuntime:
         return _call(_wit_store.save, state._to_wit(), expected)
 
     def load(self, workflow_id: str) -> Optional[WorkflowState]:
-        found = _call(_wit_store.load, workflow_id)
-        return None if found is None else WorkflowState._from_wit(found)
+        found = _call(_wit_store.load_packed, workflow_id)
+        return None if found is None else _unpack_state(found)
 
     def load_versioned(self, workflow_id: str) -> Optional["Versioned"]:
-        found = _call(_wit_store.load_versioned, workflow_id)
-        return None if found is None else Versioned(WorkflowState._from_wit(found.state), found.version)
+        found = _call(_wit_store.load_versioned_packed, workflow_id)
+        return None if found is None else Versioned(_unpack_state(found.state), found.version)
 
     def list(self, status: Optional[WorkflowStatus], limit: Optional[int],
              after: Optional[str], prefix: Optional[str]) -> List[WorkflowState]:

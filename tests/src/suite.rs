@@ -405,7 +405,11 @@ pub async fn every_field_of_every_event_kind_loads_as_stored(host: &Host, lang: 
                 String::new()
             };
             e.signal_payload = (i % 5 == 2).then(|| r#""𝄞""#.to_owned());
-            e.duration_ns = if i % 2 == 0 { -n } else { 9_007_199_254_740_991 - n };
+            e.duration_ns = if i % 2 == 0 {
+                -n
+            } else {
+                9_007_199_254_740_991 - n
+            };
             e
         })
         .collect();

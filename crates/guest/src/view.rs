@@ -38,7 +38,7 @@ impl TryFrom<wit::PackedState> for StateView {
         let bad = |what: String| StoreError::Internal(format!("the host packed a state {what}"));
         let text = String::from_utf8(std::mem::take(&mut packed.text))
             .map_err(|e| bad(format!("whose text is not UTF-8: {e}")))?;
-        if packed.history.len() % EVENT_BYTES != 0 {
+        if !packed.history.len().is_multiple_of(EVENT_BYTES) {
             return Err(bad(format!(
                 "with {} bytes of history, not a whole number of {EVENT_BYTES}-byte events",
                 packed.history.len()
