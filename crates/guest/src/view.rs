@@ -302,3 +302,115 @@ impl<'a> EventView<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(start: u32, len: u32) -> wit::Span {
+        wit::Span { start, len }
+    }
+
+    /// One event: activity name `name`, result `result`, the rest empty.
+    fn event(kind: u32, name: wit::Span, result: Option<wit::Span>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&3u64.to_le_bytes());
+        bytes.extend_from_slice(&(-5i64).to_le_bytes());
+        bytes.extend_from_slice(&42i64.to_le_bytes());
+        bytes.extend_from_slice(&7u32.to_le_bytes());
+        bytes.extend_from_slice(&kind.to_le_bytes());
+        let none = (NONE, 0);
+        for (start, len) in [
+            (name.start, name.len),
+            none,
+            result.map_or(none, |s| (s.start, s.len)),
+            (0, 0),
+            (0, 0),
+            none,
+        ] {
+            bytes.extend_from_slice(&start.to_le_bytes());
+            bytes.extend_from_slice(&len.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// `wf-1` `é` `[1]`: an id, a two-byte character, a JSON result.
+    fn packed(history: Vec<u8>) -> wit::PackedState {
+        let at = wit::Timestamp {
+            seconds: 1,
+            nanoseconds: 2,
+        };
+        wit::PackedState {
+            text: "wf-1é[1]".as_bytes().to_vec(),
+            workflow_id: span(0, 4),
+            run_id: span(4, 2),
+            status: wit::WorkflowStatus::Running,
+            input: None,
+            result: Some(span(6, 3)),
+            error: span(0, 0),
+            history,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn refused(packed: wit::PackedState) -> String {
+        match StateView::try_from(packed) {
+            Err(StoreError::Internal(message)) => message,
+            other => panic!("expected an internal error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_view_reads_each_field_in_place() {
+        let view = StateView::try_from(packed(event(5, span(4, 2), Some(span(6, 3))))).unwrap();
+        assert_eq!(view.workflow_id(), "wf-1");
+        assert_eq!(view.run_id(), "é");
+        assert_eq!(view.status(), WorkflowStatus::Running);
+        assert_eq!((view.input(), view.result()), (None, Some("[1]")));
+        assert_eq!(view.result_value::<Vec<u8>>().unwrap(), Some(vec![1]));
+        let event = view.history().next().unwrap();
+        assert_eq!(event.kind(), EventType::ActivityCompleted);
+        assert_eq!((event.id(), event.duration_ns()), (3, 42));
+        assert_eq!(
+            event.timestamp(),
+            Timestamp {
+                seconds: -5,
+                nanoseconds: 7
+            }
+        );
+        assert_eq!(event.activity_name(), "é");
+        assert_eq!((event.input(), event.result()), (None, Some("[1]")));
+        assert_eq!((event.error(), event.signal_name()), ("", ""));
+        let state = view.to_state();
+        assert_eq!(state.history[0].activity_name, "é");
+        assert_eq!(state.result.as_ref().map(Json::as_str), Some("[1]"));
+    }
+
+    #[test]
+    fn a_packed_state_that_breaks_its_layout_is_refused_clearly() {
+        let mut bad_text = packed(Vec::new());
+        bad_text.text[4] = 0xff;
+        assert!(refused(bad_text).contains("not UTF-8"));
+
+        let mut outside = packed(Vec::new());
+        outside.workflow_id = span(8, 5);
+        assert!(refused(outside).contains("outside its text"));
+
+        let mut across = packed(Vec::new());
+        across.run_id = span(5, 1);
+        assert!(refused(across).contains("across a character"));
+
+        let mut overflowing = packed(Vec::new());
+        overflowing.error = span(u32::MAX - 1, u32::MAX);
+        assert!(refused(overflowing).contains("outside its text"));
+
+        let mut short = event(5, span(0, 4), None);
+        short.pop();
+        assert!(refused(packed(short)).contains("not a whole number"));
+
+        assert!(refused(packed(event(11, span(0, 4), None))).contains("unknown kind 11"));
+        assert!(refused(packed(event(5, span(NONE, 0), None))).contains("is none"));
+        assert!(refused(packed(event(5, span(0, 4), Some(span(2, 9))))).contains("outside"));
+    }
+}
