@@ -218,7 +218,6 @@ impl WfStoreCtx {
         }
     }
 
-    /// The run's fence, if it guards `workflow_id`.
     /// The state `load` reads: the run's own state is read with its
     /// version, so that signals appended since the run's last save are
     /// adopted (kept by it).
@@ -259,6 +258,7 @@ impl WfStoreCtx {
         Ok(found)
     }
 
+    /// The run's fence, if it guards `workflow_id`.
     fn fence_of(&self, workflow_id: &str) -> Option<&Arc<RunFence>> {
         self.fence.as_ref().filter(|f| f.guards(workflow_id))
     }
