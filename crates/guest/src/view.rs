@@ -44,35 +44,34 @@ impl TryFrom<wit::PackedState> for StateView {
                 packed.history.len()
             )));
         }
-        let spans = [packed.workflow_id, packed.run_id, packed.error]
+        let check = |span: wit::Span| match slice(&text, span) {
+            Some(_) => Ok(()),
+            None => Err(bad(format!(
+                "with a span (start {}, length {}) outside its text of {} bytes or across a character",
+                span.start,
+                span.len,
+                text.len()
+            ))),
+        };
+        [packed.workflow_id, packed.run_id, packed.error]
             .into_iter()
             .chain(packed.input)
             .chain(packed.result)
-            .chain(packed.history.chunks_exact(EVENT_BYTES).flat_map(|event| {
-                EVENT_SPANS
-                    .iter()
-                    .filter_map(|&at| span_at(event, at).filter(|s| s.start != NONE))
-            }));
-        for span in spans {
-            if slice(&text, span).is_none() {
-                return Err(bad(format!(
-                    "with a span (start {}, length {}) outside its text of {} bytes or across a character",
-                    span.start,
-                    span.len,
-                    text.len()
-                )));
-            }
-        }
+            .try_for_each(check)?;
         for event in packed.history.chunks_exact(EVENT_BYTES) {
             let kind = u32_at(event, 28);
             if EVENT_KINDS.get(kind as usize).is_none() {
                 return Err(bad(format!("with an event of unknown kind {kind}")));
             }
-            for at in [32, 56, 64] {
-                if span_at(event, at).is_some_and(|s| s.start == NONE) {
-                    return Err(bad(format!(
-                        "with an event whose string at byte {at} is none"
-                    )));
+            for (at, optional) in EVENT_SPANS {
+                match span_at(event, at) {
+                    Some(span) if span.start == NONE && !optional => {
+                        return Err(bad(format!(
+                            "with an event whose string at byte {at} is none"
+                        )));
+                    }
+                    Some(span) if span.start != NONE => check(span)?,
+                    _ => {}
                 }
             }
         }
@@ -83,9 +82,17 @@ impl TryFrom<wit::PackedState> for StateView {
 /// The bytes of one event in a packed history.
 const EVENT_BYTES: usize = 80;
 
-/// Where each text field of an event starts in its bytes: the activity
-/// name, input, result, error, signal name and signal payload.
-const EVENT_SPANS: [usize; 6] = [32, 40, 48, 56, 64, 72];
+/// Where each text field of an event starts in its bytes, and whether it
+/// may be `none`: the activity name, input, result, error, signal name and
+/// signal payload.
+const EVENT_SPANS: [(usize, bool); 6] = [
+    (32, false),
+    (40, true),
+    (48, true),
+    (56, false),
+    (64, false),
+    (72, true),
+];
 
 /// The start of a `none` JSON field.
 const NONE: u32 = u32::MAX;
