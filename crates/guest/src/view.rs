@@ -33,45 +33,47 @@ impl TryFrom<wit::PackedState> for StateView {
     type Error = StoreError;
 
     /// Checks the text, the event table and every span once, so that the
-    /// accessors cannot fail.
+    /// accessors cannot fail. This runs on every load, so it reads the
+    /// event table in place and checks a span with two byte tests.
     fn try_from(mut packed: wit::PackedState) -> Result<Self, StoreError> {
         let bad = |what: String| StoreError::Internal(format!("the host packed a state {what}"));
         let text = String::from_utf8(std::mem::take(&mut packed.text))
             .map_err(|e| bad(format!("whose text is not UTF-8: {e}")))?;
-        if !packed.history.len().is_multiple_of(EVENT_BYTES) {
+        let (events, rest) = packed.history.as_chunks::<EVENT_BYTES>();
+        if !rest.is_empty() {
             return Err(bad(format!(
                 "with {} bytes of history, not a whole number of {EVENT_BYTES}-byte events",
                 packed.history.len()
             )));
         }
-        let check = |span: wit::Span| match slice(&text, span) {
-            Some(_) => Ok(()),
-            None => Err(bad(format!(
-                "with a span (start {}, length {}) outside its text of {} bytes or across a character",
-                span.start,
-                span.len,
-                text.len()
-            ))),
+        let check = |start: u32, len: u32| {
+            if in_text(&text, start, len) {
+                Ok(())
+            } else {
+                Err(bad(format!(
+                    "with a span (start {start}, length {len}) outside its text of {} bytes or across a character",
+                    text.len()
+                )))
+            }
         };
         [packed.workflow_id, packed.run_id, packed.error]
             .into_iter()
             .chain(packed.input)
             .chain(packed.result)
-            .try_for_each(check)?;
-        for event in packed.history.chunks_exact(EVENT_BYTES) {
+            .try_for_each(|span| check(span.start, span.len))?;
+        for event in events {
             let kind = u32_at(event, 28);
-            if EVENT_KINDS.get(kind as usize).is_none() {
+            if kind as usize >= EVENT_KINDS.len() {
                 return Err(bad(format!("with an event of unknown kind {kind}")));
             }
             for (at, optional) in EVENT_SPANS {
-                match span_at(event, at) {
-                    Some(span) if span.start == NONE && !optional => {
-                        return Err(bad(format!(
-                            "with an event whose string at byte {at} is none"
-                        )));
-                    }
-                    Some(span) if span.start != NONE => check(span)?,
-                    _ => {}
+                let (start, len) = (u32_at(event, at), u32_at(event, at + 4));
+                if start != NONE {
+                    check(start, len)?;
+                } else if !optional {
+                    return Err(bad(format!(
+                        "with an event whose string at byte {at} is none"
+                    )));
                 }
             }
         }
@@ -81,6 +83,9 @@ impl TryFrom<wit::PackedState> for StateView {
 
 /// The bytes of one event in a packed history.
 const EVENT_BYTES: usize = 80;
+
+/// One event of a packed history.
+type EventBytes = [u8; EVENT_BYTES];
 
 /// Where each text field of an event starts in its bytes, and whether it
 /// may be `none`: the activity name, input, result, error, signal name and
@@ -112,36 +117,34 @@ const EVENT_KINDS: [EventType; 11] = [
     EventType::WorkflowSuspended,
 ];
 
-fn u32_at(event: &[u8], at: usize) -> u32 {
-    event
-        .get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
+#[inline]
+fn u32_at(event: &EventBytes, at: usize) -> u32 {
+    let mut bytes = [0; 4];
+    bytes.copy_from_slice(&event[at..at + 4]);
+    u32::from_le_bytes(bytes)
 }
 
-fn u64_at(event: &[u8], at: usize) -> u64 {
-    event
-        .get(at..at + 8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
+#[inline]
+fn u64_at(event: &EventBytes, at: usize) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&event[at..at + 8]);
+    u64::from_le_bytes(bytes)
 }
 
-fn span_at(event: &[u8], at: usize) -> Option<wit::Span> {
-    (at + 8 <= event.len()).then(|| wit::Span {
-        start: u32_at(event, at),
-        len: u32_at(event, at + 4),
+/// Whether `start..start + len` lies inside `text` on character boundaries.
+#[inline]
+fn in_text(text: &str, start: u32, len: u32) -> bool {
+    let start = start as usize;
+    start.checked_add(len as usize).is_some_and(|end| {
+        end <= text.len() && text.is_char_boundary(start) && text.is_char_boundary(end)
     })
-}
-
-/// The text of `span`, if it lies inside `text` on character boundaries.
-fn slice(text: &str, span: wit::Span) -> Option<&str> {
-    let start = span.start as usize;
-    text.get(start..start.checked_add(span.len as usize)?)
 }
 
 /// The text of a span checked when the view was made.
 fn text_of(text: &str, span: wit::Span) -> &str {
-    slice(text, span).unwrap_or_default()
+    let start = span.start as usize;
+    text.get(start..start.saturating_add(span.len as usize))
+        .unwrap_or_default()
 }
 
 impl StateView {
@@ -199,7 +202,9 @@ impl StateView {
     pub fn history(&self) -> impl DoubleEndedIterator<Item = EventView<'_>> + ExactSizeIterator {
         self.packed
             .history
-            .chunks_exact(EVENT_BYTES)
+            .as_chunks::<EVENT_BYTES>()
+            .0
+            .iter()
             .map(|event| EventView {
                 text: &self.text,
                 event,
@@ -226,7 +231,7 @@ impl StateView {
 #[derive(Debug, Clone, Copy)]
 pub struct EventView<'a> {
     text: &'a str,
-    event: &'a [u8],
+    event: &'a EventBytes,
 }
 
 impl<'a> EventView<'a> {
@@ -253,9 +258,11 @@ impl<'a> EventView<'a> {
     }
 
     fn json(&self, at: usize) -> Option<&'a str> {
-        span_at(self.event, at)
-            .filter(|s| s.start != NONE)
-            .map(|s| text_of(self.text, s))
+        let start = u32_at(self.event, at);
+        (start != NONE).then(|| {
+            let len = u32_at(self.event, at + 4);
+            text_of(self.text, wit::Span { start, len })
+        })
     }
 
     /// The activity's name; empty unless an activity event.
