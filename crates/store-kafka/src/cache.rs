@@ -25,7 +25,7 @@ pub(crate) struct Record {
     /// The workflow id (the record's key).
     pub key: String,
     /// The state, or `None` for a tombstone.
-    pub state: Option<WorkflowState>,
+    pub state: Option<Arc<WorkflowState>>,
 }
 
 /// Why a record of the topic was skipped.
@@ -95,7 +95,7 @@ pub(crate) fn decode_record(
     state.normalize_json_fields();
     Ok(Record {
         key: state.workflow_id.clone(),
-        state: Some(state),
+        state: Some(Arc::new(state)),
     })
 }
 
@@ -113,6 +113,10 @@ pub(crate) struct Position {
 struct Slot {
     state: Option<Arc<WorkflowState>>,
     at: Position,
+    /// What the state costs against the cache bound, kept so that a lookup
+    /// (every save and every record read back looks its id up) does not
+    /// walk the state to recount it.
+    cost: usize,
 }
 
 /// The cache of live workflow states: in memory, or on local disk
@@ -278,7 +282,7 @@ impl Cache {
             Some(disk) => disk.head(key),
             None => self.slots.get(key).map(|slot| RowHead {
                 at: slot.at,
-                cost: cost(key, slot.state.as_deref()),
+                cost: slot.cost,
                 live: slot.state.is_some(),
             }),
         }
@@ -363,6 +367,13 @@ impl Cache {
             .is_some_and(|head| head.at == Position { partition, offset })
     }
 
+    /// Whether `key` reflects the record at `partition`/`offset` or a newer
+    /// one of its partition: applying that record would change nothing.
+    pub fn holds_or_passed(&self, key: &str, partition: i32, offset: i64) -> bool {
+        self.head(key)
+            .is_some_and(|head| head.at.partition == partition && head.at.offset >= offset)
+    }
+
     /// Applies the acknowledgement of this host's own write of `key`.
     /// Returns whether the cache changed.
     /// `json` is the record's value (empty for a tombstone).
@@ -414,7 +425,7 @@ impl Cache {
                 false
             }
             _ => match record.state {
-                Some(state) => self.put(&record.key, Some(Arc::new(state)), json, at),
+                Some(state) => self.put(&record.key, Some(state), json, at),
                 // The consumer itself is the guard from here on: no slot needed.
                 None => self.remove(&record.key),
             },
@@ -574,7 +585,18 @@ impl Cache {
                 disk.put(key, Change::Put { head, state, json });
             }
             None => {
-                self.slots.insert(key.to_owned(), Slot { state, at });
+                let slot = Slot {
+                    state,
+                    at,
+                    cost: head.cost,
+                };
+                // An id saved again keeps its key: no new allocation for it.
+                match self.slots.get_mut(key) {
+                    Some(old) => *old = slot,
+                    None => {
+                        self.slots.insert(key.to_owned(), slot);
+                    }
+                }
             }
         }
         true
@@ -592,10 +614,12 @@ impl Cache {
         }
         match self.slots.remove(key) {
             Some(Slot {
-                state: Some(state), ..
+                state: Some(_),
+                cost,
+                ..
             }) => {
                 self.live -= 1;
-                self.bytes -= cost(key, Some(&state));
+                self.bytes -= cost;
                 true
             }
             Some(Slot { state: None, .. }) | None => false,
@@ -626,7 +650,7 @@ mod tests {
     fn record(id: &str, run: Option<&str>) -> Record {
         Record {
             key: id.into(),
-            state: run.map(|r| state(id, r)),
+            state: run.map(|r| Arc::new(state(id, r))),
         }
     }
 
@@ -715,6 +739,8 @@ mod tests {
         both(|cache| {
             assert!(ack(cache, "a", Some("6"), 0, 6));
             assert!(cache.holds("a", 0, 6) && !cache.holds("a", 0, 5) && !cache.holds("a", 1, 6));
+            assert!(cache.holds_or_passed("a", 0, 5) && !cache.holds_or_passed("a", 0, 7));
+            assert!(!cache.holds_or_passed("a", 1, 5) && !cache.holds_or_passed("b", 0, 5));
             assert!(!ack(cache, "a", Some("5"), 0, 5));
             assert!(!consume(cache, 0, 5, "a", Some("5")));
             assert_eq!(run_of(cache, "a").as_deref(), Some("6"));

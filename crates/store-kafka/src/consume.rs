@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use super::cache::{Cache, Record, SkipReason, decode_record};
 use super::context::LogContext;
 use super::group::EndPositions;
+use super::in_flight::InFlight;
 use crate::partition::partition_for_key;
 
 /// What a replay read from one partition.
@@ -97,6 +98,9 @@ pub(crate) struct Consumption {
     pub consumer: Arc<BaseConsumer<LogContext>>,
     pub cache: Arc<RwLock<Cache>>,
     pub counters: Arc<Counters>,
+    /// This store's saves not yet applied: a record read back before its
+    /// acknowledgement takes its state from there.
+    pub in_flight: Arc<InFlight>,
     pub stop: Arc<AtomicBool>,
     /// Values over this many bytes are skipped: a state this host would
     /// refuse to write is not taken into its cache either.
@@ -148,6 +152,8 @@ struct Fetched {
     offset: i64,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
+    /// Written by this store (its [`WRITER_HEADER`]).
+    mine: bool,
 }
 
 /// What the poll thread sends a decoder.
@@ -215,6 +221,7 @@ impl Decoders {
                                         r.offset,
                                         r.key.as_deref(),
                                         r.value.as_deref(),
+                                        r.mine,
                                     );
                                 }
                             }
@@ -385,8 +392,10 @@ impl Consumption {
                         // Fetched before the partition was given up.
                         continue;
                     }
-                    if !replaying && self.watch_writers && !other_writer_seen {
-                        other_writer_seen = self.warn_if_other_writer(&message, partition, offset);
+                    let mine = !replaying && self.written_here(&message);
+                    if !mine && !replaying && self.watch_writers && !other_writer_seen {
+                        other_writer_seen = true;
+                        self.warn_other_writer(partition, offset);
                     }
                     let index = index_of(&partitions, partition);
                     if let Some(index) = index {
@@ -406,6 +415,7 @@ impl Consumption {
                         offset,
                         key: message.key().map(<[u8]>::to_vec),
                         value: message.payload().map(<[u8]>::to_vec),
+                        mine,
                     });
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) if tail.reads(partition) => {
@@ -563,24 +573,18 @@ impl Consumption {
         }
     }
 
-    /// Warns (and returns `true`) when `message` was written by another
-    /// writer than this store.
-    fn warn_if_other_writer(
-        &self,
-        message: &rdkafka::message::BorrowedMessage<'_>,
-        partition: i32,
-        offset: i64,
-    ) -> bool {
+    /// Whether `message` carries this store's writer id.
+    fn written_here(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> bool {
         use rdkafka::message::Headers as _;
-        let writer = message.headers().and_then(|headers| {
-            headers
-                .iter()
-                .find(|header| header.key == WRITER_HEADER)
-                .and_then(|header| header.value)
-        });
-        if writer == Some(self.writer.as_bytes()) {
-            return false;
-        }
+        message.headers().is_some_and(|headers| {
+            headers.iter().any(|header| {
+                header.key == WRITER_HEADER && header.value == Some(self.writer.as_bytes())
+            })
+        })
+    }
+
+    /// Warns that another writer than this store writes the topic.
+    fn warn_other_writer(&self, partition: i32, offset: i64) {
         tracing::warn!(
             topic = %self.topic,
             partition,
@@ -590,7 +594,6 @@ impl Consumption {
              host, so two hosts can both succeed; run the hosts in one group (--group) to share \
              the topic safely"
         );
-        true
     }
 
     /// The read position of `partition` (the offset of the next record).
@@ -603,15 +606,32 @@ impl Consumption {
         }
     }
 
-    /// Applies one record; false when it was a duplicate delivery.
-    fn apply(&self, partition: i32, offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> bool {
+    /// Applies one record (`mine`: written by this store); false when it
+    /// was a duplicate delivery.
+    fn apply(
+        &self,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        mine: bool,
+    ) -> bool {
         // This host's own writes come back through the tail; when the ack got
         // here first the record is already in the cache, and decoding it again
-        // would double the CPU cost of every save.
+        // would double the CPU cost of every save. A record of this store
+        // whose id it has written again since is passed over too (an id saved
+        // often is read back behind its newest ack).
         let own = key
             .filter(|_| self.replayed.load(Ordering::Acquire))
             .and_then(|k| std::str::from_utf8(k).ok())
-            .filter(|k| self.read_cache().holds(k, partition, offset));
+            .filter(|k| {
+                let cache = self.read_cache();
+                if mine {
+                    cache.holds_or_passed(k, partition, offset)
+                } else {
+                    cache.holds(k, partition, offset)
+                }
+            });
         let decoded = match own {
             Some(key) => Ok(Record {
                 key: key.to_owned(),
@@ -625,7 +645,17 @@ impl Consumption {
                         limit: self.max_value_bytes,
                     })
                 }
-                _ => decode_record(key, value),
+                Some(value) => match key
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| self.in_flight.state_of(k, value))
+                {
+                    Some(state) => Ok(Record {
+                        key: state.workflow_id.clone(),
+                        state: Some(state),
+                    }),
+                    None => decode_record(key, Some(value)),
+                },
+                None => decode_record(key, None),
             },
         };
         let mark = if self.checkpoints {

@@ -2,6 +2,8 @@
 //! `fuzzing`, off by default): thin public wrappers over crate-private code.
 //! Not a stable API; nothing else should use it.
 
+use std::sync::Arc;
+
 use wf_host::model::WorkflowState;
 
 use crate::cache::{SkipReason, decode_record};
@@ -42,7 +44,7 @@ pub fn kafka_record(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<KafkaRec
     match decode_record(key, value) {
         Ok(record) => Ok(KafkaRecord {
             key: record.key,
-            state: record.state,
+            state: record.state.map(Arc::unwrap_or_clone),
         }),
         Err(SkipReason::MissingKey) => Err(Skip::MissingKey),
         Err(SkipReason::KeyNotUtf8) => Err(Skip::KeyNotUtf8),

@@ -39,6 +39,7 @@ mod dev;
 #[doc(hidden)]
 pub mod fuzzing;
 mod group;
+mod in_flight;
 mod key_locks;
 mod local;
 mod partition;
@@ -70,6 +71,7 @@ use consume::{Consumption, Counters, WRITER_HEADER};
 use context::{HighWatermarks, LogContext};
 use dev::DevClusterThread;
 use group::EndPositions;
+use in_flight::InFlight;
 use key_locks::KeyLocks;
 
 pub use backend::{KafkaBackend, as_kafka, backends};
@@ -112,6 +114,8 @@ pub struct KafkaStore {
     /// Writes of one id are serialized, so a conditional save compares
     /// against the version every earlier write left.
     key_locks: KeyLocks,
+    /// The saves produced and not yet applied, for the tail.
+    in_flight: Arc<InFlight>,
     /// With a group: this host's partitions, its member thread and its stop flag.
     ownership: Option<Arc<Ownership>>,
     member_thread: Mutex<Option<JoinHandle<()>>>,
@@ -283,6 +287,7 @@ impl KafkaStore {
         // Names this store's records, so the tail tells another writer's.
         let writer = uuid::Uuid::new_v4().simple().to_string();
         let counters = Arc::new(Counters::default());
+        let in_flight = Arc::new(InFlight::default());
         let stop = Arc::new(AtomicBool::new(false));
         let ends = Arc::new(EndPositions::new(usize::try_from(partitions).unwrap_or(0)));
         let consumption = Consumption {
@@ -290,6 +295,7 @@ impl KafkaStore {
             consumer: consumer.clone(),
             cache: cache.clone(),
             counters: counters.clone(),
+            in_flight: in_flight.clone(),
             stop: stop.clone(),
             max_value_bytes: config.limits.max_value_bytes,
             ends: config.group_id.is_some().then(|| ends.clone()),
@@ -391,6 +397,7 @@ impl KafkaStore {
             closed: AtomicBool::new(false),
             retention_started: AtomicBool::new(false),
             key_locks: KeyLocks::default(),
+            in_flight,
             writer,
             ownership,
             member_thread: Mutex::new(member_thread),
@@ -750,15 +757,18 @@ impl KafkaStore {
                 )?;
             }
         }
-        let (partition, offset) = self
-            .write(&state.workflow_id, Some(&value), "kafka/save: write")
-            .await?;
-        let id = state.workflow_id.clone();
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply_ack(&id, Some(Arc::new(state)), &value, partition, offset);
-        self.await_owner(OP, &id, partition, offset, true).await?;
+        let (state, value) = (Arc::new(state), Arc::new(value));
+        let id = &state.workflow_id;
+        let (partition, offset) = {
+            let _in_flight = self.in_flight.begin(&state, &value);
+            let (partition, offset) = self.write(id, Some(&value), "kafka/save: write").await?;
+            self.cache
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .apply_ack(id, Some(state.clone()), &value, partition, offset);
+            (partition, offset)
+        };
+        self.await_owner(OP, id, partition, offset, true).await?;
         Ok(version_at(offset))
     }
 
