@@ -1,5 +1,6 @@
 //! The Kafka backend on librdkafka's mock cluster: restart replay, two hosts
-//! on one topic, concurrent writers, broker faults and poison records.
+//! on one topic, concurrent writers, broker faults, poison records and
+//! records carrying this store's writer id that it did not write.
 //!
 //! Everything goes through rdkafka to a real Kafka-protocol broker in process;
 //! nothing here fakes Kafka.
@@ -648,4 +649,108 @@ async fn an_id_is_read_from_its_home_partition_only() {
     }
     first.close().await.unwrap();
     second.close().await.unwrap();
+}
+
+/// The `wf-writer` header of the first record of `topic` with one.
+fn writer_of_first_record(brokers: &str, topic: &str) -> Vec<u8> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "wf-test-header-reader")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("raw consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            let writer = message.headers().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|header| header.key == "wf-writer")
+                    .and_then(|header| header.value.map(<[u8]>::to_vec))
+            });
+            if let Some(writer) = writer {
+                return writer;
+            }
+        }
+    }
+    panic!("no record of {topic} carries a wf-writer header");
+}
+
+/// Produces `value` under `key` with the `wf-writer` header `writer`.
+async fn produce_as_writer(brokers: &str, key: &str, value: &[u8], writer: &[u8]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("partitioner", "murmur2_random")
+        .create()
+        .expect("raw producer");
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "wf-writer",
+        value: Some(writer),
+    });
+    let record = FutureRecord::to(TOPIC)
+        .key(key)
+        .payload(value)
+        .headers(headers);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .expect("raw produce acknowledged");
+}
+
+/// The tail passes over, unread, a record of this store's that the cache
+/// holds or has passed. The store's writer id is on the topic for anyone
+/// to copy: a newer record carrying it is still decoded and applied, and a
+/// bad one is still skipped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_record_carrying_this_stores_writer_id_is_still_read() {
+    let cluster = DevCluster::start(TOPIC, 2).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let store = open(&cluster).await;
+    store
+        .save(state("a", "1", WorkflowStatus::Running))
+        .await
+        .unwrap();
+    let writer = writer_of_first_record(&brokers, TOPIC);
+
+    let newer = model::encode_state(&state("a", "2", WorkflowStatus::Completed)).unwrap();
+    produce_as_writer(&brokers, "a", &newer, &writer).await;
+    eventually("the newer record is applied", async || {
+        store
+            .load("a")
+            .await
+            .unwrap()
+            .is_some_and(|s| s.run_id == "2")
+    })
+    .await;
+
+    produce_as_writer(
+        &brokers,
+        "a",
+        b"{\"WorkflowID\":\"a\",\"Status\":7}",
+        &writer,
+    )
+    .await;
+    eventually("the bad record is skipped and counted", async || {
+        store.consumed().skipped == 1
+    })
+    .await;
+    let kept = store.load("a").await.unwrap().unwrap();
+    assert_eq!(
+        (kept.run_id.as_str(), kept.status),
+        ("2", WorkflowStatus::Completed)
+    );
+
+    // The store's own saves go on as before.
+    store
+        .save(state("a", "3", WorkflowStatus::Running))
+        .await
+        .unwrap();
+    assert_eq!(store.load("a").await.unwrap().unwrap().run_id, "3");
+    store.close().await.unwrap();
 }
