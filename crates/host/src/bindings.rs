@@ -218,6 +218,71 @@ impl WfStoreCtx {
         }
     }
 
+    /// A guest's `save`, typed or packed: the access and fence checks, the
+    /// run's marks, forwarding a conditional save to the id's owner, then
+    /// the store's write.
+    async fn save_state(
+        &mut self,
+        state: model::WorkflowState,
+        expected: Option<Version>,
+    ) -> Result<Version, wit::StoreError> {
+        self.check("save", &state.workflow_id)?;
+        self.check_writable("save", &state.workflow_id)?;
+        let fence = self.fence_of(&state.workflow_id).cloned();
+        if let (Some(fence), Some(expected)) = (&fence, expected)
+            && expected != fence.version()
+        {
+            // The run writes its own id only over what it wrote (or
+            // adopted): a version another writer wrote is not its to
+            // replace, even named.
+            return Err(wit::StoreError::Conflict(format!(
+                "save: workflow {:?}: version {expected} is not the one this run last wrote or read ({}); another writer wrote the workflow",
+                state.workflow_id,
+                fence.version()
+            )));
+        }
+        let expected = expected.or_else(|| fence.as_ref().map(|f| f.version()));
+        self.check_run_marks(&state).await?;
+        if let Some(expected) = expected
+            && let Some((owners, owner)) = self.elsewhere("save", &state.workflow_id).await?
+        {
+            // Only the owner decides a conditional save: it serializes it
+            // with its own writes. Then this host waits to read it too.
+            let id = state.workflow_id.clone();
+            let version = owners
+                .save_versioned(&owner, state, expected)
+                .await
+                .map_err(to_wit_error)?;
+            self.store
+                .await_version(&id, version)
+                .await
+                .map_err(to_wit_error)?;
+            return Ok(version);
+        }
+        let activity = state
+            .history
+            .last()
+            .map(|last| (last.kind, last.activity_name.clone(), last.duration_ns));
+        let shape = fence.as_ref().map(|_| {
+            (
+                state.history.len(),
+                state.history.last().map_or(0, |e| e.id),
+            )
+        });
+        let version = self
+            .store
+            .save_versioned(state, expected)
+            .await
+            .map_err(to_wit_error)?;
+        if let (Some(fence), Some((events, last_event))) = (fence, shape) {
+            fence.set_shape(version, events, last_event);
+        }
+        if let Some((kind, name, duration_ns)) = activity {
+            self.trace_activity(kind, name, duration_ns);
+        }
+        Ok(version)
+    }
+
     /// The state `load` reads: the run's own state is read with its
     /// version, so that signals appended since the run's last save are
     /// adopted (kept by it).
@@ -360,62 +425,17 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         state: wit::WorkflowState,
         expected: Option<Version>,
     ) -> Result<Version, wit::StoreError> {
-        self.check("save", &state.workflow_id)?;
-        self.check_writable("save", &state.workflow_id)?;
-        let fence = self.fence_of(&state.workflow_id).cloned();
-        if let (Some(fence), Some(expected)) = (&fence, expected)
-            && expected != fence.version()
-        {
-            // The run writes its own id only over what it wrote (or
-            // adopted): a version another writer wrote is not its to
-            // replace, even named.
-            return Err(wit::StoreError::Conflict(format!(
-                "save: workflow {:?}: version {expected} is not the one this run last wrote or read ({}); another writer wrote the workflow",
-                state.workflow_id,
-                fence.version()
-            )));
-        }
-        let expected = expected.or_else(|| fence.as_ref().map(|f| f.version()));
-        let state = model::WorkflowState::from(state);
-        self.check_run_marks(&state).await?;
-        if let Some(expected) = expected
-            && let Some((owners, owner)) = self.elsewhere("save", &state.workflow_id).await?
-        {
-            // Only the owner decides a conditional save: it serializes it
-            // with its own writes. Then this host waits to read it too.
-            let id = state.workflow_id.clone();
-            let version = owners
-                .save_versioned(&owner, state, expected)
-                .await
-                .map_err(to_wit_error)?;
-            self.store
-                .await_version(&id, version)
-                .await
-                .map_err(to_wit_error)?;
-            return Ok(version);
-        }
-        let activity = state
-            .history
-            .last()
-            .map(|last| (last.kind, last.activity_name.clone(), last.duration_ns));
-        let shape = fence.as_ref().map(|_| {
-            (
-                state.history.len(),
-                state.history.last().map_or(0, |e| e.id),
-            )
-        });
-        let version = self
-            .store
-            .save_versioned(state, expected)
-            .await
-            .map_err(to_wit_error)?;
-        if let (Some(fence), Some((events, last_event))) = (fence, shape) {
-            fence.set_shape(version, events, last_event);
-        }
-        if let Some((kind, name, duration_ns)) = activity {
-            self.trace_activity(kind, name, duration_ns);
-        }
-        Ok(version)
+        self.save_state(state.into(), expected).await
+    }
+
+    #[tracing::instrument(name = "store.save_packed", skip_all)]
+    async fn save_packed(
+        &mut self,
+        state: wit::PackedState,
+        expected: Option<Version>,
+    ) -> Result<Version, wit::StoreError> {
+        let state = from_packed_state(state)?;
+        self.save_state(state, expected).await
     }
 
     #[tracing::instrument(name = "store.load_versioned", skip_all, fields(%workflow_id))]
@@ -663,6 +683,110 @@ pub(crate) fn to_packed_state(
     })
 }
 
+/// The event types by their case number in a packed event (the WIT's
+/// declared order).
+const PACKED_EVENT_KINDS: [wit::EventType; 11] = [
+    wit::EventType::WorkflowStarted,
+    wit::EventType::WorkflowCompleted,
+    wit::EventType::WorkflowFailed,
+    wit::EventType::WorkflowCanceled,
+    wit::EventType::ActivityStarted,
+    wit::EventType::ActivityCompleted,
+    wit::EventType::ActivityFailed,
+    wit::EventType::SignalReceived,
+    wit::EventType::TimerFired,
+    wit::EventType::TimerStarted,
+    wit::EventType::WorkflowSuspended,
+];
+
+/// A guest's packed state (`save-packed`) as the state it stands for, or
+/// `invalid-argument` naming what breaks the layout. Every field is
+/// copied out of the text, so the result is what the typed `save` would
+/// have received.
+pub(crate) fn from_packed_state(
+    p: wit::PackedState,
+) -> Result<model::WorkflowState, wit::StoreError> {
+    let bad =
+        |what: String| wit::StoreError::InvalidArgument(format!("save: the packed state {what}"));
+    let text =
+        String::from_utf8(p.text).map_err(|e| bad(format!("has a text that is not UTF-8: {e}")))?;
+    let field = |start: u32, len: u32| -> Result<String, wit::StoreError> {
+        let from = start as usize;
+        from.checked_add(len as usize)
+            .and_then(|to| text.get(from..to))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                bad(format!(
+                    "has a span (start {start}, length {len}) outside its text of {} bytes or across a character",
+                    text.len()
+                ))
+            })
+    };
+    let json = |start: u32, len: u32| -> Result<Option<String>, wit::StoreError> {
+        (start != PACKED_NONE)
+            .then(|| field(start, len))
+            .transpose()
+    };
+    let (events, rest) = p.history.as_chunks::<PACKED_EVENT_BYTES>();
+    if !rest.is_empty() {
+        return Err(bad(format!(
+            "has {} bytes of history, not a whole number of {PACKED_EVENT_BYTES}-byte events",
+            p.history.len()
+        )));
+    }
+    let mut history = Vec::with_capacity(events.len());
+    for event in events {
+        let u32_at = |at: usize| {
+            let mut bytes = [0; 4];
+            bytes.copy_from_slice(&event[at..at + 4]);
+            u32::from_le_bytes(bytes)
+        };
+        let u64_at = |at: usize| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&event[at..at + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let kind = u32_at(28);
+        let kind = *PACKED_EVENT_KINDS
+            .get(kind as usize)
+            .ok_or_else(|| bad(format!("has an event of unknown kind {kind}")))?;
+        let text_at = |at: usize| match u32_at(at) {
+            PACKED_NONE => Err(bad(format!(
+                "has an event whose string at byte {at} is none"
+            ))),
+            start => field(start, u32_at(at + 4)),
+        };
+        history.push(wit::HistoryEvent {
+            id: u64_at(0),
+            kind,
+            timestamp: wit::Timestamp {
+                seconds: u64_at(8) as i64,
+                nanoseconds: u32_at(24),
+            },
+            activity_name: text_at(32)?,
+            input: json(u32_at(40), u32_at(44))?,
+            result: json(u32_at(48), u32_at(52))?,
+            error: text_at(56)?,
+            signal_name: text_at(64)?,
+            signal_payload: json(u32_at(72), u32_at(76))?,
+            duration_ns: u64_at(16) as i64,
+        });
+    }
+    let optional = |span: Option<wit::Span>| span.map(|s| field(s.start, s.len)).transpose();
+    Ok(wit::WorkflowState {
+        workflow_id: field(p.workflow_id.start, p.workflow_id.len)?,
+        run_id: field(p.run_id.start, p.run_id.len)?,
+        status: p.status,
+        input: optional(p.input)?,
+        result: optional(p.result)?,
+        error: field(p.error.start, p.error.len)?,
+        history,
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+    }
+    .into())
+}
+
 /// A packed state's text, filled field by field; its length was checked to
 /// fit a `u32` before the first field.
 struct TextBuffer(Vec<u8>);
@@ -679,5 +803,81 @@ impl TextBuffer {
 
     fn optional(&mut self, field: &Option<String>) -> Option<wit::Span> {
         field.as_deref().map(|f| self.span(f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state with one event of each kind and text of every width.
+    fn rich_state() -> model::WorkflowState {
+        let mut state = model::WorkflowState::new("wf-é", "run-€", model::WorkflowStatus::Running);
+        state.input = Some("{\"a\":\"😀\"}".into());
+        state.error = "boom".into();
+        state.created_at = model::Timestamp {
+            seconds: -62_135_596_800,
+            nanoseconds: 0,
+        };
+        for (i, kind) in PACKED_EVENT_KINDS.iter().enumerate() {
+            let mut event = model::HistoryEvent::new(
+                i as u64 + 1,
+                (*kind).into(),
+                model::Timestamp {
+                    seconds: 1_700_000_000 + i as i64,
+                    nanoseconds: 999_999_999,
+                },
+            );
+            event.activity_name = format!("step-{i}");
+            event.result = (i % 2 == 0).then(|| format!("[{i}]"));
+            event.signal_payload = (i % 3 == 0).then(|| "\"ü\"".into());
+            event.duration_ns = -(i as i64);
+            state.history.push(event);
+        }
+        state
+    }
+
+    #[test]
+    fn a_packed_state_unpacks_to_the_state_it_was_packed_from() {
+        for (i, kind) in PACKED_EVENT_KINDS.iter().enumerate() {
+            assert_eq!(
+                *kind as u32, i as u32,
+                "the kind table follows the WIT's order"
+            );
+        }
+        let state = rich_state();
+        let packed = to_packed_state(&state).unwrap();
+        assert_eq!(from_packed_state(packed).unwrap(), state);
+        let empty = model::WorkflowState::new("e", "", model::WorkflowStatus::Completed);
+        assert_eq!(
+            from_packed_state(to_packed_state(&empty).unwrap()).unwrap(),
+            empty
+        );
+    }
+
+    #[test]
+    fn a_packed_state_that_breaks_its_layout_is_refused_clearly() {
+        let refused = |change: &dyn Fn(&mut wit::PackedState)| {
+            let mut packed = to_packed_state(&rich_state()).unwrap();
+            change(&mut packed);
+            match from_packed_state(packed) {
+                Err(wit::StoreError::InvalidArgument(message)) => message,
+                other => panic!("expected invalid-argument, got {other:?}"),
+            }
+        };
+        assert!(refused(&|p| p.text[0] = 0xff).contains("not UTF-8"));
+        // "wf-é": the é is bytes 3 and 4.
+        assert!(refused(&|p| p.workflow_id.len = 4).contains("across a character"));
+        assert!(refused(&|p| p.run_id.start = u32::MAX - 1).contains("outside its text"));
+        assert!(refused(&|p| p.error.len = u32::MAX).contains("outside its text"));
+        assert!(
+            refused(&|p| {
+                p.history.pop();
+            })
+            .contains("not a whole number")
+        );
+        assert!(refused(&|p| p.history[28] = 11).contains("unknown kind 11"));
+        assert!(refused(&|p| p.history[32..36].copy_from_slice(&[0xff; 4])).contains("is none"));
+        assert!(refused(&|p| p.history[52] = 0xff).contains("outside its text"));
     }
 }
