@@ -62,7 +62,8 @@ const HOST = Symbol.for('wf-guest.host');
 /**
  * Binds this SDK to a host: `{ save, load, loadVersioned, list, delete,
  * suspend }` with the signatures componentize-js gives the WIT imports
- * (and `loadPacked`, `loadVersionedPacked`, which loads use when given), and
+ * (and `loadPacked`, `loadVersionedPacked`, `savePacked`, which loads and
+ * saves use when given), and
  * optionally `nowNs()` (the wall clock, a bigint of nanoseconds since the
  * epoch), `monotonicNs()` and `sourceRoot` (a path prefix stripped from
  * error locations). The build's entry module calls it with the component's
@@ -629,6 +630,80 @@ function unpackState(p) {
   });
 }
 
+const PACKED_KIND_INDEX = new Map(PACKED_KINDS.map((kind, i) => [kind, i]));
+const UTF8_ENCODER = new TextEncoder();
+const S64_MIN = -(2n ** 63n);
+const S64_MAX = 2n ** 63n - 1n;
+
+/** `value` as a bigint in `min..=max`, or a RangeError naming `what`. */
+function integerIn(value, min, max, what) {
+  let big;
+  try {
+    big = BigInt(value);
+  } catch {
+    throw new RangeError(`${what} must be an integer, got ${show(value)}`);
+  }
+  if (big < min || big > max) throw new RangeError(`${what} is out of range: ${show(value)}`);
+  return big;
+}
+
+/** The host's packed form of `s` (for `savePacked`): every string in one buffer, the history in one table. */
+function packState(s) {
+  let text = new Uint8Array(1024);
+  let used = 0;
+  const span = (value, what) => {
+    if (typeof value !== 'string') throw new TypeError(`${what} must be a string, got ${show(value)}`);
+    // UTF-8 takes at most three bytes per UTF-16 unit.
+    const need = used + value.length * 3;
+    if (need > text.length) {
+      const bigger = new Uint8Array(Math.max(need, text.length * 2));
+      bigger.set(text.subarray(0, used));
+      text = bigger;
+    }
+    const start = used;
+    used += UTF8_ENCODER.encodeInto(value, text.subarray(used)).written;
+    return { start, len: used - start };
+  };
+  const json = (value, what) => (value === undefined || value === null ? undefined : span(String(value), what));
+  const history = new Uint8Array(s.history.length * PACKED_EVENT_BYTES);
+  const view = new DataView(history.buffer);
+  s.history.forEach((e, n) => {
+    const at = n * PACKED_EVENT_BYTES;
+    const kind = PACKED_KIND_INDEX.get(e.kind);
+    if (kind === undefined) throw new TypeError(`history event ${n} has an unknown kind ${show(e.kind)}`);
+    view.setBigUint64(at, integerIn(e.id, 0n, U64_MAX, `history event ${n}'s id`), true);
+    view.setBigInt64(at + 8, integerIn(e.timestamp.seconds, S64_MIN, S64_MAX, `history event ${n}'s seconds`), true);
+    view.setBigInt64(at + 16, integerIn(e.durationNs, S64_MIN, S64_MAX, `history event ${n}'s durationNs`), true);
+    view.setUint32(at + 24, Number(integerIn(e.timestamp.nanoseconds, 0n, 0xffff_ffffn, `history event ${n}'s nanoseconds`)), true);
+    view.setUint32(at + 28, kind, true);
+    const fields = [
+      span(e.activityName, 'activityName'),
+      json(e.input, 'input'),
+      json(e.result, 'result'),
+      span(e.error, 'error'),
+      span(e.signalName, 'signalName'),
+      json(e.signalPayload, 'signalPayload'),
+    ];
+    fields.forEach((field, i) => {
+      view.setUint32(at + 32 + i * 8, field === undefined ? PACKED_NONE : field.start, true);
+      view.setUint32(at + 36 + i * 8, field === undefined ? 0 : field.len, true);
+    });
+  });
+  const state = {
+    workflowId: span(s.workflowId, 'workflowId'),
+    runId: span(s.runId, 'runId'),
+    status: s.status,
+    input: json(s.input, 'input'),
+    result: json(s.result, 'result'),
+    error: span(s.error, 'error'),
+    history,
+    createdAt: s.createdAt.toWit(),
+    updatedAt: s.updatedAt.toWit(),
+  };
+  state.text = text.slice(0, used);
+  return state;
+}
+
 // --- the store -------------------------------------------------------------------
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -718,7 +793,9 @@ export class Store {
       throw new TypeError(`expected a WorkflowState, got ${show(state)}`);
     }
     if (stamp) state.updatedAt = Timestamp.now();
-    return BigInt(call(host().save, state.toWit(), expected));
+    const h = host();
+    if (h.savePacked) return BigInt(call(h.savePacked, packState(state), expected));
+    return BigInt(call(h.save, state.toWit(), expected));
   }
 
   /** The state under `workflowId`, or `null`. */

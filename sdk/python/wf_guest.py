@@ -580,6 +580,9 @@ class _HostRuntime:
         return time.time_ns()
 
     def save(self, state: WorkflowState, expected: Optional[int]) -> int:
+        # The typed save, not `save-packed`: packing the state in Python
+        # measured slower (168 against 152 µs per save) than
+        # componentize-py's native lowering of the record.
         return _call(_wit_store.save, state._to_wit(), expected)
 
     def load(self, workflow_id: str) -> Optional[WorkflowState]:

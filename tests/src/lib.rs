@@ -194,6 +194,46 @@ pub async fn script(
     (state, outcomes)
 }
 
+/// `state` as the store-ops guests give and take it: JSON fields as values,
+/// kinds and statuses by their wire names.
+pub fn guest_json(state: &WorkflowState) -> Value {
+    use wf_host::model::Timestamp;
+    let json_of = |text: &Option<String>| {
+        text.as_deref()
+            .map_or(Value::Null, |t| serde_json::from_str(t).unwrap())
+    };
+    let stamp = |t: Timestamp| json!({"seconds": t.seconds, "nanoseconds": t.nanoseconds});
+    json!({
+        "workflow_id": state.workflow_id,
+        "run_id": state.run_id,
+        "status": "failed",
+        "input": json_of(&state.input),
+        "result": null,
+        "error": state.error,
+        "history": state.history.iter().map(|e| json!({
+            "id": e.id,
+            "kind": format!("{:?}", e.kind)
+                .chars()
+                .flat_map(|c| {
+                    let lower = c.to_ascii_lowercase();
+                    (c.is_uppercase().then_some('_').into_iter()).chain([lower])
+                })
+                .skip(1)
+                .collect::<String>(),
+            "timestamp": stamp(e.timestamp),
+            "activity_name": e.activity_name,
+            "input": json_of(&e.input),
+            "result": json_of(&e.result),
+            "error": e.error,
+            "signal_name": e.signal_name,
+            "signal_payload": json_of(&e.signal_payload),
+            "duration_ns": e.duration_ns,
+        })).collect::<Vec<_>>(),
+        "created_at": stamp(state.created_at),
+        "updated_at": stamp(state.updated_at),
+    })
+}
+
 /// A complete state in the guest SDK's JSON form, for the store-ops guest's `save`.
 pub fn wire_state(id: &str) -> Value {
     json!({

@@ -131,6 +131,7 @@ macro_rules! guest_suite {
             ledger_loads_updates_and_deletes_entries,
             every_store_call_works_from_a_guest,
             every_field_of_every_event_kind_loads_as_stored,
+            every_field_of_every_event_kind_saves_as_given,
             conditional_saves_write_only_over_the_expected_version,
             every_store_error_case_is_reached_from_a_guest_and_writes_nothing,
             a_thrown_exception_fails_that_workflow_and_the_host_serves_on,
@@ -359,12 +360,9 @@ pub async fn every_store_call_works_from_a_guest(host: &Host, lang: &Language) {
 }
 
 /// A state with one event of every kind, text beyond ASCII, empty strings,
-/// absent and present JSON, negative and large numbers, stored natively:
-/// `load` and `load_versioned` from the guest (through the SDK's packed
-/// reads) return every field as stored.
-pub async fn every_field_of_every_event_kind_loads_as_stored(host: &Host, lang: &Language) {
+/// absent and present JSON, negative and large numbers.
+fn every_shape_state(id: &str) -> WorkflowState {
     use wf_host::model::{HistoryEvent, Timestamp};
-    let id = format!("shapes/ü✓𝄞/{}", lang.name);
     let kinds = [
         EventType::WorkflowStarted,
         EventType::WorkflowCompleted,
@@ -413,8 +411,8 @@ pub async fn every_field_of_every_event_kind_loads_as_stored(host: &Host, lang: 
             e
         })
         .collect();
-    let stored = WorkflowState {
-        workflow_id: id.clone(),
+    WorkflowState {
+        workflow_id: id.to_owned(),
         run_id: "run-ß".into(),
         status: WorkflowStatus::Failed,
         input: Some(r#"{"amount":3,"note":"\u00e9"}"#.into()),
@@ -429,7 +427,14 @@ pub async fn every_field_of_every_event_kind_loads_as_stored(host: &Host, lang: 
             seconds: 1_764_000_000,
             nanoseconds: 0,
         },
-    };
+    }
+}
+
+/// [`every_shape_state`] stored natively: `load` and `load_versioned` from
+/// the guest (through the SDK's packed reads) return every field as stored.
+pub async fn every_field_of_every_event_kind_loads_as_stored(host: &Host, lang: &Language) {
+    let id = format!("shapes/ü✓𝄞/{}", lang.name);
+    let stored = every_shape_state(&id);
     host.store().save(stored.clone()).await.unwrap();
     let (state, outcomes) = script(
         host,
@@ -439,40 +444,7 @@ pub async fn every_field_of_every_event_kind_loads_as_stored(host: &Host, lang: 
     )
     .await;
     assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
-    let json_of = |text: &Option<String>| {
-        text.as_deref()
-            .map_or(Value::Null, |t| serde_json::from_str(t).unwrap())
-    };
-    let stamp = |t: Timestamp| json!({"seconds": t.seconds, "nanoseconds": t.nanoseconds});
-    let expected = json!({
-        "workflow_id": stored.workflow_id,
-        "run_id": stored.run_id,
-        "status": "failed",
-        "input": json_of(&stored.input),
-        "result": null,
-        "error": stored.error,
-        "history": stored.history.iter().map(|e| json!({
-            "id": e.id,
-            "kind": format!("{:?}", e.kind)
-                .chars()
-                .flat_map(|c| {
-                    let lower = c.to_ascii_lowercase();
-                    (c.is_uppercase().then_some('_').into_iter()).chain([lower])
-                })
-                .skip(1)
-                .collect::<String>(),
-            "timestamp": stamp(e.timestamp),
-            "activity_name": e.activity_name,
-            "input": json_of(&e.input),
-            "result": json_of(&e.result),
-            "error": e.error,
-            "signal_name": e.signal_name,
-            "signal_payload": json_of(&e.signal_payload),
-            "duration_ns": e.duration_ns,
-        })).collect::<Vec<_>>(),
-        "created_at": stamp(stored.created_at),
-        "updated_at": stamp(stored.updated_at),
-    });
+    let expected = crate::guest_json(&stored);
     let loaded = &outcomes[0]["ok"];
     assert_eq!(loaded, &expected, "load from the {} guest", lang.name);
     let versioned = &outcomes[1]["ok"];
@@ -482,6 +454,30 @@ pub async fn every_field_of_every_event_kind_loads_as_stored(host: &Host, lang: 
         lang.name
     );
     assert!(versioned["version"].as_u64().unwrap() > 0, "{versioned}");
+}
+
+/// [`every_shape_state`] saved by the guest (through the SDK's save, packed
+/// where the SDK packs): the host stores every field as given, but the
+/// `updated_at` the save stamps.
+pub async fn every_field_of_every_event_kind_saves_as_given(host: &Host, lang: &Language) {
+    let id = format!("saved-shapes/ü✓𝄞/{}", lang.name);
+    let given = crate::guest_json(&every_shape_state(&id));
+    let (state, outcomes) = script(
+        host,
+        &load(host, lang.store_ops),
+        &format!("saved-shapes-{}", lang.name),
+        json!([{"op": "save", "state": given}]),
+    )
+    .await;
+    assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+    assert!(outcomes[0].get("ok").is_some(), "{}", outcomes[0]);
+    let saved = host.store().load(&id).await.unwrap().expect("saved");
+    let mut saved = crate::guest_json(&saved);
+    let mut given = given;
+    for state in [&mut saved, &mut given] {
+        state["updated_at"] = Value::Null;
+    }
+    assert_eq!(saved, given, "saved by the {} guest", lang.name);
 }
 
 /// `save_versioned` and `load_versioned` from a guest: a save expecting the
