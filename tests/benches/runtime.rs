@@ -8,17 +8,21 @@
 //!   (a run with 2 000 loads minus a run with none); baseline: the native
 //!   `load`, and the native `load` plus an owned copy of the state (what the
 //!   guest gets).
+//! - **guest save**: `save` of a ~1 KiB state called from wasm, per call
+//!   (a run with 2 000 saves minus a run with none); baseline: the native
+//!   `save` of a copy of the state.
 //! - **cold start**: a new host, the first load of a module and its first
 //!   run, without and with the on-disk artifact cache.
 //!
-//! `cargo bench -p wf-host --bench runtime`; the summary is printed at the end
-//! and recorded in BENCHMARKS.md. `WF_BENCH=execute` (or `load`, `cold`) runs
+//! `cargo bench -p wf-tests --bench runtime`; the summary is printed at the end
+//! and recorded in BENCHMARKS.md. `WF_BENCH=execute` (or `load`, `save`, `cold`) runs
 //! one part only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use tokio::runtime::Runtime;
 use wf_host::model::{EventType, HistoryEvent, Timestamp, WorkflowState, WorkflowStatus};
@@ -178,6 +182,30 @@ fn execute(c: &mut Criterion) {
     group.finish();
 }
 
+/// One case per script: a run of `module` with it (under a fresh id
+/// starting `prefix`) per iteration, each run checked to complete.
+fn bench_scripts<const N: usize>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    (rt, host, module): (&Runtime, &Host, &Module),
+    prefix: &str,
+    scripts: [(&str, &String); N],
+) {
+    for (name, input) in scripts {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                timed(name, iters, || {
+                    rt.block_on(async {
+                        for _ in 0..iters {
+                            let state = host.run(module, &fresh(prefix), input).await.unwrap();
+                            assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+                        }
+                    });
+                })
+            })
+        });
+    }
+}
+
 fn guest_load(c: &mut Criterion) {
     if !selected("load") {
         return;
@@ -198,24 +226,16 @@ fn guest_load(c: &mut Criterion) {
         script("load_many", 0),
     );
     let mut group = c.benchmark_group("guest load");
-    for (name, input) in [
-        ("run with 2000 loads", &many),
-        ("run with 2000 view loads", &views),
-        ("run with 0 loads", &none),
-    ] {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                timed(name, iters, || {
-                    rt.block_on(async {
-                        for _ in 0..iters {
-                            let state = host.run(&module, &fresh("loader"), input).await.unwrap();
-                            assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
-                        }
-                    });
-                })
-            })
-        });
-    }
+    bench_scripts(
+        &mut group,
+        (&rt, &host, &module),
+        "loader",
+        [
+            ("run with 2000 loads", &many),
+            ("run with 2000 view loads", &views),
+            ("run with 0 loads", &none),
+        ],
+    );
     let store = host.store().clone();
     group.bench_function("native load", |b| {
         b.iter_custom(|iters| {
@@ -235,6 +255,43 @@ fn guest_load(c: &mut Criterion) {
                     for _ in 0..iters {
                         let loaded = store.load("one-kib").await.unwrap().unwrap();
                         std::hint::black_box(WorkflowState::clone(&loaded));
+                    }
+                });
+            })
+        })
+    });
+    group.finish();
+}
+
+fn guest_save(c: &mut Criterion) {
+    if !selected("save") {
+        return;
+    }
+    const SAVES: usize = 2000;
+    let rt = runtime();
+    let host = host(true);
+    let module = host.load_module_file(wf_test_artifacts::STORE_OPS).unwrap();
+    let state = state_1k("one-kib-saved");
+    // The guests read the state from the script once per run: the run
+    // with none saves parses it too.
+    let wire = wf_tests::guest_json(&state);
+    let script =
+        |times: usize| json!([{"op": "save_many", "state": wire, "times": times}]).to_string();
+    let (many, none) = (script(SAVES), script(0));
+    let mut group = c.benchmark_group("guest save");
+    bench_scripts(
+        &mut group,
+        (&rt, &host, &module),
+        "saver",
+        [("run with 2000 saves", &many), ("run with 0 saves", &none)],
+    );
+    let store = host.store().clone();
+    group.bench_function("native save", |b| {
+        b.iter_custom(|iters| {
+            timed("native save", iters, || {
+                rt.block_on(async {
+                    for _ in 0..iters {
+                        store.save(state.clone()).await.unwrap();
                     }
                 });
             })
@@ -324,6 +381,19 @@ fn summary(_: &mut Criterion) {
             }
         }
     }
+    if let (Some(many), Some(none), Some(native)) = (
+        median("run with 2000 saves"),
+        median("run with 0 saves"),
+        median("native save"),
+    ) {
+        let per_call = many.saturating_sub(none) / 2000;
+        println!(
+            "guest save of a ~1 KiB state: {:.2} µs per call, {:.1}× native save ({:.3} µs)",
+            us(per_call),
+            per_call.as_secs_f64() / native.as_secs_f64(),
+            us(native)
+        );
+    }
     if let (Some(cold), Some(cached)) = (
         median("new host + load + first run, no cache"),
         median("new host + load + first run, warm disk cache"),
@@ -337,5 +407,7 @@ fn summary(_: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, execute, guest_load, cold_start, summary);
+criterion_group!(
+    benches, execute, guest_load, guest_save, cold_start, summary
+);
 criterion_main!(benches);
