@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${WF_FUZZ_SECONDS:-30}"
-targets=(${WF_FUZZ_TARGETS:-decode_state kafka_record wit_model})
+targets=(${WF_FUZZ_TARGETS:-decode_state kafka_record wit_model packed_state})
 export CARGO_TARGET_DIR="${WF_FUZZ_TARGET_DIR:-$HOME/.cache/wf-fuzz-target}"
 
 # cargo-fuzz wants nightly. A machine without one (only the stable toolchain

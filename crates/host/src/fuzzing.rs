@@ -2,7 +2,7 @@
 //! `fuzzing`, off by default): thin public wrappers over crate-private code.
 //! Not a stable API; nothing else should use it.
 
-use crate::bindings::to_wit_state;
+use crate::bindings::{from_packed_state, to_packed_state, to_wit_state};
 use crate::model::{self, ModelError, WorkflowState};
 use crate::store::{StoreError, StoreLimits, validate};
 
@@ -10,7 +10,8 @@ use crate::store::{StoreError, StoreLimits, validate};
 /// `list`, as the host's bindings generate them.
 pub mod wit {
     pub use crate::bindings::wit::{
-        EventType, HistoryEvent, StoreError, Timestamp, WorkflowState, WorkflowStatus,
+        EventType, HistoryEvent, PackedState, Span, StoreError, Timestamp, WorkflowState,
+        WorkflowStatus,
     };
 }
 
@@ -52,4 +53,15 @@ pub fn decode_both_paths(
     bytes: &[u8],
 ) -> (Option<WorkflowState>, Result<WorkflowState, ModelError>) {
     (model::decode_canonical(bytes), model::decode_general(bytes))
+}
+
+/// A guest's packed state (`save-packed`) as the state the host saves, or
+/// the error the guest gets.
+pub fn unpack_state(packed: wit::PackedState) -> Result<WorkflowState, wit::StoreError> {
+    from_packed_state(packed)
+}
+
+/// A state packed as `load-packed` passes it into a guest.
+pub fn pack_state(state: &WorkflowState) -> Result<wit::PackedState, wit::StoreError> {
+    to_packed_state(state)
 }
