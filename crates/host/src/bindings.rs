@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::access::AccessPolicy;
 use crate::fence::RunFence;
 use crate::model::{self, ModuleIdentity};
+use crate::store::validate::{self, StoreLimits};
 use crate::store::{ListFilter, SharedOwnerLink, StoreError, Version, Versioned, WorkflowStore};
 
 mod generated {
@@ -434,7 +435,7 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         state: wit::PackedState,
         expected: Option<Version>,
     ) -> Result<Version, wit::StoreError> {
-        let state = from_packed_state(state)?;
+        let state = from_packed_state(state, self.store.limits().as_ref())?;
         self.save_state(state, expected).await
     }
 
@@ -703,8 +704,13 @@ const PACKED_EVENT_KINDS: [wit::EventType; 11] = [
 /// `invalid-argument` naming what breaks the layout. Every field is
 /// copied out of the text, so the result is what the typed `save` would
 /// have received.
+///
+/// With `limits`, a history over their event bound is refused (`too-large`)
+/// before any event is built from it: the packed bytes are the guest's to
+/// size, and each event would take several times its 80 bytes here.
 pub(crate) fn from_packed_state(
     p: wit::PackedState,
+    limits: Option<&StoreLimits>,
 ) -> Result<model::WorkflowState, wit::StoreError> {
     let bad =
         |what: String| wit::StoreError::InvalidArgument(format!("save: the packed state {what}"));
@@ -733,6 +739,10 @@ pub(crate) fn from_packed_state(
             "has {} bytes of history, not a whole number of {PACKED_EVENT_BYTES}-byte events",
             p.history.len()
         )));
+    }
+    if let Some(limits) = limits {
+        let id = field(p.workflow_id.start, p.workflow_id.len)?;
+        validate::check_history_len("save", &id, events.len(), limits).map_err(to_wit_error)?;
     }
     let mut history = Vec::with_capacity(events.len());
     for event in events {
@@ -847,12 +857,33 @@ mod tests {
         }
         let state = rich_state();
         let packed = to_packed_state(&state).unwrap();
-        assert_eq!(from_packed_state(packed).unwrap(), state);
+        assert_eq!(from_packed_state(packed, None).unwrap(), state);
         let empty = model::WorkflowState::new("e", "", model::WorkflowStatus::Completed);
         assert_eq!(
-            from_packed_state(to_packed_state(&empty).unwrap()).unwrap(),
+            from_packed_state(to_packed_state(&empty).unwrap(), None).unwrap(),
             empty
         );
+    }
+
+    #[test]
+    fn a_packed_history_over_the_event_bound_is_refused_before_it_is_unpacked() {
+        let state = rich_state();
+        let events = state.history.len();
+        let at = |bound: usize| {
+            let limits = StoreLimits::default().max_history_events(bound);
+            from_packed_state(to_packed_state(&state).unwrap(), Some(&limits))
+        };
+        assert_eq!(at(events).unwrap(), state, "a history at the bound is kept");
+        match at(events - 1) {
+            Err(wit::StoreError::TooLarge(message)) => assert!(
+                message.contains(&format!(
+                    "has {events} history events, over the limit of {}",
+                    events - 1
+                )) && message.contains("wf-é"),
+                "{message}"
+            ),
+            other => panic!("expected too-large, got {other:?}"),
+        }
     }
 
     #[test]
@@ -860,7 +891,7 @@ mod tests {
         let refused = |change: &dyn Fn(&mut wit::PackedState)| {
             let mut packed = to_packed_state(&rich_state()).unwrap();
             change(&mut packed);
-            match from_packed_state(packed) {
+            match from_packed_state(packed, None) {
                 Err(wit::StoreError::InvalidArgument(message)) => message,
                 other => panic!("expected invalid-argument, got {other:?}"),
             }

@@ -58,7 +58,7 @@ pub fn decode_both_paths(
 /// A guest's packed state (`save-packed`) as the state the host saves, or
 /// the error the guest gets.
 pub fn unpack_state(packed: wit::PackedState) -> Result<WorkflowState, wit::StoreError> {
-    from_packed_state(packed)
+    from_packed_state(packed, None)
 }
 
 /// A state packed as `load-packed` passes it into a guest.

@@ -143,14 +143,7 @@ pub fn encode_for_save(
     limits: &StoreLimits,
 ) -> Result<Vec<u8>, StoreError> {
     check_id(op, &state.workflow_id)?;
-    if state.history.len() > limits.max_history_events {
-        return Err(StoreError::TooLarge(format!(
-            "{op}: state of {:?} has {} history events, over the limit of {}",
-            state.workflow_id,
-            state.history.len(),
-            limits.max_history_events
-        )));
-    }
+    check_history_len(op, &state.workflow_id, state.history.len(), limits)?;
     state.normalize_json_fields();
     let value = model::encode_state(state)
         .map_err(|e| StoreError::InvalidArgument(format!("{op}: {e}")))?;
@@ -163,6 +156,24 @@ pub fn encode_for_save(
         )));
     }
     Ok(value)
+}
+
+/// `too-large` when a state of `workflow_id` with `events` history events
+/// is over `limits.max_history_events`. Checked before anything is built
+/// from a history whose length is known first (a guest's packed save).
+pub fn check_history_len(
+    op: &str,
+    workflow_id: &str,
+    events: usize,
+    limits: &StoreLimits,
+) -> Result<(), StoreError> {
+    if events > limits.max_history_events {
+        return Err(StoreError::TooLarge(format!(
+            "{op}: state of {workflow_id:?} has {events} history events, over the limit of {}",
+            limits.max_history_events
+        )));
+    }
+    Ok(())
 }
 
 /// `conflict` unless a conditional save's `expected` version is the id's
