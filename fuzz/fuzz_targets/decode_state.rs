@@ -19,7 +19,11 @@ use wf_host::model::{decode_state, encode_state};
 
 fuzz_target!(|data: &[u8]| {
     if let (Some(fast), general) = wf_host::fuzzing::decode_both_paths(data) {
-        assert_eq!(Ok(fast), general, "the fast path agrees with the general decoder");
+        assert_eq!(
+            Ok(fast),
+            general,
+            "the fast path agrees with the general decoder"
+        );
     }
     let Ok(state) = decode_state(data) else {
         return;

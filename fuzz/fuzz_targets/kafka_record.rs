@@ -18,8 +18,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wf_store_kafka::fuzzing::{KafkaRecord, Skip, kafka_record};
 use wf_host::model::decode_state;
+use wf_store_kafka::fuzzing::{KafkaRecord, Skip, kafka_record};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {

@@ -258,7 +258,6 @@ impl Value {
             _ => 0,
         }
     }
-
 }
 
 /// The deepest nesting the encoder accepts in a JSON-text field (Go's).
@@ -326,7 +325,6 @@ fn raw_depth(s: &str) -> usize {
     }
     deepest
 }
-
 
 /// What a store keeps of a JSON-text field: whitespace trimmed, `null` as none.
 fn normalized(text: &Option<Text>) -> Option<String> {
