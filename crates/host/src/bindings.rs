@@ -740,7 +740,10 @@ pub(crate) fn from_packed_state(
             p.history.len()
         )));
     }
-    if let Some(limits) = limits {
+    // The id is copied out for the refusal's message only.
+    if let Some(limits) = limits
+        && events.len() > limits.max_history_events
+    {
         let id = field(p.workflow_id.start, p.workflow_id.len)?;
         validate::check_history_len("save", &id, events.len(), limits).map_err(to_wit_error)?;
     }
