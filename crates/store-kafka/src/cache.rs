@@ -119,6 +119,14 @@ struct Slot {
     cost: usize,
 }
 
+/// What passing one of this store's acknowledged writes needs: its
+/// checkpoint mark, and for a tombstone the key whose guard it drops.
+#[derive(Debug)]
+struct AckedWrite {
+    mark: u64,
+    tombstone: Option<Box<str>>,
+}
+
 /// The cache of live workflow states: in memory, or on local disk
 /// ([`DiskSlots`]) with only the recent changes and hot ids in memory.
 #[derive(Debug, Default)]
@@ -130,6 +138,10 @@ pub(crate) struct Cache {
     consumed: Vec<i64>,
     /// Per partition, the mark of that record (kept for checkpoints only).
     marks: Vec<u64>,
+    /// This store's acknowledged writes past a gap in what the consumer
+    /// applied, by partition and offset: the consumer's position passes
+    /// them once every offset before them is applied (see [`Cache::apply_ack`]).
+    acked: BTreeMap<(i32, i64), AckedWrite>,
     /// Per partition, when it was last seen read to its end (checkpoints only).
     read_to_end: Vec<i64>,
     /// Per partition, whether entries of it may be held (checkpoints only).
@@ -158,6 +170,7 @@ impl Cache {
             slots: BTreeMap::new(),
             consumed: restored.applied.iter().map(|a| a.offset).collect(),
             marks: restored.applied.iter().map(|a| a.mark).collect(),
+            acked: BTreeMap::new(),
             read_to_end: restored.applied.iter().map(|a| a.read_to_end_ms).collect(),
             holds_entries: restored.applied.iter().map(|a| a.holds_entries).collect(),
             tail: None,
@@ -259,6 +272,7 @@ impl Cache {
         if let Some(kept) = &mut self.kept {
             kept.remove(&partition);
         }
+        self.forget_acked(partition);
         if self.disk.is_none()
             && let Err(e) = self.rebuild_partition(partition)
         {
@@ -390,9 +404,73 @@ impl Cache {
         if offset <= self.consumed(partition) || !self.keeps(partition) {
             return false;
         }
+        let tombstone = state.is_none();
         let changed = self.put(key, state, json, Position { partition, offset });
+        // The record is the one the tail would read at this offset: the
+        // consumer's position may pass it unread once every offset before
+        // it is applied, so a tail that found only this store's records
+        // since it last read the partition need not fetch them.
+        let mark = if self.disk.is_some() {
+            super::local::mark(Some(key.as_bytes()), (!tombstone).then_some(json))
+        } else {
+            0
+        };
+        self.acked.insert(
+            (partition, offset),
+            AckedWrite {
+                mark,
+                tombstone: tombstone.then(|| key.into()),
+            },
+        );
+        self.pass_acked(partition);
         self.flush_if_due();
         changed
+    }
+
+    /// Advances `partition`'s consumer position over this store's
+    /// acknowledged writes that directly follow it: only ever to an offset
+    /// whose every predecessor was applied, by the consumer or by an
+    /// acknowledgement, so no record of another writer is passed unread.
+    fn pass_acked(&mut self, partition: i32) {
+        loop {
+            let consumed = self.consumed(partition);
+            let Some(offset) = self.first_acked(partition) else {
+                return;
+            };
+            if offset > consumed + 1 {
+                return;
+            }
+            let Some(write) = self.acked.remove(&(partition, offset)) else {
+                return;
+            };
+            if offset <= consumed {
+                // The consumer read it.
+                continue;
+            }
+            self.advance_consumed(partition, offset, write.mark);
+            if let Some(key) = write.tombstone
+                && self
+                    .head(&key)
+                    .is_some_and(|head| !head.live && head.at == Position { partition, offset })
+            {
+                // Passed: the position itself now keeps older records of the
+                // key out, as after the consumer read the tombstone.
+                self.drop_entry(&key);
+            }
+        }
+    }
+
+    fn first_acked(&self, partition: i32) -> Option<i64> {
+        self.acked
+            .range((partition, i64::MIN)..=(partition, i64::MAX))
+            .next()
+            .map(|(&(_, offset), _)| offset)
+    }
+
+    /// Forgets `partition`'s acknowledged writes not passed yet (it is read
+    /// again from elsewhere, or not kept here any more).
+    fn forget_acked(&mut self, partition: i32) {
+        self.acked.retain(|&(p, _), _| p != partition);
     }
 
     /// Applies a record the consumer read at `partition`/`offset`. Returns
@@ -412,7 +490,7 @@ impl Cache {
         if offset <= self.consumed(partition) {
             return false;
         }
-        self.mark_consumed(partition, offset, mark);
+        self.advance_consumed(partition, offset, mark);
         let at = Position { partition, offset };
         let changed = match self.head(record.key.as_str()) {
             Some(head) if head.at.partition == partition && head.at.offset >= offset => {
@@ -430,6 +508,9 @@ impl Cache {
                 None => self.remove(&record.key),
             },
         };
+        // After the record: a tombstone of this store's passed now must
+        // find the record's state in place to drop it.
+        self.pass_acked(partition);
         self.flush_if_due();
         changed
     }
@@ -437,6 +518,11 @@ impl Cache {
     /// Records that the consumer read `offset` in `partition` (also for
     /// records it skipped), so later duplicates of the range are ignored.
     pub fn mark_consumed(&mut self, partition: i32, offset: i64, mark: u64) {
+        self.advance_consumed(partition, offset, mark);
+        self.pass_acked(partition);
+    }
+
+    fn advance_consumed(&mut self, partition: i32, offset: i64, mark: u64) {
         let index = usize::try_from(partition).unwrap_or(0);
         if self.consumed.len() <= index {
             self.consumed.resize(index + 1, -1);
@@ -454,6 +540,7 @@ impl Cache {
     /// is read again from the start of its log.
     pub fn rebuild_partition(&mut self, partition: i32) -> Result<(), String> {
         let index = usize::try_from(partition).unwrap_or(0);
+        self.forget_acked(partition);
         if let Some(consumed) = self.consumed.get_mut(index) {
             *consumed = -1;
             self.marks[index] = 0;
@@ -752,6 +839,70 @@ mod tests {
             assert!(!ack(cache, "b", Some("old"), 0, 7));
             assert_eq!(run_of(cache, "b").as_deref(), Some("7"));
             assert_eq!(cache.len(), 2);
+        });
+    }
+
+    #[test]
+    fn the_position_passes_acknowledged_writes_only_when_no_offset_before_them_is_missing() {
+        both(|cache| {
+            // Partition 1 is applied to offset 3.
+            assert!(consume(cache, 1, 3, "x", Some("3")));
+            // This store's writes at 4 and 5: nothing between, so passed.
+            assert!(ack(cache, "a", Some("4"), 1, 4));
+            assert!(ack(cache, "b", Some("5"), 1, 5));
+            assert_eq!(cache.consumed(1), 5);
+            // Another writer's record at 6 is not known here: the writes at
+            // 7 and 8 wait behind it, acknowledged in either order.
+            assert!(ack(cache, "c", Some("8"), 1, 8));
+            assert!(ack(cache, "a", Some("7"), 1, 7));
+            assert_eq!(cache.consumed(1), 5, "offset 6 was not applied");
+            assert_eq!(run_of(cache, "a").as_deref(), Some("7"));
+            // The tail reads 6: the position passes 7 and 8 with it, and the
+            // tail's later copies of them change nothing.
+            assert!(consume(cache, 1, 6, "d", Some("other")));
+            assert_eq!(cache.consumed(1), 8);
+            assert_eq!(run_of(cache, "d").as_deref(), Some("other"));
+            assert!(!consume(cache, 1, 7, "a", Some("7")));
+            assert!(!consume(cache, 1, 8, "c", Some("8")));
+            assert_eq!(cache.len(), 5);
+            // Other partitions are not moved by it.
+            assert_eq!(cache.consumed(0), -1);
+        });
+    }
+
+    #[test]
+    fn a_passed_tombstone_keeps_the_older_record_before_it_out() {
+        both(|cache| {
+            // Another writer saved "a" at 0, which the tail has not read;
+            // this store deleted it at 1.
+            assert!(ack(cache, "a", None, 0, 1));
+            assert_eq!(cache.consumed(0), -1);
+            // Reading 0 passes the tombstone: "a" stays deleted, with no
+            // guard left behind.
+            assert!(!consume(cache, 0, 0, "a", Some("old")));
+            assert_eq!(cache.consumed(0), 1);
+            assert_eq!(run_of(cache, "a"), None);
+            assert!(
+                cache.head("a").is_none(),
+                "the guard is dropped once passed"
+            );
+            assert_eq!(cache.len(), 0);
+        });
+    }
+
+    #[test]
+    fn a_partition_read_again_forgets_the_writes_it_had_not_passed() {
+        both(|cache| {
+            assert!(ack(cache, "a", Some("1"), 3, 5));
+            assert_eq!(cache.consumed(3), -1);
+            cache.rebuild_partition(3).unwrap();
+            // Read again from its start: offset 5 is whatever the log holds.
+            for offset in 0..5 {
+                assert!(consume(cache, 3, offset, "b", Some("b")));
+            }
+            assert_eq!(cache.consumed(3), 4);
+            assert!(consume(cache, 3, 5, "a", Some("log")));
+            assert_eq!(run_of(cache, "a").as_deref(), Some("log"));
         });
     }
 

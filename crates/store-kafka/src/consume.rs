@@ -126,6 +126,9 @@ pub(crate) struct Consumption {
     /// When (ms since the Unix epoch) the replay's high watermarks were
     /// read: once it is done, every partition was read to its end then.
     pub replay_ends_at: i64,
+    /// Where the ends of idle partitions found by the tail's checks are
+    /// kept, beside those its statistics report.
+    pub highs: Arc<super::context::HighWatermarks>,
 }
 
 /// A change of the partitions the tail reads, sent by the group member of
@@ -174,7 +177,45 @@ struct Tail {
     commands: Option<std::sync::mpsc::Receiver<TailCommand>>,
     /// Per partition, whether the tail reads it.
     reading: Vec<bool>,
+    /// Per partition read, whether it is fetched now or idle.
+    fetch: Vec<Fetch>,
+    /// When the idle partitions' ends are next asked for.
+    next_check: Instant,
 }
+
+/// Whether the tail fetches a partition it reads.
+///
+/// A partition the tail has read to its end goes idle: the consumer stops
+/// fetching it, and the tail asks the broker for its end from time to time
+/// instead. While every record past what the tail applied is one of this
+/// store's acknowledged writes, which the cache applied at their
+/// acknowledgements and passes in offset order ([`Cache::apply_ack`]), the
+/// cache is current and nothing is fetched. An offset nobody here
+/// acknowledged (another writer's record, or one of this store's whose save
+/// failed after the broker wrote it) makes the tail fetch from the first
+/// offset not applied, until it reaches the end again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    /// The consumer fetches it.
+    Fetching,
+    /// The consumer does not fetch it. `gap`: the end the last check found
+    /// when some offset before it was not applied yet.
+    Idle { gap: Option<i64> },
+}
+
+/// How often the ends of idle partitions are asked for: with the fetch
+/// wait, about how much later than a fetching tail one sees another
+/// writer's record.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
+
+/// How soon an end is asked for again when an offset before it was not
+/// applied: an acknowledgement on its way takes a round trip or so, and an
+/// offset still not applied then is read.
+const GAP_RECHECK: Duration = Duration::from_millis(20);
+
+/// How long a check waits for the broker before the idle partitions are
+/// fetched instead.
+const IDLE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Tail {
     fn reads(&self, partition: i32) -> bool {
@@ -182,6 +223,25 @@ impl Tail {
             .get(partition as usize)
             .copied()
             .unwrap_or(false)
+    }
+
+    fn fetches(&self, partition: i32) -> bool {
+        self.reads(partition)
+            && self
+                .fetch
+                .get(partition as usize)
+                .is_some_and(|f| *f == Fetch::Fetching)
+    }
+
+    fn idle(&self) -> impl Iterator<Item = (i32, Option<i64>)> + '_ {
+        self.fetch
+            .iter()
+            .enumerate()
+            .filter(|&(p, _)| self.reading[p])
+            .filter_map(|(p, f)| match f {
+                Fetch::Idle { gap } => Some((i32::try_from(p).unwrap_or(i32::MAX), *gap)),
+                Fetch::Fetching => None,
+            })
     }
 }
 
@@ -330,11 +390,14 @@ impl Consumption {
         let this = Arc::new(self);
         let mut decoders = Decoders::start(&this);
         // Without commands the tail reads every partition, from the start.
-        let reading = vec![commands.is_none(); usize::try_from(this.partitions).unwrap_or(0)];
+        let count = usize::try_from(this.partitions).unwrap_or(0);
+        let reads_all = commands.is_none();
         let mut tail = Tail {
             decoders,
             commands,
-            reading,
+            reading: vec![reads_all; count],
+            fetch: vec![Fetch::Fetching; count],
+            next_check: Instant::now(),
         };
         this.poll_loop(&mut tail, targets, observer, ready);
         decoders = tail.decoders;
@@ -369,6 +432,9 @@ impl Consumption {
             let replaying = ready.is_some();
             if !replaying {
                 self.follow_commands(tail);
+                if Instant::now() >= tail.next_check {
+                    self.check_idle(tail);
+                }
             }
             let polled = match self.consumer.poll(Duration::ZERO) {
                 Some(polled) => Some(polled),
@@ -381,15 +447,22 @@ impl Consumption {
                             .unwrap_or_else(|e| e.into_inner())
                             .flush_if_due();
                     }
-                    self.consumer.poll(Duration::from_millis(100))
+                    let wait = if replaying {
+                        Duration::from_millis(100)
+                    } else {
+                        tail.next_check
+                            .saturating_duration_since(Instant::now())
+                            .min(Duration::from_millis(100))
+                    };
+                    self.consumer.poll(wait)
                 }
             };
             match polled {
                 None => {}
                 Some(Ok(message)) => {
                     let (partition, offset) = (message.partition(), message.offset());
-                    if !tail.reads(partition) {
-                        // Fetched before the partition was given up.
+                    if !tail.fetches(partition) {
+                        // Fetched before the partition was given up or went idle.
                         continue;
                     }
                     let mine = !replaying && self.written_here(&message);
@@ -426,6 +499,9 @@ impl Consumption {
                         && let Some(position) = self.position(partition)
                     {
                         tail.decoders.end(partition, position);
+                    }
+                    if !replaying {
+                        self.go_idle(tail, &[partition]);
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -465,6 +541,12 @@ impl Consumption {
                     elapsed_ms = report.elapsed.as_millis() as u64,
                     "replay done; tailing"
                 );
+                let read: Vec<i32> = partitions
+                    .iter()
+                    .map(|p| p.partition)
+                    .filter(|&p| tail.reads(p))
+                    .collect();
+                self.go_idle(tail, &read);
                 if let Some(ready) = ready.take() {
                     // The opener may have given up (timeout); keep tailing regardless.
                     let _ = ready.send(report);
@@ -505,6 +587,11 @@ impl Consumption {
         for command in received {
             match command {
                 TailCommand::Take(partitions, done) => {
+                    for &(partition, _, _) in &partitions {
+                        if let Some(fetch) = tail.fetch.get_mut(partition as usize) {
+                            *fetch = Fetch::Fetching;
+                        }
+                    }
                     let _ = done.send(self.take(&mut tail.reading, &partitions));
                 }
                 TailCommand::Release(partitions, done) => {
@@ -552,12 +639,21 @@ impl Consumption {
         use rdkafka::consumer::Consumer as _;
         let mut list = rdkafka::TopicPartitionList::new();
         for &partition in partitions {
-            list.add_partition(&self.topic, partition);
+            // An idle partition is not assigned to the consumer.
+            if tail.fetches(partition) {
+                list.add_partition(&self.topic, partition);
+            }
             if let Some(read) = tail.reading.get_mut(partition as usize) {
                 *read = false;
             }
+            if let Some(fetch) = tail.fetch.get_mut(partition as usize) {
+                *fetch = Fetch::Fetching;
+            }
+            self.highs.forget_checked(partition);
         }
-        if let Err(error) = self.consumer.incremental_unassign(&list) {
+        if list.count() > 0
+            && let Err(error) = self.consumer.incremental_unassign(&list)
+        {
             tracing::warn!(topic = %self.topic, ?partitions, "cannot stop reading partitions given up: {error}");
         }
         tail.decoders.flush();
@@ -570,6 +666,126 @@ impl Consumption {
         }
         if self.checkpoints {
             cache.flush(false);
+        }
+    }
+
+    /// Stops fetching `partitions` (those fetched now), read to their end.
+    fn go_idle(&self, tail: &mut Tail, partitions: &[i32]) {
+        use rdkafka::consumer::Consumer as _;
+        let fetched: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|&p| tail.fetches(p))
+            .collect();
+        if fetched.is_empty() {
+            return;
+        }
+        let mut list = rdkafka::TopicPartitionList::new();
+        for &partition in &fetched {
+            list.add_partition(&self.topic, partition);
+        }
+        if let Err(error) = self.consumer.incremental_unassign(&list) {
+            // Fetching on is what the tail did before idling existed.
+            tracing::warn!(topic = %self.topic, ?fetched, "the tail keeps fetching partitions read to their end: {error}");
+            return;
+        }
+        for partition in fetched {
+            if let Some(fetch) = tail.fetch.get_mut(partition as usize) {
+                *fetch = Fetch::Idle { gap: None };
+            }
+        }
+    }
+
+    /// Asks the broker for the ends of the idle partitions: a partition
+    /// whose every offset before its end is applied stays idle; one with an
+    /// offset not applied at two checks in a row is fetched again from its
+    /// first such offset.
+    fn check_idle(&self, tail: &mut Tail) {
+        use rdkafka::consumer::Consumer as _;
+        tail.next_check = Instant::now() + IDLE_CHECK;
+        let idle: Vec<(i32, Option<i64>)> = tail.idle().collect();
+        if idle.is_empty() {
+            return;
+        }
+        let asked_at = super::context::now_ms();
+        let mut list = rdkafka::TopicPartitionList::new();
+        for &(partition, _) in &idle {
+            // Asked by time, "the end" (-1) is the high watermark.
+            let _ = list.add_partition_offset(&self.topic, partition, rdkafka::Offset::End);
+        }
+        let ends: Vec<(i32, Option<i64>)> = match self
+            .consumer
+            .offsets_for_times(list, IDLE_CHECK_TIMEOUT)
+        {
+            Ok(ends) => idle
+                .iter()
+                .map(|&(partition, _)| {
+                    let end = ends
+                        .find_partition(&self.topic, partition)
+                        .filter(|e| e.error().is_ok())
+                        .and_then(|e| match e.offset() {
+                            rdkafka::Offset::Offset(end) => Some(end),
+                            _ => None,
+                        });
+                    (partition, end)
+                })
+                .collect(),
+            Err(error) => {
+                tracing::debug!(topic = %self.topic, "cannot ask for the ends of idle partitions: {error}");
+                idle.iter()
+                    .map(|&(partition, _)| (partition, None))
+                    .collect()
+            }
+        };
+        let applied: Vec<i64> = {
+            let cache = self.read_cache();
+            ends.iter().map(|&(p, _)| cache.consumed(p)).collect()
+        };
+        for ((&(partition, gap), (_, end)), consumed) in idle.iter().zip(&ends).zip(applied) {
+            let next = consumed + 1;
+            let state = match end {
+                // Not known: fetched, as a tail that never idles would.
+                None => None,
+                Some(end) if next >= *end => {
+                    self.highs.checked(partition, *end, asked_at);
+                    if let Some(ends) = &self.ends {
+                        ends.set(partition, *end);
+                    }
+                    Some(Fetch::Idle { gap: None })
+                }
+                Some(_) if gap.is_some_and(|gap| next < gap) => None,
+                Some(end) => {
+                    tail.next_check = Instant::now() + GAP_RECHECK;
+                    Some(Fetch::Idle { gap: Some(*end) })
+                }
+            };
+            let state = state.unwrap_or_else(|| self.resume(partition, next));
+            if let Some(fetch) = tail.fetch.get_mut(partition as usize) {
+                *fetch = state;
+            }
+        }
+    }
+
+    /// Fetches `partition` again from `offset`.
+    fn resume(&self, partition: i32, offset: i64) -> Fetch {
+        use rdkafka::consumer::Consumer as _;
+        let mut list = rdkafka::TopicPartitionList::new();
+        let start = if offset > 0 {
+            rdkafka::Offset::Offset(offset)
+        } else {
+            rdkafka::Offset::Beginning
+        };
+        let assigned = list
+            .add_partition_offset(&self.topic, partition, start)
+            .and_then(|()| self.consumer.incremental_assign(&list));
+        match assigned {
+            Ok(()) => Fetch::Fetching,
+            Err(error) => {
+                tracing::warn!(topic = %self.topic, partition, "cannot fetch an idle partition again (tried again at the next check): {error}");
+                Fetch::Idle {
+                    gap: Some(i64::MAX),
+                }
+            }
         }
     }
 

@@ -33,11 +33,23 @@ pub struct HighWatermarks(Mutex<Highs>);
 
 #[derive(Debug, Default)]
 struct Highs {
-    /// Per partition, the last high watermark reported.
-    of: BTreeMap<i32, i64>,
+    /// Per partition, the last high watermark reported while the consumer
+    /// fetched it, and when (milliseconds since the Unix epoch).
+    of: BTreeMap<i32, (i64, i64)>,
     /// Per partition the consumer is fetching: that high watermark and
-    /// when (milliseconds since the Unix epoch) it was reported.
+    /// when it was reported.
     fetching: BTreeMap<i32, (i64, i64)>,
+    /// Per partition the tail does not fetch (idle: read to its end), the
+    /// high watermark its last check found and when it asked.
+    checked: BTreeMap<i32, (i64, i64)>,
+}
+
+/// The newer of two (high watermark, when) reports.
+fn newer(a: Option<(i64, i64)>, b: Option<(i64, i64)>) -> Option<(i64, i64)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
+        (a, b) => a.or(b),
+    }
 }
 
 impl HighWatermarks {
@@ -47,21 +59,41 @@ impl HighWatermarks {
 
     /// The high watermark of `partition`, once statistics reported one.
     pub fn of(&self, partition: i32) -> Option<i64> {
-        self.lock().of.get(&partition).copied()
+        let highs = self.lock();
+        newer(
+            highs.of.get(&partition).copied(),
+            highs.checked.get(&partition).copied(),
+        )
+        .map(|(high, _)| high)
     }
 
     /// The high watermark of `partition` and when statistics reported it
     /// (ms since the Unix epoch), while the consumer fetches it: every
     /// record written before then is below that watermark.
     pub(crate) fn fetched(&self, partition: i32) -> Option<(i64, i64)> {
-        self.lock().fetching.get(&partition).copied()
+        let highs = self.lock();
+        newer(
+            highs.fetching.get(&partition).copied(),
+            highs.checked.get(&partition).copied(),
+        )
+    }
+
+    /// The tail found `partition`'s high watermark at `high` when it asked
+    /// at `at` (ms since the Unix epoch), without fetching it.
+    pub(crate) fn checked(&self, partition: i32, high: i64, at: i64) {
+        self.lock().checked.insert(partition, (high, at));
+    }
+
+    /// Forgets the last check of `partition` (the tail stops reading it).
+    pub(crate) fn forget_checked(&self, partition: i32) {
+        self.lock().checked.remove(&partition);
     }
 
     /// As statistics would: `partition` fetched, its end at `high` at `at`.
     #[cfg(test)]
     pub(crate) fn report(&self, partition: i32, high: i64, at: i64) {
         let mut highs = self.lock();
-        highs.of.insert(partition, high);
+        highs.of.insert(partition, (high, at));
         highs.fetching.insert(partition, (high, at));
     }
 }
@@ -82,7 +114,13 @@ impl ClientContext for LogContext {
             for partition in topic.partitions.values() {
                 // Negative: not known (yet); -1 is librdkafka's internal partition.
                 if partition.partition >= 0 && partition.hi_offset >= 0 {
-                    highs.of.insert(partition.partition, partition.hi_offset);
+                    if partition.desired {
+                        // Not desired: not assigned any more, its figure as
+                        // old as the last fetch.
+                        highs
+                            .of
+                            .insert(partition.partition, (partition.hi_offset, now));
+                    }
                     if partition.desired && partition.fetch_state == "active" {
                         highs
                             .fetching

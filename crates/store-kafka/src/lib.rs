@@ -305,6 +305,7 @@ impl KafkaStore {
             checkpoints,
             replayed: AtomicBool::new(false),
             replay_ends_at,
+            highs: highs.clone(),
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()

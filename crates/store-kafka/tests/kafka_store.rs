@@ -754,3 +754,143 @@ async fn a_newer_record_carrying_this_stores_writer_id_is_still_read() {
     assert_eq!(store.load("a").await.unwrap().unwrap().run_id, "3");
     store.close().await.unwrap();
 }
+
+/// A store whose partitions only it writes does not fetch its writes back:
+/// the acknowledgements keep the cache current. Another writer's records
+/// between its writes are still read, and the cache still equals the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_does_not_fetch_its_own_writes_but_reads_everyone_elses() {
+    let cluster = DevCluster::start(TOPIC, 2).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let store = Arc::new(open(&cluster).await);
+
+    // Alone on the topic: 300 saves, 16 at a time.
+    let saves = (0..300).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .save(state(&format!("own-{i:03}"), "1", WorkflowStatus::Running))
+                .await
+        }
+    });
+    let results: Vec<_> = futures::stream::iter(saves)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(results.iter().all(Result::is_ok));
+    eventually("the cache is at the end of the topic", async || {
+        store.lag().await.unwrap().records == 0
+    })
+    .await;
+    let read = store.consumed().records;
+    assert!(
+        read < 150,
+        "the tail fetched {read} of the store's own 300 records back"
+    );
+
+    // Another writer interleaved with the store, on the same partitions: its
+    // saves, a tombstone of one of the store's ids; the store deletes one of
+    // the other writer's ids.
+    let writing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                store
+                    .save(state(
+                        &format!("own-{i:03}"),
+                        "2",
+                        WorkflowStatus::Completed,
+                    ))
+                    .await
+                    .unwrap();
+                if i == 60 {
+                    store.delete("other-010").await.unwrap();
+                }
+            }
+        })
+    };
+    for i in 0..40 {
+        let other = state(&format!("other-{i:03}"), "x", WorkflowStatus::Running);
+        let value = model::encode_state(&other).unwrap();
+        produce_raw(
+            &brokers,
+            TOPIC,
+            Some(other.workflow_id.as_bytes()),
+            Some(&value),
+        )
+        .await;
+        if i == 20 {
+            produce_raw(&brokers, TOPIC, Some(b"own-299"), None).await;
+        }
+    }
+    writing.await.unwrap();
+    eventually("the cache is at the end of the topic again", async || {
+        store.lag().await.unwrap().records == 0
+    })
+    .await;
+    let log = log_states(&read_topic(&brokers, TOPIC));
+    assert_eq!(snapshot(&store), log, "the cache equals the log");
+    assert!(log.contains_key("other-039") && !log.contains_key("own-299"));
+    for (id, expected) in &log {
+        let loaded = store.load(id).await.unwrap().expect("every live id loads");
+        assert_eq!(&*loaded, expected);
+    }
+    assert_eq!(store.consumed().skipped, 0);
+    Arc::try_unwrap(store).ok().unwrap().close().await.unwrap();
+}
+
+/// A save given up while its record was on the way (its caller's timeout)
+/// leaves a record the store never acknowledged: the tail reads it rather
+/// than passing it, and the writes acknowledged behind it wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_given_up_after_its_record_was_written_is_read_back() {
+    let cluster = DevCluster::start(TOPIC, 1).unwrap();
+    let store = open(&cluster).await;
+    let end = async || store.end_offsets().await.unwrap()[0].1;
+    let mut given_up_and_written = Vec::new();
+    for i in 0..40u64 {
+        let id = format!("given-up-{i:02}");
+        let before = end().await;
+        let wait = Duration::from_micros(100 * (i + 1));
+        let outcome =
+            tokio::time::timeout(wait, store.save(state(&id, "1", WorkflowStatus::Running))).await;
+        // The producer still delivers a record handed to it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let written = end().await > before;
+        if outcome.is_err() && written {
+            given_up_and_written.push(id);
+        }
+        store
+            .save(state(
+                &format!("after-{i:02}"),
+                "1",
+                WorkflowStatus::Running,
+            ))
+            .await
+            .unwrap();
+    }
+    assert!(
+        !given_up_and_written.is_empty(),
+        "no save was given up between the produce and its acknowledgement"
+    );
+    eventually(
+        "the tail reads the records no acknowledgement applied",
+        async || store.lag().await.unwrap().records == 0,
+    )
+    .await;
+    for id in &given_up_and_written {
+        assert!(store.load(id).await.unwrap().is_some(), "{id} is read back");
+    }
+    for i in 0..40 {
+        assert!(
+            store
+                .load(&format!("after-{i:02}"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    let log = log_states(&read_topic(&cluster.bootstrap_servers(), TOPIC));
+    assert_eq!(snapshot(&store), log, "the cache equals the log");
+    store.close().await.unwrap();
+}
