@@ -158,8 +158,10 @@ fn save_throughput(c: &mut Criterion) {
                 elapsed
             })
         });
-        // The same, with a raw consumer tailing the topic as the store's tail
-        // does: the part of the store's cost that reading the topic back is.
+        // The same, with a raw consumer reading the topic back in batches
+        // (64 KiB or 100 ms), as the store's tail did before it stopped
+        // fetching its host's own writes: what reading a topic back costs
+        // at the least.
         let name = format!("raw_tailed/{concurrency}");
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let tail = {

@@ -536,15 +536,19 @@ impl KafkaConfig {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .set("allow.auto.create.topics", "false");
-        // The tail reads back every record of the topic, this host's own
-        // writes included: fetch in batches (up to 64 KiB or 100 ms, the bound
-        // on how late another host's write reaches this cache) rather than
-        // one small fetch per write, which costs the broker as much as the writes.
+        // The tail fetches a partition only while it has records of another
+        // writer to read (this host's own writes are applied at their
+        // acknowledgements, and a partition read to its end is not
+        // fetched), so a fetch returns as soon as there is a record, and
+        // waits at most 10 ms when there is none: the broker answers a
+        // connection's requests in order, and the tail's check of the idle
+        // partitions' ends and a resumed partition's first fetch would
+        // otherwise wait behind a fetch parked for the full wait.
         // Statistics each second carry the partitions' high watermarks:
         // the lag a status page shows, without asking the broker.
         for (key, value) in [
-            ("fetch.wait.max.ms", "100"),
-            ("fetch.min.bytes", "65536"),
+            ("fetch.wait.max.ms", "10"),
+            ("fetch.min.bytes", "1"),
             ("statistics.interval.ms", "1000"),
         ] {
             if !self.properties.contains_key(key) {

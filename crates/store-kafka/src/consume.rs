@@ -193,7 +193,9 @@ struct Tail {
 /// cache is current and nothing is fetched. An offset nobody here
 /// acknowledged (another writer's record, or one of this store's whose save
 /// failed after the broker wrote it) makes the tail fetch from the first
-/// offset not applied, until it reaches the end again.
+/// offset not applied, until it reaches the end again: at once when no
+/// write of this store to the partition is on its way, else when the
+/// offset is still not applied at the next check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fetch {
     /// The consumer fetches it.
@@ -209,8 +211,9 @@ enum Fetch {
 const IDLE_CHECK: Duration = Duration::from_millis(50);
 
 /// How soon an end is asked for again when an offset before it was not
-/// applied: an acknowledgement on its way takes a round trip or so, and an
-/// offset still not applied then is read.
+/// applied while this store had writes to the partition on their way: an
+/// acknowledgement takes a round trip or so, and an offset still not
+/// applied then is read.
 const GAP_RECHECK: Duration = Duration::from_millis(20);
 
 /// How long a check waits for the broker before the idle partitions are
@@ -698,8 +701,9 @@ impl Consumption {
 
     /// Asks the broker for the ends of the idle partitions: a partition
     /// whose every offset before its end is applied stays idle; one with an
-    /// offset not applied at two checks in a row is fetched again from its
-    /// first such offset.
+    /// offset not applied is fetched again from its first such offset when
+    /// no write of this store to it is on its way, or else when the offset
+    /// is still not applied at the next check.
     fn check_idle(&self, tail: &mut Tail) {
         use rdkafka::consumer::Consumer as _;
         tail.next_check = Instant::now() + IDLE_CHECK;
@@ -737,11 +741,20 @@ impl Consumption {
                     .collect()
             }
         };
+        // Whether a write of this store is on its way, asked before the
+        // position: with none, every write of this store the broker held
+        // at the check was applied (or failed) before the position is read.
+        let writing: Vec<bool> = ends
+            .iter()
+            .map(|&(p, _)| self.in_flight.writes_to(p))
+            .collect();
         let applied: Vec<i64> = {
             let cache = self.read_cache();
             ends.iter().map(|&(p, _)| cache.consumed(p)).collect()
         };
-        for ((&(partition, gap), (_, end)), consumed) in idle.iter().zip(&ends).zip(applied) {
+        for (((&(partition, gap), (_, end)), consumed), writing) in
+            idle.iter().zip(&ends).zip(applied).zip(writing)
+        {
             let next = consumed + 1;
             let state = match end {
                 // Not known: fetched, as a tail that never idles would.
@@ -753,7 +766,9 @@ impl Consumption {
                     }
                     Some(Fetch::Idle { gap: None })
                 }
-                Some(_) if gap.is_some_and(|gap| next < gap) => None,
+                // Not applied, and no acknowledgement on its way, or
+                // still not applied at the second check.
+                Some(_) if !writing || gap.is_some_and(|gap| next < gap) => None,
                 Some(end) => {
                     tail.next_check = Instant::now() + GAP_RECHECK;
                     Some(Fetch::Idle { gap: Some(*end) })

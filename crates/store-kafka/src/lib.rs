@@ -287,7 +287,7 @@ impl KafkaStore {
         // Names this store's records, so the tail tells another writer's.
         let writer = uuid::Uuid::new_v4().simple().to_string();
         let counters = Arc::new(Counters::default());
-        let in_flight = Arc::new(InFlight::default());
+        let in_flight = Arc::new(InFlight::new(partitions));
         let stop = Arc::new(AtomicBool::new(false));
         let ends = Arc::new(EndPositions::new(usize::try_from(partitions).unwrap_or(0)));
         let consumption = Consumption {
@@ -544,12 +544,16 @@ impl KafkaStore {
     }
 
     /// Produces `value` (None: tombstone) under `key` and waits for the ack.
+    /// The write counts as in progress in its partition (the tail waits
+    /// for it before reading the partition's end) until the result is
+    /// dropped, after its acknowledgement was applied.
     async fn write(
         &self,
         key: &str,
         value: Option<&[u8]>,
         prefix: &str,
-    ) -> Result<(i32, i64), StoreError> {
+    ) -> Result<Written<'_>, StoreError> {
+        let writing = self.in_flight.writing(self.partition_of(key));
         let headers = OwnedHeaders::new().insert(Header {
             key: WRITER_HEADER,
             value: Some(self.writer.as_bytes()),
@@ -566,13 +570,25 @@ impl KafkaStore {
         let send = self.producer.send(record, Timeout::After(timeout));
         let waited = timeout + Duration::from_secs(5);
         match tokio::time::timeout(waited, send).await {
-            Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+            Ok(Ok(delivery)) => Ok(Written {
+                partition: delivery.partition,
+                offset: delivery.offset,
+                _writing: writing,
+            }),
             Ok(Err((error, _))) => Err(write_error(prefix, &error)),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "{prefix}: no acknowledgement within {waited:?} (the produce timeout, {timeout:?}, and 5 s for the delivery report); the record may still be written"
             ))),
         }
     }
+}
+
+/// An acknowledged write: where the broker put its record. Counted as in
+/// progress in its partition until dropped.
+struct Written<'a> {
+    partition: i32,
+    offset: i64,
+    _writing: in_flight::Writing<'a>,
 }
 
 /// Reads of the partitions other hosts keep, when this store keeps only
@@ -762,11 +778,13 @@ impl KafkaStore {
         let id = &state.workflow_id;
         let (partition, offset) = {
             let _in_flight = self.in_flight.begin(&state, &value);
-            let (partition, offset) = self.write(id, Some(&value), "kafka/save: write").await?;
+            let written = self.write(id, Some(&value), "kafka/save: write").await?;
+            let (partition, offset) = (written.partition, written.offset);
             self.cache
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .apply_ack(id, Some(state.clone()), &value, partition, offset);
+            drop(written);
             (partition, offset)
         };
         self.await_owner(OP, id, partition, offset, true).await?;
@@ -779,13 +797,15 @@ impl KafkaStore {
         validate::check_id(OP, workflow_id)?;
         let _serial = self.key_locks.lock(workflow_id).await;
         let _write = self.begin_write(OP, workflow_id, false)?;
-        let (partition, offset) = self
+        let written = self
             .write(workflow_id, None, "kafka/delete: write tombstone")
             .await?;
+        let (partition, offset) = (written.partition, written.offset);
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .apply_ack(workflow_id, None, &[], partition, offset);
+        drop(written);
         self.await_owner(OP, workflow_id, partition, offset, false)
             .await
     }

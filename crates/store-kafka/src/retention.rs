@@ -186,13 +186,14 @@ impl KafkaStore {
         if !still {
             return Ok(false);
         }
-        let (partition, offset) = self
+        let written = self
             .write(workflow_id, None, "kafka/retention: write tombstone")
             .await?;
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .apply_ack(workflow_id, None, &[], partition, offset);
+            .apply_ack(workflow_id, None, &[], written.partition, written.offset);
+        drop(written);
         ::metrics::counter!(wf_host::metrics::RETENTION_DELETED).increment(1);
         Ok(true)
     }
