@@ -10,7 +10,7 @@ use wf_host::model::WorkflowState;
 
 /// The states being written, by id. Writes of one id are serialized (the
 /// per-id lock), so an id has at most one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InFlight {
     writes: Mutex<HashMap<String, Write>>,
     /// Per partition, the writes (saves and tombstones) between their

@@ -41,6 +41,25 @@ async fn save_within_5s(store: &KafkaStore, state: WorkflowState) -> bool {
     false
 }
 
+/// Saves `count` running states, ids `{prefix}-000` on, `concurrency` at a
+/// time; the results in completion order.
+async fn save_many(
+    store: &Arc<KafkaStore>,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+) -> Vec<Result<(), StoreError>> {
+    let saves = (0..count).map(|i| {
+        let store = store.clone();
+        let id = format!("{prefix}-{i:03}");
+        async move { store.save(state(&id, "1", WorkflowStatus::Running)).await }
+    });
+    futures::stream::iter(saves)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
 /// What the log says the states are: the last record per key, decoded.
 fn log_states(records: &[RawRecord]) -> BTreeMap<String, WorkflowState> {
     last_per_key(records)
@@ -283,18 +302,7 @@ async fn retried_produce_errors_neither_duplicate_nor_lose_a_save() {
     cluster
         .mock()
         .request_errors(RDKafkaApiKey::Produce, &errors.repeat(4));
-    let saves = (0..200).map(|i| {
-        let store = store.clone();
-        async move {
-            store
-                .save(state(&format!("r-{i:03}"), "1", WorkflowStatus::Running))
-                .await
-        }
-    });
-    let results: Vec<_> = futures::stream::iter(saves)
-        .buffer_unordered(32)
-        .collect()
-        .await;
+    let results = save_many(&store, "r", 200, 32).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
 
     let records = read_topic(&cluster.bootstrap_servers(), TOPIC);
@@ -765,18 +773,7 @@ async fn a_store_does_not_fetch_its_own_writes_but_reads_everyone_elses() {
     let store = Arc::new(open(&cluster).await);
 
     // Alone on the topic: 300 saves, 16 at a time.
-    let saves = (0..300).map(|i| {
-        let store = store.clone();
-        async move {
-            store
-                .save(state(&format!("own-{i:03}"), "1", WorkflowStatus::Running))
-                .await
-        }
-    });
-    let results: Vec<_> = futures::stream::iter(saves)
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let results = save_many(&store, "own", 300, 16).await;
     assert!(results.iter().all(Result::is_ok));
     eventually("the cache is at the end of the topic", async || {
         store.lag().await.unwrap().records == 0
