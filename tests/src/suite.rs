@@ -361,7 +361,7 @@ pub async fn every_store_call_works_from_a_guest(host: &Host, lang: &Language) {
 
 /// A state with one event of every kind, text beyond ASCII, empty strings,
 /// absent and present JSON, negative and large numbers.
-fn every_shape_state(id: &str) -> WorkflowState {
+pub fn every_shape_state(id: &str) -> WorkflowState {
     use wf_host::model::{HistoryEvent, Timestamp};
     let kinds = [
         EventType::WorkflowStarted,

@@ -8,6 +8,36 @@ use wf_tests::memory_host;
 
 wf_tests::guest_suite!(wf_tests::suite::RUST);
 
+/// The Rust SDK's `load_view`, read field by field, on both backends.
+mod state_view {
+    use serde_json::json;
+    use wf_host::model::WorkflowStatus;
+    use wf_tests::suite::every_shape_state;
+    use wf_tests::{guest_json, guests, script};
+
+    wf_tests::on_every_backend!(a_view_reads_every_field_as_stored);
+
+    /// Every accessor of the view (not its owned copy) returns the field
+    /// as stored: text beyond ASCII, empty and absent fields, every event
+    /// kind. An absent id is no view.
+    async fn a_view_reads_every_field_as_stored(host: wf_host::Host) {
+        let id = "view/ü✓𝄞";
+        let stored = every_shape_state(id);
+        host.store().save(stored.clone()).await.unwrap();
+        let module = host.load_module_file(guests::STORE_OPS).unwrap();
+        let (state, outcomes) = script(
+            &host,
+            &module,
+            "viewer",
+            json!([{"op": "view", "id": id}, {"op": "view", "id": "view/absent"}]),
+        )
+        .await;
+        assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+        assert_eq!(outcomes[0]["ok"], guest_json(&stored));
+        assert_eq!(outcomes[1], json!({"ok": null}));
+    }
+}
+
 /// The Rust-only example, on both backends.
 mod order_pipeline_example {
     use serde_json::json;

@@ -157,11 +157,14 @@ impl Store {
 
     /// The state under `workflow_id`, if any.
     pub fn load(&self, workflow_id: &str) -> Result<Option<WorkflowState>, StoreError> {
-        Ok(self.load_view(workflow_id)?.map(|view| view.to_state()))
+        self.load_view(workflow_id)?
+            .map(|view| view.try_to_state())
+            .transpose()
     }
 
     /// The state under `workflow_id`, if any, read in place: cheaper than
     /// [`Store::load`] when the guest reads a few fields of a large state.
+    /// Each field is checked when it is read (see [`StateView`]).
     pub fn load_view(&self, workflow_id: &str) -> Result<Option<StateView>, StoreError> {
         wit_store::load_packed(workflow_id)?
             .map(StateView::try_from)
@@ -174,7 +177,7 @@ impl Store {
         wit_store::load_versioned_packed(workflow_id)?
             .map(|found| {
                 Ok(Versioned {
-                    state: StateView::try_from(found.state)?.to_state(),
+                    state: StateView::try_from(found.state)?.try_to_state()?,
                     version: found.version,
                 })
             })

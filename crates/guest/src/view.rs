@@ -13,6 +13,13 @@ use crate::types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState, Work
 /// what those fields cost. [`StateView::to_state`] makes the owned
 /// [`WorkflowState`]. Get one from [`Store::load_view`](crate::Store::load_view).
 ///
+/// Each accessor checks the bytes it reads when it reads them: that its
+/// range lies in the host's buffer and is UTF-8. A host that broke the
+/// `packed-state` layout of `wf:workflow/types` makes the accessor panic
+/// (failing the workflow) rather than read a wrong field;
+/// [`Store::load`](crate::Store::load) checks every field as it copies
+/// them and returns [`StoreError::Internal`] instead.
+///
 /// ```no_run
 /// # fn f(store: &wf_guest::Store) -> Result<(), wf_guest::StoreError> {
 /// if let Some(order) = store.load_view("order-7")? {
@@ -25,60 +32,57 @@ use crate::types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState, Work
 /// ```
 #[derive(Debug, Clone)]
 pub struct StateView {
-    text: String,
+    text: Vec<u8>,
     packed: wit::PackedState,
 }
 
 impl TryFrom<wit::PackedState> for StateView {
     type Error = StoreError;
 
-    /// Checks the text, the event table and every span once, so that the
-    /// accessors cannot fail. This runs on every load, so it reads the
-    /// event table in place and checks a span with two byte tests.
+    /// Checks that the history is whole events. The fields are checked as
+    /// they are read: this runs on every load, and checking every span and
+    /// the whole text up front cost a fifth of a view load.
     fn try_from(mut packed: wit::PackedState) -> Result<Self, StoreError> {
-        let bad = |what: String| StoreError::Internal(format!("the host packed a state {what}"));
-        let text = String::from_utf8(std::mem::take(&mut packed.text))
-            .map_err(|e| bad(format!("whose text is not UTF-8: {e}")))?;
-        let (events, rest) = packed.history.as_chunks::<EVENT_BYTES>();
-        if !rest.is_empty() {
-            return Err(bad(format!(
+        if !packed.history.len().is_multiple_of(EVENT_BYTES) {
+            return Err(Broken(format!(
                 "with {} bytes of history, not a whole number of {EVENT_BYTES}-byte events",
                 packed.history.len()
-            )));
+            ))
+            .into());
         }
-        let check = |start: u32, len: u32| {
-            if in_text(&text, start, len) {
-                Ok(())
-            } else {
-                Err(bad(format!(
-                    "with a span (start {start}, length {len}) outside its text of {} bytes or across a character",
-                    text.len()
-                )))
-            }
-        };
-        [packed.workflow_id, packed.run_id, packed.error]
-            .into_iter()
-            .chain(packed.input)
-            .chain(packed.result)
-            .try_for_each(|span| check(span.start, span.len))?;
-        for event in events {
-            let kind = u32_at(event, 28);
-            if kind as usize >= EVENT_KINDS.len() {
-                return Err(bad(format!("with an event of unknown kind {kind}")));
-            }
-            for (at, optional) in EVENT_SPANS {
-                let (start, len) = (u32_at(event, at), u32_at(event, at + 4));
-                if start != NONE {
-                    check(start, len)?;
-                } else if !optional {
-                    return Err(bad(format!(
-                        "with an event whose string at byte {at} is none"
-                    )));
-                }
-            }
-        }
+        let text = std::mem::take(&mut packed.text);
         Ok(Self { text, packed })
     }
+}
+
+/// How a host's packed state breaks its layout: the end of a sentence
+/// that starts "the host packed a state".
+#[derive(Debug)]
+struct Broken(String);
+
+impl From<Broken> for StoreError {
+    fn from(broken: Broken) -> Self {
+        StoreError::Internal(format!("the host packed a state {}", broken.0))
+    }
+}
+
+/// The value a field's check let through, or the panic that fails the
+/// workflow: the host broke the layout, so no value would be right.
+#[track_caller]
+fn checked<T>(read: Result<T, Broken>) -> T {
+    match read {
+        Ok(value) => value,
+        Err(broken) => broke(broken),
+    }
+}
+
+#[cold]
+#[track_caller]
+fn broke(broken: Broken) -> ! {
+    panic!(
+        "{}, against the packed-state layout of wf:workflow/types",
+        StoreError::from(broken)
+    )
 }
 
 /// The bytes of one event in a packed history.
@@ -86,18 +90,6 @@ const EVENT_BYTES: usize = 80;
 
 /// One event of a packed history.
 type EventBytes = [u8; EVENT_BYTES];
-
-/// Where each text field of an event starts in its bytes, and whether it
-/// may be `none`: the activity name, input, result, error, signal name and
-/// signal payload.
-const EVENT_SPANS: [(usize, bool); 6] = [
-    (32, false),
-    (40, true),
-    (48, true),
-    (56, false),
-    (64, false),
-    (72, true),
-];
 
 /// The start of a `none` JSON field.
 const NONE: u32 = u32::MAX;
@@ -131,31 +123,50 @@ fn u64_at(event: &EventBytes, at: usize) -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-/// Whether `start..start + len` lies inside `text` on character boundaries.
+/// The text of `span`: in `text`, and UTF-8 (so on character boundaries,
+/// as UTF-8 never starts or ends a valid run inside a character).
 #[inline]
-fn in_text(text: &str, start: u32, len: u32) -> bool {
-    let start = start as usize;
-    start.checked_add(len as usize).is_some_and(|end| {
-        end <= text.len() && text.is_char_boundary(start) && text.is_char_boundary(end)
+fn text_of(text: &[u8], span: wit::Span) -> Result<&str, Broken> {
+    let start = span.start as usize;
+    let bytes = start
+        .checked_add(span.len as usize)
+        .and_then(|end| text.get(start..end))
+        .ok_or_else(|| outside(text, span))?;
+    std::str::from_utf8(bytes).map_err(|e| {
+        Broken(format!(
+            "with a span (start {}, length {}) that is not UTF-8 text or is across a character: {e}",
+            span.start, span.len
+        ))
     })
 }
 
-/// The text of a span checked when the view was made.
-fn text_of(text: &str, span: wit::Span) -> &str {
-    let start = span.start as usize;
-    text.get(start..start.saturating_add(span.len as usize))
-        .unwrap_or_default()
+#[cold]
+fn outside(text: &[u8], span: wit::Span) -> Broken {
+    Broken(format!(
+        "with a span (start {}, length {}) outside its text of {} bytes",
+        span.start,
+        span.len,
+        text.len()
+    ))
 }
 
 impl StateView {
+    fn text(&self, span: wit::Span) -> Result<&str, Broken> {
+        text_of(&self.text, span)
+    }
+
+    fn json(&self, span: Option<wit::Span>) -> Result<Option<&str>, Broken> {
+        span.map(|span| self.text(span)).transpose()
+    }
+
     /// The workflow id.
     pub fn workflow_id(&self) -> &str {
-        text_of(&self.text, self.packed.workflow_id)
+        checked(self.text(self.packed.workflow_id))
     }
 
     /// The run id.
     pub fn run_id(&self) -> &str {
-        text_of(&self.text, self.packed.run_id)
+        checked(self.text(self.packed.run_id))
     }
 
     /// The lifecycle status.
@@ -165,7 +176,7 @@ impl StateView {
 
     /// The input, as JSON text.
     pub fn input(&self) -> Option<&str> {
-        self.packed.input.map(|s| text_of(&self.text, s))
+        checked(self.json(self.packed.input))
     }
 
     /// The input decoded into `T`; `None` when there is none.
@@ -175,7 +186,7 @@ impl StateView {
 
     /// The result, as JSON text, once completed.
     pub fn result(&self) -> Option<&str> {
-        self.packed.result.map(|s| text_of(&self.text, s))
+        checked(self.json(self.packed.result))
     }
 
     /// The result decoded into `T`; `None` when there is none.
@@ -185,7 +196,7 @@ impl StateView {
 
     /// The error text; empty unless failed.
     pub fn error(&self) -> &str {
-        text_of(&self.text, self.packed.error)
+        checked(self.text(self.packed.error))
     }
 
     /// When the workflow was created.
@@ -213,24 +224,36 @@ impl StateView {
 
     /// The owned state, every field copied out.
     pub fn to_state(&self) -> WorkflowState {
-        WorkflowState {
-            workflow_id: self.workflow_id().to_owned(),
-            run_id: self.run_id().to_owned(),
+        checked(self.copy_state())
+    }
+
+    /// The owned state, or the first field that breaks the layout.
+    pub(crate) fn try_to_state(&self) -> Result<WorkflowState, StoreError> {
+        Ok(self.copy_state()?)
+    }
+
+    fn copy_state(&self) -> Result<WorkflowState, Broken> {
+        Ok(WorkflowState {
+            workflow_id: self.text(self.packed.workflow_id)?.to_owned(),
+            run_id: self.text(self.packed.run_id)?.to_owned(),
             status: self.status(),
-            input: self.input().map(Json::from_raw),
-            result: self.result().map(Json::from_raw),
-            error: self.error().to_owned(),
-            history: self.history().map(|e| e.to_event()).collect(),
+            input: self.json(self.packed.input)?.map(Json::from_raw),
+            result: self.json(self.packed.result)?.map(Json::from_raw),
+            error: self.text(self.packed.error)?.to_owned(),
+            history: self
+                .history()
+                .map(|e| e.copy_event())
+                .collect::<Result<_, _>>()?,
             created_at: self.created_at(),
             updated_at: self.updated_at(),
-        }
+        })
     }
 }
 
 /// One history event of a [`StateView`], read in place.
 #[derive(Debug, Clone, Copy)]
 pub struct EventView<'a> {
-    text: &'a str,
+    text: &'a [u8],
     event: &'a EventBytes,
 }
 
@@ -242,7 +265,15 @@ impl<'a> EventView<'a> {
 
     /// What happened.
     pub fn kind(&self) -> EventType {
-        EVENT_KINDS[u32_at(self.event, 28) as usize % EVENT_KINDS.len()]
+        checked(self.try_kind())
+    }
+
+    fn try_kind(&self) -> Result<EventType, Broken> {
+        let kind = u32_at(self.event, 28);
+        EVENT_KINDS
+            .get(kind as usize)
+            .copied()
+            .ok_or_else(|| Broken(format!("with an event of unknown kind {kind}")))
     }
 
     /// When.
@@ -253,46 +284,50 @@ impl<'a> EventView<'a> {
         }
     }
 
-    fn text(&self, at: usize) -> &'a str {
-        self.json(at).unwrap_or_default()
+    /// The string field at byte `at`, which may not be `none`.
+    fn text(&self, at: usize) -> Result<&'a str, Broken> {
+        self.json(at)?
+            .ok_or_else(|| Broken(format!("with an event whose string at byte {at} is none")))
     }
 
-    fn json(&self, at: usize) -> Option<&'a str> {
+    /// The optional JSON field at byte `at`.
+    fn json(&self, at: usize) -> Result<Option<&'a str>, Broken> {
         let start = u32_at(self.event, at);
-        (start != NONE).then(|| {
-            let len = u32_at(self.event, at + 4);
-            text_of(self.text, wit::Span { start, len })
-        })
+        if start == NONE {
+            return Ok(None);
+        }
+        let len = u32_at(self.event, at + 4);
+        text_of(self.text, wit::Span { start, len }).map(Some)
     }
 
     /// The activity's name; empty unless an activity event.
     pub fn activity_name(&self) -> &'a str {
-        self.text(32)
+        checked(self.text(32))
     }
 
     /// The activity's input, as JSON text.
     pub fn input(&self) -> Option<&'a str> {
-        self.json(40)
+        checked(self.json(40))
     }
 
     /// The activity's or the workflow's result, as JSON text.
     pub fn result(&self) -> Option<&'a str> {
-        self.json(48)
+        checked(self.json(48))
     }
 
     /// The error text; empty unless a failure.
     pub fn error(&self) -> &'a str {
-        self.text(56)
+        checked(self.text(56))
     }
 
     /// The signal's name; empty unless a signal or a wait for one.
     pub fn signal_name(&self) -> &'a str {
-        self.text(64)
+        checked(self.text(64))
     }
 
     /// The signal's payload, as JSON text.
     pub fn signal_payload(&self) -> Option<&'a str> {
-        self.json(72)
+        checked(self.json(72))
     }
 
     /// How long the step took, or the timer's length, in nanoseconds.
@@ -302,18 +337,22 @@ impl<'a> EventView<'a> {
 
     /// The owned event, every field copied out.
     pub fn to_event(&self) -> HistoryEvent {
-        HistoryEvent {
+        checked(self.copy_event())
+    }
+
+    fn copy_event(&self) -> Result<HistoryEvent, Broken> {
+        Ok(HistoryEvent {
             id: self.id(),
-            kind: self.kind(),
+            kind: self.try_kind()?,
             timestamp: self.timestamp(),
-            activity_name: self.activity_name().to_owned(),
-            input: self.input().map(Json::from_raw),
-            result: self.result().map(Json::from_raw),
-            error: self.error().to_owned(),
-            signal_name: self.signal_name().to_owned(),
-            signal_payload: self.signal_payload().map(Json::from_raw),
+            activity_name: self.text(32)?.to_owned(),
+            input: self.json(40)?.map(Json::from_raw),
+            result: self.json(48)?.map(Json::from_raw),
+            error: self.text(56)?.to_owned(),
+            signal_name: self.text(64)?.to_owned(),
+            signal_payload: self.json(72)?.map(Json::from_raw),
             duration_ns: self.duration_ns(),
-        }
+        })
     }
 }
 
@@ -368,11 +407,22 @@ mod tests {
         }
     }
 
+    /// What `Store::load` refuses `packed` with: the view's own check, or
+    /// the first broken field of the owned copy.
     fn refused(packed: wit::PackedState) -> String {
-        match StateView::try_from(packed) {
+        match StateView::try_from(packed).and_then(|view| view.try_to_state()) {
             Err(StoreError::Internal(message)) => message,
             other => panic!("expected an internal error, got {other:?}"),
         }
+    }
+
+    /// The message `read` panics with.
+    fn panic_of(read: impl FnOnce() + std::panic::UnwindSafe) -> String {
+        let payload = std::panic::catch_unwind(read).expect_err("the read should panic");
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default()
     }
 
     #[test]
@@ -399,6 +449,7 @@ mod tests {
         let state = view.to_state();
         assert_eq!(state.history[0].activity_name, "é");
         assert_eq!(state.result.as_ref().map(Json::as_str), Some("[1]"));
+        assert_eq!(view.try_to_state().unwrap(), state);
     }
 
     #[test]
@@ -409,7 +460,7 @@ mod tests {
 
         let mut outside = packed(Vec::new());
         outside.workflow_id = span(8, 5);
-        assert!(refused(outside).contains("outside its text"));
+        assert!(refused(outside).contains("outside its text of 9 bytes"));
 
         let mut across = packed(Vec::new());
         across.run_id = span(5, 1);
@@ -426,5 +477,39 @@ mod tests {
         assert!(refused(packed(event(11, span(0, 4), None))).contains("unknown kind 11"));
         assert!(refused(packed(event(5, span(NONE, 0), None))).contains("is none"));
         assert!(refused(packed(event(5, span(0, 4), Some(span(2, 9))))).contains("outside"));
+    }
+
+    #[test]
+    fn a_view_reads_the_good_fields_of_a_broken_state_and_panics_on_the_broken_one() {
+        let mut broken = packed(event(11, span(0, 4), Some(span(2, 9))));
+        broken.run_id = span(5, 1);
+        let view = StateView::try_from(broken).unwrap();
+        assert_eq!((view.workflow_id(), view.result()), ("wf-1", Some("[1]")));
+        let event = view.history().next().unwrap();
+        assert_eq!((event.id(), event.activity_name()), (3, "wf-1"));
+
+        let message = panic_of(|| {
+            view.run_id();
+        });
+        assert!(message.contains("the host packed a state with a span (start 5, length 1)"));
+        assert!(message.contains("against the packed-state layout"));
+        assert!(
+            panic_of(|| {
+                event.result();
+            })
+            .contains("outside its text of 9 bytes")
+        );
+        assert!(
+            panic_of(|| {
+                event.kind();
+            })
+            .contains("unknown kind 11")
+        );
+        assert!(
+            panic_of(|| {
+                view.to_state();
+            })
+            .contains("start 5, length 1")
+        );
     }
 }

@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use wf_guest::{Context, Json, ListFilter, StoreError, Version, WorkflowState, WorkflowStatus};
+use wf_guest::{
+    Context, HistoryEvent, Json, ListFilter, StateView, StoreError, Version, WorkflowState,
+    WorkflowStatus,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -34,6 +37,11 @@ enum Op {
         input_bytes: Option<usize>,
     },
     Load {
+        id: String,
+    },
+    /// The state under `id` read through `load_view`, every field by its
+    /// own accessor (not `to_state`), in `load`'s shape.
+    View {
         id: String,
     },
     /// The state under `id` and its version: `{"state": ..., "version": n}`.
@@ -119,6 +127,35 @@ enum Outcome {
     Err { kind: String, message: String },
 }
 
+/// The owned state, read field by field through the view's accessors.
+fn read_view(v: &StateView) -> WorkflowState {
+    WorkflowState {
+        workflow_id: v.workflow_id().to_owned(),
+        run_id: v.run_id().to_owned(),
+        status: v.status(),
+        input: v.input().map(Json::from_raw),
+        result: v.result().map(Json::from_raw),
+        error: v.error().to_owned(),
+        history: v
+            .history()
+            .map(|e| HistoryEvent {
+                id: e.id(),
+                kind: e.kind(),
+                timestamp: e.timestamp(),
+                activity_name: e.activity_name().to_owned(),
+                input: e.input().map(Json::from_raw),
+                result: e.result().map(Json::from_raw),
+                error: e.error().to_owned(),
+                signal_name: e.signal_name().to_owned(),
+                signal_payload: e.signal_payload().map(Json::from_raw),
+                duration_ns: e.duration_ns(),
+            })
+            .collect(),
+        created_at: v.created_at(),
+        updated_at: v.updated_at(),
+    }
+}
+
 fn outcome<T: Serialize>(result: Result<T, StoreError>) -> Outcome {
     match result {
         Ok(value) => Outcome::Ok(serde_json::to_value(value).expect("store results encode")),
@@ -151,6 +188,7 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
                 expected_version,
             )),
             Op::Load { id } => outcome(store.load(&id)),
+            Op::View { id } => outcome(store.load_view(&id).map(|v| v.as_ref().map(read_view))),
             Op::LoadVersioned { id } => outcome(store.load_versioned(&id).map(|found| {
                 found.map(|found| json!({"state": found.state, "version": found.version}))
             })),
