@@ -563,9 +563,11 @@ export class WorkflowState {
 
 // --- packed states (the WIT `packed-state`) --------------------------------------
 
+const PACKED_HEADER_BYTES = 72;
 const PACKED_EVENT_BYTES = 80;
 const PACKED_NONE = 0xffff_ffff;
-// The WIT `event-type` cases in their declared order.
+// The WIT `workflow-status` and `event-type` cases in their declared order.
+const PACKED_STATUSES = ['running', 'completed', 'failed', 'canceled'];
 const PACKED_KINDS = [
   'workflow_started',
   'workflow_completed',
@@ -581,52 +583,73 @@ const PACKED_KINDS = [
 ];
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
-/** A `WorkflowState` from the host's packed form: text sliced out of one buffer. */
+/**
+ * A `WorkflowState` from the host's packed form (one buffer: header, event
+ * table, text); a buffer that breaks the layout is an `internal` StoreError.
+ */
 function unpackState(p) {
-  const bytes = p.text;
-  const all = UTF8.decode(bytes);
+  const broken = (what) => new StoreError('internal', `the host packed a state ${what}`);
+  if (p.byteLength < PACKED_HEADER_BYTES) {
+    throw broken(`of ${p.byteLength} bytes, fewer than its ${PACKED_HEADER_BYTES}-byte header`);
+  }
+  const view = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  const count = view.getUint32(68, true);
+  const textAt = PACKED_HEADER_BYTES + count * PACKED_EVENT_BYTES;
+  if (textAt > p.byteLength) {
+    throw broken(`with ${count} history events in its header, more than its ${p.byteLength} bytes hold`);
+  }
+  const status = PACKED_STATUSES[view.getUint32(64, true)];
+  if (status === undefined) throw broken(`with an unknown status ${view.getUint32(64, true)}`);
+  const bytes = p.subarray(textAt);
+  let all;
+  try {
+    all = UTF8.decode(bytes);
+  } catch (e) {
+    throw broken(`whose text is not UTF-8: ${e.message}`);
+  }
   // ASCII text (the common case): byte offsets are string offsets.
   const ascii = all.length === bytes.length;
-  const text = (s) =>
-    ascii ? all.slice(s.start, s.start + s.len) : UTF8.decode(bytes.subarray(s.start, s.start + s.len));
-  const json = (s) => (s === undefined || s === null ? undefined : text(s));
-  const h = p.history;
-  if (h.byteLength % PACKED_EVENT_BYTES !== 0) {
-    throw new StoreError('internal', `the host packed ${h.byteLength} bytes of history, not whole events`);
-  }
-  const view = new DataView(h.buffer, h.byteOffset, h.byteLength);
-  const span = (at) => {
+  // The string field whose span is at byte `at`; `none` only where `optional`.
+  const field = (at, optional) => {
     const start = view.getUint32(at, true);
-    return start === PACKED_NONE ? undefined : { start, len: view.getUint32(at + 4, true) };
+    const len = view.getUint32(at + 4, true);
+    if (start === PACKED_NONE && optional) return undefined;
+    if (start + len > bytes.length) {
+      throw broken(`with a span (start ${start}, length ${len}) outside its text of ${bytes.length} bytes`);
+    }
+    if (ascii) return all.slice(start, start + len);
+    try {
+      return UTF8.decode(bytes.subarray(start, start + len));
+    } catch {
+      throw broken(`with a span (start ${start}, length ${len}) across a character`);
+    }
   };
   const history = [];
-  for (let at = 0; at < h.byteLength; at += PACKED_EVENT_BYTES) {
+  for (let at = PACKED_HEADER_BYTES; at < textAt; at += PACKED_EVENT_BYTES) {
     const kind = PACKED_KINDS[view.getUint32(at + 28, true)];
-    if (kind === undefined) {
-      throw new StoreError('internal', `the host packed an event of unknown kind ${view.getUint32(at + 28, true)}`);
-    }
+    if (kind === undefined) throw broken(`with an event of unknown kind ${view.getUint32(at + 28, true)}`);
     const timestamp = new Timestamp(view.getBigInt64(at + 8, true), view.getUint32(at + 24, true));
     history.push(
       new HistoryEvent(Number(view.getBigUint64(at, true)), kind, timestamp, {
-        activityName: text(span(at + 32)),
-        input: json(span(at + 40)),
-        result: json(span(at + 48)),
-        error: text(span(at + 56)),
-        signalName: text(span(at + 64)),
-        signalPayload: json(span(at + 72)),
+        activityName: field(at + 32, false),
+        input: field(at + 40, true),
+        result: field(at + 48, true),
+        error: field(at + 56, false),
+        signalName: field(at + 64, false),
+        signalPayload: field(at + 72, true),
         durationNs: exactNumber(view.getBigInt64(at + 16, true)),
       }),
     );
   }
-  return new WorkflowState(text(p.workflowId), {
-    runId: text(p.runId),
-    status: p.status,
-    input: json(p.input),
-    result: json(p.result),
-    error: text(p.error),
+  return new WorkflowState(field(0, false), {
+    runId: field(8, false),
+    status,
+    input: field(16, true),
+    result: field(24, true),
+    error: field(32, false),
     history,
-    createdAt: Timestamp.fromWit(p.createdAt),
-    updatedAt: Timestamp.fromWit(p.updatedAt),
+    createdAt: new Timestamp(view.getBigInt64(40, true), view.getUint32(56, true)),
+    updatedAt: new Timestamp(view.getBigInt64(48, true), view.getUint32(60, true)),
   });
 }
 
@@ -647,7 +670,9 @@ function integerIn(value, min, max, what) {
   return big;
 }
 
-/** The host's packed form of `s` (for `savePacked`): every string in one buffer, the history in one table. */
+const PACKED_STATUS_INDEX = new Map(PACKED_STATUSES.map((status, i) => [status, i]));
+
+/** The host's packed form of `s` (for `savePacked`): one buffer of header, event table and text. */
 function packState(s) {
   let text = new Uint8Array(1024);
   let used = 0;
@@ -665,10 +690,33 @@ function packState(s) {
     return { start, len: used - start };
   };
   const json = (value, what) => (value === undefined || value === null ? undefined : span(String(value), what));
-  const history = new Uint8Array(s.history.length * PACKED_EVENT_BYTES);
-  const view = new DataView(history.buffer);
+  const textAt = PACKED_HEADER_BYTES + s.history.length * PACKED_EVENT_BYTES;
+  const fixed = new Uint8Array(textAt);
+  const view = new DataView(fixed.buffer);
+  const spans = (at, fields) =>
+    fields.forEach((field, i) => {
+      view.setUint32(at + i * 8, field === undefined ? PACKED_NONE : field.start, true);
+      view.setUint32(at + 4 + i * 8, field === undefined ? 0 : field.len, true);
+    });
+  const time = (at, t, what) => {
+    view.setBigInt64(at, integerIn(t.seconds, S64_MIN, S64_MAX, `${what} seconds`), true);
+    view.setUint32(at + 16, Number(integerIn(t.nanoseconds, 0n, 0xffff_ffffn, `${what} nanoseconds`)), true);
+  };
+  spans(0, [
+    span(s.workflowId, 'workflowId'),
+    span(s.runId, 'runId'),
+    json(s.input, 'input'),
+    json(s.result, 'result'),
+    span(s.error, 'error'),
+  ]);
+  time(40, s.createdAt, 'createdAt');
+  time(48, s.updatedAt, 'updatedAt');
+  const status = PACKED_STATUS_INDEX.get(s.status);
+  if (status === undefined) throw new TypeError(`status has an unknown value ${show(s.status)}`);
+  view.setUint32(64, status, true);
+  view.setUint32(68, s.history.length, true);
   s.history.forEach((e, n) => {
-    const at = n * PACKED_EVENT_BYTES;
+    const at = PACKED_HEADER_BYTES + n * PACKED_EVENT_BYTES;
     const kind = PACKED_KIND_INDEX.get(e.kind);
     if (kind === undefined) throw new TypeError(`history event ${n} has an unknown kind ${show(e.kind)}`);
     view.setBigUint64(at, integerIn(e.id, 0n, U64_MAX, `history event ${n}'s id`), true);
@@ -676,32 +724,19 @@ function packState(s) {
     view.setBigInt64(at + 16, integerIn(e.durationNs, S64_MIN, S64_MAX, `history event ${n}'s durationNs`), true);
     view.setUint32(at + 24, Number(integerIn(e.timestamp.nanoseconds, 0n, 0xffff_ffffn, `history event ${n}'s nanoseconds`)), true);
     view.setUint32(at + 28, kind, true);
-    const fields = [
+    spans(at + 32, [
       span(e.activityName, 'activityName'),
       json(e.input, 'input'),
       json(e.result, 'result'),
       span(e.error, 'error'),
       span(e.signalName, 'signalName'),
       json(e.signalPayload, 'signalPayload'),
-    ];
-    fields.forEach((field, i) => {
-      view.setUint32(at + 32 + i * 8, field === undefined ? PACKED_NONE : field.start, true);
-      view.setUint32(at + 36 + i * 8, field === undefined ? 0 : field.len, true);
-    });
+    ]);
   });
-  const state = {
-    workflowId: span(s.workflowId, 'workflowId'),
-    runId: span(s.runId, 'runId'),
-    status: s.status,
-    input: json(s.input, 'input'),
-    result: json(s.result, 'result'),
-    error: span(s.error, 'error'),
-    history,
-    createdAt: s.createdAt.toWit(),
-    updatedAt: s.updatedAt.toWit(),
-  };
-  state.text = text.slice(0, used);
-  return state;
+  const packed = new Uint8Array(textAt + used);
+  packed.set(fixed);
+  packed.set(text.subarray(0, used), textAt);
+  return packed;
 }
 
 // --- the store -------------------------------------------------------------------

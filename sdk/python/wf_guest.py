@@ -503,11 +503,19 @@ class WorkflowState:
 
 # --- packed states (the WIT `packed-state`) -----------------------------------
 
+#: The header of a packed state: five (start, length) spans (workflow id,
+#: run id, input, result, error), the created and updated seconds, their
+#: nanoseconds, the status, the number of events.
+_PACKED_HEADER = struct.Struct("<10IqqIIII")
 #: One event of a packed history: id, seconds, duration, nanoseconds, kind,
 #: then six (start, length) spans.
 _PACKED_EVENT = struct.Struct("<QqqII12I")
 _PACKED_NONE = 0xFFFFFFFF
-#: The WIT `event-type` cases in their declared order.
+#: The WIT `workflow-status` and `event-type` cases in their declared order.
+_PACKED_STATUSES = (
+    WorkflowStatus.RUNNING, WorkflowStatus.COMPLETED, WorkflowStatus.FAILED,
+    WorkflowStatus.CANCELED,
+)
 _PACKED_KINDS = (
     EventType.WORKFLOW_STARTED, EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED,
     EventType.WORKFLOW_CANCELED, EventType.ACTIVITY_STARTED, EventType.ACTIVITY_COMPLETED,
@@ -516,46 +524,57 @@ _PACKED_KINDS = (
 )
 
 
-def _unpack_state(p: Any) -> WorkflowState:
-    """A ``WorkflowState`` from the host's packed form: each field sliced
-    out of one buffer."""
-    text: bytes = p.text
+def _unpack_state(p: bytes) -> WorkflowState:
+    """A ``WorkflowState`` from the host's packed form (one buffer: header,
+    event table, text); a buffer that breaks the layout is an ``internal``
+    error."""
+    def broken(what: str) -> StoreError:
+        return StoreError("internal", f"the host packed a state {what}")
 
-    def span(s: Any) -> str:
-        return text[s.start:s.start + s.len].decode()
-
-    def opt(s: Any) -> Optional[str]:
-        return None if s is None else text[s.start:s.start + s.len].decode()
+    if len(p) < _PACKED_HEADER.size:
+        raise broken(f"of {len(p)} bytes, fewer than its {_PACKED_HEADER.size}-byte header")
+    (w, wl, r, rl, i, il, o, ol, e, el,
+     created_s, updated_s, created_n, updated_n, status, count) = _PACKED_HEADER.unpack_from(p)
+    text_at = _PACKED_HEADER.size + count * _PACKED_EVENT.size
+    text_len = len(p) - text_at
+    if text_len < 0:
+        raise broken(f"with {count} history events in its header, more than its {len(p)} bytes hold")
+    if status >= len(_PACKED_STATUSES):
+        raise broken(f"with an unknown status {status}")
 
     def field(start: int, length: int) -> str:
-        return text[start:start + length].decode()
+        if start + length > text_len:
+            raise broken(f"with a span (start {start}, length {length}) outside its text of {text_len} bytes")
+        at = text_at + start
+        try:
+            return p[at:at + length].decode()
+        except UnicodeDecodeError as err:
+            raise broken(f"with a span (start {start}, length {length}) that is not UTF-8 text: {err}") from None
 
     def json_field(start: int, length: int) -> Optional[str]:
-        return None if start == _PACKED_NONE else text[start:start + length].decode()
+        return None if start == _PACKED_NONE else field(start, length)
 
-    if len(p.history) % _PACKED_EVENT.size:
-        raise StoreError("internal", f"the host packed {len(p.history)} bytes of history, not whole events")
     history = []
-    for (eid, seconds, duration, nanos, kind, a, al, i, il, r, rl, e, el, g, gl, s, sl) in \
-            _PACKED_EVENT.iter_unpack(p.history):
+    for (eid, seconds, duration, nanos, kind, a, al, ei, eil, er, erl, ee, eel, g, gl, sp, spl) in \
+            _PACKED_EVENT.iter_unpack(p[_PACKED_HEADER.size:text_at]):
         if kind >= len(_PACKED_KINDS):
-            raise StoreError("internal", f"the host packed an event of unknown kind {kind}")
+            raise broken(f"with an event of unknown kind {kind}")
         history.append(HistoryEvent(
             id=eid, kind=_PACKED_KINDS[kind], timestamp=Timestamp(seconds, nanos),
-            activity_name=field(a, al), input=json_field(i, il), result=json_field(r, rl),
-            error=field(e, el), signal_name=field(g, gl), signal_payload=json_field(s, sl),
+            activity_name=field(a, al), input=json_field(ei, eil), result=json_field(er, erl),
+            error=field(ee, eel), signal_name=field(g, gl), signal_payload=json_field(sp, spl),
             duration_ns=duration,
         ))
     return WorkflowState(
-        workflow_id=span(p.workflow_id),
-        run_id=span(p.run_id),
-        status=WorkflowStatus[p.status.name],
-        input=opt(p.input),
-        result=opt(p.result),
-        error=span(p.error),
+        workflow_id=field(w, wl),
+        run_id=field(r, rl),
+        status=_PACKED_STATUSES[status],
+        input=json_field(i, il),
+        result=json_field(o, ol),
+        error=field(e, el),
         history=history,
-        created_at=Timestamp._from_wit(p.created_at),
-        updated_at=Timestamp._from_wit(p.updated_at),
+        created_at=Timestamp(created_s, created_n),
+        updated_at=Timestamp(updated_s, updated_n),
     )
 
 

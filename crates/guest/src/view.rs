@@ -32,26 +32,45 @@ use crate::types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState, Work
 /// ```
 #[derive(Debug, Clone)]
 pub struct StateView {
-    text: Vec<u8>,
-    packed: wit::PackedState,
+    /// The packed state: header, event table, text.
+    packed: Vec<u8>,
+    /// The number of events, checked to fit in `packed`.
+    events: usize,
+    status: WorkflowStatus,
 }
 
 impl TryFrom<wit::PackedState> for StateView {
     type Error = StoreError;
 
-    /// Checks that the history is whole events. The fields are checked as
-    /// they are read: this runs on every load, and checking every span and
-    /// the whole text up front cost a fifth of a view load.
-    fn try_from(mut packed: wit::PackedState) -> Result<Self, StoreError> {
-        if !packed.history.len().is_multiple_of(EVENT_BYTES) {
+    /// Checks the header: its length, its status, and that the event
+    /// table fits. The fields are checked as they are read: this runs on
+    /// every load, and checking every span and the whole text up front
+    /// cost a fifth of a view load.
+    fn try_from(packed: wit::PackedState) -> Result<Self, StoreError> {
+        if packed.len() < HEADER_BYTES {
             return Err(Broken(format!(
-                "with {} bytes of history, not a whole number of {EVENT_BYTES}-byte events",
-                packed.history.len()
+                "of {} bytes, fewer than its {HEADER_BYTES}-byte header",
+                packed.len()
             ))
             .into());
         }
-        let text = std::mem::take(&mut packed.text);
-        Ok(Self { text, packed })
+        let events = u32_at(&packed, 68) as usize;
+        if events > (packed.len() - HEADER_BYTES) / EVENT_BYTES {
+            return Err(Broken(format!(
+                "with {events} history events in its header, more than its {} bytes hold",
+                packed.len()
+            ))
+            .into());
+        }
+        let status = u32_at(&packed, 64);
+        let status = *STATUSES
+            .get(status as usize)
+            .ok_or_else(|| Broken(format!("with an unknown status {status}")))?;
+        Ok(Self {
+            packed,
+            events,
+            status,
+        })
     }
 }
 
@@ -85,7 +104,8 @@ fn broke(broken: Broken) -> ! {
     )
 }
 
-/// The bytes of one event in a packed history.
+/// The bytes of a packed state's header, and of one event in its history.
+const HEADER_BYTES: usize = 72;
 const EVENT_BYTES: usize = 80;
 
 /// One event of a packed history.
@@ -93,6 +113,14 @@ type EventBytes = [u8; EVENT_BYTES];
 
 /// The start of a `none` JSON field.
 const NONE: u32 = u32::MAX;
+
+/// The statuses by their WIT case number.
+const STATUSES: [WorkflowStatus; 4] = [
+    WorkflowStatus::Running,
+    WorkflowStatus::Completed,
+    WorkflowStatus::Failed,
+    WorkflowStatus::Canceled,
+];
 
 /// The event types by their WIT case number.
 const EVENT_KINDS: [EventType; 11] = [
@@ -109,74 +137,106 @@ const EVENT_KINDS: [EventType; 11] = [
     EventType::WorkflowSuspended,
 ];
 
+/// The little-endian number at `at`, inside `bytes` (a header or an event).
 #[inline]
-fn u32_at(event: &EventBytes, at: usize) -> u32 {
-    let mut bytes = [0; 4];
-    bytes.copy_from_slice(&event[at..at + 4]);
-    u32::from_le_bytes(bytes)
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut le = [0; 4];
+    le.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(le)
 }
 
+/// As [`u32_at`], eight bytes.
 #[inline]
-fn u64_at(event: &EventBytes, at: usize) -> u64 {
-    let mut bytes = [0; 8];
-    bytes.copy_from_slice(&event[at..at + 8]);
-    u64::from_le_bytes(bytes)
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut le = [0; 8];
+    le.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(le)
+}
+
+/// The string field whose span is at byte `at` of `bytes` (a header or an
+/// event), which may not be `none`.
+#[inline]
+fn text_at<'a>(text: &'a [u8], bytes: &[u8], at: usize) -> Result<&'a str, Broken> {
+    json_at(text, bytes, at)?
+        .ok_or_else(|| Broken(format!("with a string whose span at byte {at} is none")))
+}
+
+/// The optional JSON field whose span is at byte `at` of `bytes`.
+#[inline]
+fn json_at<'a>(text: &'a [u8], bytes: &[u8], at: usize) -> Result<Option<&'a str>, Broken> {
+    let start = u32_at(bytes, at);
+    if start == NONE {
+        return Ok(None);
+    }
+    text_of(text, start, u32_at(bytes, at + 4)).map(Some)
 }
 
 /// The text of `span`: in `text`, and UTF-8 (so on character boundaries,
 /// as UTF-8 never starts or ends a valid run inside a character).
 #[inline]
-fn text_of(text: &[u8], span: wit::Span) -> Result<&str, Broken> {
-    let start = span.start as usize;
-    let bytes = start
-        .checked_add(span.len as usize)
-        .and_then(|end| text.get(start..end))
-        .ok_or_else(|| outside(text, span))?;
+fn text_of(text: &[u8], start: u32, len: u32) -> Result<&str, Broken> {
+    let from = start as usize;
+    let bytes = from
+        .checked_add(len as usize)
+        .and_then(|end| text.get(from..end))
+        .ok_or_else(|| outside(text, start, len))?;
     std::str::from_utf8(bytes).map_err(|e| {
         Broken(format!(
-            "with a span (start {}, length {}) that is not UTF-8 text or is across a character: {e}",
-            span.start, span.len
+            "with a span (start {start}, length {len}) that is not UTF-8 text or is across a character: {e}"
         ))
     })
 }
 
 #[cold]
-fn outside(text: &[u8], span: wit::Span) -> Broken {
+fn outside(text: &[u8], start: u32, len: u32) -> Broken {
     Broken(format!(
-        "with a span (start {}, length {}) outside its text of {} bytes",
-        span.start,
-        span.len,
+        "with a span (start {start}, length {len}) outside its text of {} bytes",
         text.len()
     ))
 }
 
 impl StateView {
-    fn text(&self, span: wit::Span) -> Result<&str, Broken> {
-        text_of(&self.text, span)
+    fn header(&self) -> &[u8] {
+        &self.packed[..HEADER_BYTES]
     }
 
-    fn json(&self, span: Option<wit::Span>) -> Result<Option<&str>, Broken> {
-        span.map(|span| self.text(span)).transpose()
+    fn text(&self) -> &[u8] {
+        &self.packed[HEADER_BYTES + self.events * EVENT_BYTES..]
+    }
+
+    fn text_at(&self, at: usize) -> Result<&str, Broken> {
+        text_at(self.text(), self.header(), at)
+    }
+
+    fn json_at(&self, at: usize) -> Result<Option<&str>, Broken> {
+        json_at(self.text(), self.header(), at)
+    }
+
+    fn timestamp_at(&self, seconds: usize, nanoseconds: usize) -> Timestamp {
+        Timestamp {
+            seconds: u64_at(self.header(), seconds) as i64,
+            nanoseconds: u32_at(self.header(), nanoseconds),
+        }
     }
 
     /// The workflow id.
     pub fn workflow_id(&self) -> &str {
-        checked(self.text(self.packed.workflow_id))
+        checked(self.text_at(0))
     }
 
     /// The run id.
     pub fn run_id(&self) -> &str {
-        checked(self.text(self.packed.run_id))
+        checked(self.text_at(8))
     }
 
     /// The lifecycle status.
     pub fn status(&self) -> WorkflowStatus {
-        self.packed.status.into()
+        self.status
     }
 
     /// The input, as JSON text.
     pub fn input(&self) -> Option<&str> {
-        checked(self.json(self.packed.input))
+        checked(self.json_at(16))
     }
 
     /// The input decoded into `T`; `None` when there is none.
@@ -186,7 +246,7 @@ impl StateView {
 
     /// The result, as JSON text, once completed.
     pub fn result(&self) -> Option<&str> {
-        checked(self.json(self.packed.result))
+        checked(self.json_at(24))
     }
 
     /// The result decoded into `T`; `None` when there is none.
@@ -196,30 +256,28 @@ impl StateView {
 
     /// The error text; empty unless failed.
     pub fn error(&self) -> &str {
-        checked(self.text(self.packed.error))
+        checked(self.text_at(32))
     }
 
     /// When the workflow was created.
     pub fn created_at(&self) -> Timestamp {
-        self.packed.created_at.into()
+        self.timestamp_at(40, 56)
     }
 
     /// When the state last changed.
     pub fn updated_at(&self) -> Timestamp {
-        self.packed.updated_at.into()
+        self.timestamp_at(48, 60)
     }
 
     /// The history, oldest first.
     pub fn history(&self) -> impl DoubleEndedIterator<Item = EventView<'_>> + ExactSizeIterator {
-        self.packed
-            .history
+        let table = &self.packed[HEADER_BYTES..HEADER_BYTES + self.events * EVENT_BYTES];
+        let text = self.text();
+        table
             .as_chunks::<EVENT_BYTES>()
             .0
             .iter()
-            .map(|event| EventView {
-                text: &self.text,
-                event,
-            })
+            .map(move |event| EventView { text, event })
     }
 
     /// The owned state, every field copied out.
@@ -234,12 +292,12 @@ impl StateView {
 
     fn copy_state(&self) -> Result<WorkflowState, Broken> {
         Ok(WorkflowState {
-            workflow_id: self.text(self.packed.workflow_id)?.to_owned(),
-            run_id: self.text(self.packed.run_id)?.to_owned(),
-            status: self.status(),
-            input: self.json(self.packed.input)?.map(Json::from_raw),
-            result: self.json(self.packed.result)?.map(Json::from_raw),
-            error: self.text(self.packed.error)?.to_owned(),
+            workflow_id: self.text_at(0)?.to_owned(),
+            run_id: self.text_at(8)?.to_owned(),
+            status: self.status,
+            input: self.json_at(16)?.map(Json::from_raw),
+            result: self.json_at(24)?.map(Json::from_raw),
+            error: self.text_at(32)?.to_owned(),
             history: self
                 .history()
                 .map(|e| e.copy_event())
@@ -284,20 +342,12 @@ impl<'a> EventView<'a> {
         }
     }
 
-    /// The string field at byte `at`, which may not be `none`.
     fn text(&self, at: usize) -> Result<&'a str, Broken> {
-        self.json(at)?
-            .ok_or_else(|| Broken(format!("with an event whose string at byte {at} is none")))
+        text_at(self.text, self.event, at)
     }
 
-    /// The optional JSON field at byte `at`.
     fn json(&self, at: usize) -> Result<Option<&'a str>, Broken> {
-        let start = u32_at(self.event, at);
-        if start == NONE {
-            return Ok(None);
-        }
-        let len = u32_at(self.event, at + 4);
-        text_of(self.text, wit::Span { start, len }).map(Some)
+        json_at(self.text, self.event, at)
     }
 
     /// The activity's name; empty unless an activity event.
@@ -360,56 +410,74 @@ impl<'a> EventView<'a> {
 mod tests {
     use super::*;
 
-    fn span(start: u32, len: u32) -> wit::Span {
-        wit::Span { start, len }
+    type Span = (u32, u32);
+
+    fn put(bytes: &mut [u8], at: usize, value: u32) {
+        bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
+    fn put_span(bytes: &mut [u8], at: usize, (start, len): Span) {
+        put(bytes, at, start);
+        put(bytes, at + 4, len);
     }
 
     /// One event: activity name `name`, result `result`, the rest empty.
-    fn event(kind: u32, name: wit::Span, result: Option<wit::Span>) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&3u64.to_le_bytes());
-        bytes.extend_from_slice(&(-5i64).to_le_bytes());
-        bytes.extend_from_slice(&42i64.to_le_bytes());
-        bytes.extend_from_slice(&7u32.to_le_bytes());
-        bytes.extend_from_slice(&kind.to_le_bytes());
+    fn event(kind: u32, name: Span, result: Option<Span>) -> Vec<u8> {
+        let mut bytes = vec![0; EVENT_BYTES];
+        bytes[..8].copy_from_slice(&3u64.to_le_bytes());
+        bytes[8..16].copy_from_slice(&(-5i64).to_le_bytes());
+        bytes[16..24].copy_from_slice(&42i64.to_le_bytes());
+        put(&mut bytes, 24, 7);
+        put(&mut bytes, 28, kind);
         let none = (NONE, 0);
-        for (start, len) in [
-            (name.start, name.len),
-            none,
-            result.map_or(none, |s| (s.start, s.len)),
-            (0, 0),
-            (0, 0),
-            none,
+        for (at, span) in [
+            (32, name),
+            (40, none),
+            (48, result.unwrap_or(none)),
+            (56, (0, 0)),
+            (64, (0, 0)),
+            (72, none),
         ] {
-            bytes.extend_from_slice(&start.to_le_bytes());
-            bytes.extend_from_slice(&len.to_le_bytes());
+            put_span(&mut bytes, at, span);
         }
         bytes
     }
 
-    /// `wf-1` `é` `[1]`: an id, a two-byte character, a JSON result.
-    fn packed(history: Vec<u8>) -> wit::PackedState {
-        let at = wit::Timestamp {
-            seconds: 1,
-            nanoseconds: 2,
-        };
-        wit::PackedState {
-            text: "wf-1é[1]".as_bytes().to_vec(),
-            workflow_id: span(0, 4),
-            run_id: span(4, 2),
-            status: wit::WorkflowStatus::Running,
-            input: None,
-            result: Some(span(6, 3)),
-            error: span(0, 0),
-            history,
-            created_at: at,
-            updated_at: at,
+    /// `wf-1` `é` `[1]`: an id, a two-byte character, a JSON result; the
+    /// header's fields at these offsets, the text after `events`.
+    const WORKFLOW_ID: usize = 0;
+    const RUN_ID: usize = 8;
+    const ERROR: usize = 32;
+    const TEXT: &str = "wf-1é[1]";
+
+    fn packed(events: &[Vec<u8>]) -> Vec<u8> {
+        let mut bytes = vec![0; HEADER_BYTES];
+        put_span(&mut bytes, WORKFLOW_ID, (0, 4));
+        put_span(&mut bytes, RUN_ID, (4, 2));
+        put_span(&mut bytes, 16, (NONE, 0));
+        put_span(&mut bytes, 24, (6, 3));
+        put_span(&mut bytes, ERROR, (0, 0));
+        bytes[40..48].copy_from_slice(&1i64.to_le_bytes());
+        bytes[48..56].copy_from_slice(&(-1i64).to_le_bytes());
+        put(&mut bytes, 56, 2);
+        put(&mut bytes, 60, 3);
+        put(&mut bytes, 64, 1);
+        put(&mut bytes, 68, events.len() as u32);
+        for event in events {
+            bytes.extend_from_slice(event);
         }
+        bytes.extend_from_slice(TEXT.as_bytes());
+        bytes
+    }
+
+    /// Where the text of [`packed`] with `events` events starts.
+    fn text_at(events: usize) -> usize {
+        HEADER_BYTES + events * EVENT_BYTES
     }
 
     /// What `Store::load` refuses `packed` with: the view's own check, or
     /// the first broken field of the owned copy.
-    fn refused(packed: wit::PackedState) -> String {
+    fn refused(packed: Vec<u8>) -> String {
         match StateView::try_from(packed).and_then(|view| view.try_to_state()) {
             Err(StoreError::Internal(message)) => message,
             other => panic!("expected an internal error, got {other:?}"),
@@ -427,12 +495,25 @@ mod tests {
 
     #[test]
     fn a_view_reads_each_field_in_place() {
-        let view = StateView::try_from(packed(event(5, span(4, 2), Some(span(6, 3))))).unwrap();
+        let view = StateView::try_from(packed(&[event(5, (4, 2), Some((6, 3)))])).unwrap();
         assert_eq!(view.workflow_id(), "wf-1");
         assert_eq!(view.run_id(), "é");
-        assert_eq!(view.status(), WorkflowStatus::Running);
+        assert_eq!(view.status(), WorkflowStatus::Completed);
         assert_eq!((view.input(), view.result()), (None, Some("[1]")));
         assert_eq!(view.result_value::<Vec<u8>>().unwrap(), Some(vec![1]));
+        assert_eq!(
+            (view.created_at(), view.updated_at()),
+            (
+                Timestamp {
+                    seconds: 1,
+                    nanoseconds: 2
+                },
+                Timestamp {
+                    seconds: -1,
+                    nanoseconds: 3
+                }
+            )
+        );
         let event = view.history().next().unwrap();
         assert_eq!(event.kind(), EventType::ActivityCompleted);
         assert_eq!((event.id(), event.duration_ns()), (3, 42));
@@ -450,39 +531,41 @@ mod tests {
         assert_eq!(state.history[0].activity_name, "é");
         assert_eq!(state.result.as_ref().map(Json::as_str), Some("[1]"));
         assert_eq!(view.try_to_state().unwrap(), state);
+        let empty = StateView::try_from(packed(&[])).unwrap();
+        assert_eq!((empty.history().len(), empty.workflow_id()), (0, "wf-1"));
     }
 
     #[test]
     fn a_packed_state_that_breaks_its_layout_is_refused_clearly() {
-        let mut bad_text = packed(Vec::new());
-        bad_text.text[4] = 0xff;
-        assert!(refused(bad_text).contains("not UTF-8"));
-
-        let mut outside = packed(Vec::new());
-        outside.workflow_id = span(8, 5);
-        assert!(refused(outside).contains("outside its text of 9 bytes"));
-
-        let mut across = packed(Vec::new());
-        across.run_id = span(5, 1);
-        assert!(refused(across).contains("across a character"));
-
-        let mut overflowing = packed(Vec::new());
-        overflowing.error = span(u32::MAX - 1, u32::MAX);
-        assert!(refused(overflowing).contains("outside its text"));
-
-        let mut short = event(5, span(0, 4), None);
-        short.pop();
-        assert!(refused(packed(short)).contains("not a whole number"));
-
-        assert!(refused(packed(event(11, span(0, 4), None))).contains("unknown kind 11"));
-        assert!(refused(packed(event(5, span(NONE, 0), None))).contains("is none"));
-        assert!(refused(packed(event(5, span(0, 4), Some(span(2, 9))))).contains("outside"));
+        let broken = |events: &[Vec<u8>], change: &dyn Fn(&mut Vec<u8>)| {
+            let mut bytes = packed(events);
+            change(&mut bytes);
+            refused(bytes)
+        };
+        assert!(broken(&[], &|p| p[text_at(0) + 4] = 0xff).contains("not UTF-8"));
+        assert!(
+            broken(&[], &|p| put_span(p, WORKFLOW_ID, (8, 5)))
+                .contains("outside its text of 9 bytes")
+        );
+        assert!(broken(&[], &|p| put_span(p, RUN_ID, (5, 1))).contains("across a character"));
+        assert!(
+            broken(&[], &|p| put_span(p, ERROR, (u32::MAX - 1, u32::MAX)))
+                .contains("outside its text")
+        );
+        assert!(broken(&[], &|p| p.truncate(71)).contains("71 bytes, fewer than its 72-byte"));
+        assert!(broken(&[], &|p| put(p, 68, 1)).contains("1 history events in its header"));
+        assert!(broken(&[], &|p| put(p, 68, u32::MAX)).contains("more than its"));
+        assert!(broken(&[], &|p| put(p, 64, 4)).contains("unknown status 4"));
+        assert!(broken(&[event(11, (0, 4), None)], &|_| ()).contains("unknown kind 11"));
+        assert!(broken(&[event(5, (NONE, 0), None)], &|_| ()).contains("is none"));
+        assert!(broken(&[], &|p| put(p, RUN_ID, NONE)).contains("is none"));
+        assert!(broken(&[event(5, (0, 4), Some((2, 9)))], &|_| ()).contains("outside"));
     }
 
     #[test]
     fn a_view_reads_the_good_fields_of_a_broken_state_and_panics_on_the_broken_one() {
-        let mut broken = packed(event(11, span(0, 4), Some(span(2, 9))));
-        broken.run_id = span(5, 1);
+        let mut broken = packed(&[event(11, (0, 4), Some((2, 9)))]);
+        put_span(&mut broken, RUN_ID, (5, 1));
         let view = StateView::try_from(broken).unwrap();
         assert_eq!((view.workflow_id(), view.result()), ("wf-1", Some("[1]")));
         let event = view.history().next().unwrap();

@@ -435,7 +435,7 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         state: wit::PackedState,
         expected: Option<Version>,
     ) -> Result<Version, wit::StoreError> {
-        let state = from_packed_state(state, self.store.limits().as_ref())?;
+        let state = from_packed_state(&state, self.store.limits().as_ref())?;
         self.save_state(state, expected).await
     }
 
@@ -613,18 +613,17 @@ pub(crate) fn to_wit_state(s: &model::WorkflowState) -> wit::WorkflowState {
     }
 }
 
-/// The bytes of one history event in a packed state (see `packed-state`
-/// in the WIT for the layout).
+/// The bytes of a packed state's header, and of one history event in it
+/// (see `packed-state` in the WIT for the layout).
+const PACKED_HEADER_BYTES: usize = 72;
 const PACKED_EVENT_BYTES: usize = 80;
 
-/// The start of a `none` JSON field in a packed event.
+/// The start of a `none` JSON field in a packed state.
 const PACKED_NONE: u32 = u32::MAX;
 
-/// Copies a cached state into one text buffer and a table of its events:
-/// the form that crosses into a guest as two byte copies.
-pub(crate) fn to_packed_state(
-    s: &model::WorkflowState,
-) -> Result<wit::PackedState, wit::StoreError> {
+/// Copies a cached state into the one buffer that crosses into a guest:
+/// header, event table, text.
+pub(crate) fn to_packed_state(s: &model::WorkflowState) -> Result<Vec<u8>, wit::StoreError> {
     let optional = |t: &Option<String>| t.as_ref().map_or(0, String::len);
     let text_len = s.workflow_id.len()
         + s.run_id.len()
@@ -643,46 +642,90 @@ pub(crate) fn to_packed_state(
             })
             .sum::<usize>();
     // A `none` field's start is u32::MAX, so text must end before it.
-    if text_len >= PACKED_NONE as usize {
+    let events = u32::try_from(s.history.len()).ok();
+    let (Some(events), true) = (events, text_len < PACKED_NONE as usize) else {
         return Err(wit::StoreError::Internal(format!(
-            "the state of {:?} holds {text_len} bytes of text, more than a packed state can span",
-            s.workflow_id
+            "the state of {:?} holds {text_len} bytes of text in {} events, more than a packed state can span",
+            s.workflow_id,
+            s.history.len()
         )));
+    };
+    let text_at = PACKED_HEADER_BYTES + s.history.len() * PACKED_EVENT_BYTES;
+    let mut buffer = Vec::with_capacity(text_at + text_len);
+    buffer.resize(text_at, 0);
+    let mut p = Packer { buffer, text_at };
+    p.text(0, &s.workflow_id);
+    p.text(8, &s.run_id);
+    p.json(16, &s.input);
+    p.json(24, &s.result);
+    p.text(32, &s.error);
+    p.put(40, &s.created_at.seconds.to_le_bytes());
+    p.put(48, &s.updated_at.seconds.to_le_bytes());
+    p.put(56, &s.created_at.nanoseconds.to_le_bytes());
+    p.put(60, &s.updated_at.nanoseconds.to_le_bytes());
+    p.put(
+        64,
+        &(wit::WorkflowStatus::from(s.status) as u32).to_le_bytes(),
+    );
+    p.put(68, &events.to_le_bytes());
+    for (i, e) in s.history.iter().enumerate() {
+        let at = PACKED_HEADER_BYTES + i * PACKED_EVENT_BYTES;
+        p.put(at, &e.id.to_le_bytes());
+        p.put(at + 8, &e.timestamp.seconds.to_le_bytes());
+        p.put(at + 16, &e.duration_ns.to_le_bytes());
+        p.put(at + 24, &e.timestamp.nanoseconds.to_le_bytes());
+        p.put(
+            at + 28,
+            &(wit::EventType::from(e.kind) as u32).to_le_bytes(),
+        );
+        p.text(at + 32, &e.activity_name);
+        p.json(at + 40, &e.input);
+        p.json(at + 48, &e.result);
+        p.text(at + 56, &e.error);
+        p.text(at + 64, &e.signal_name);
+        p.json(at + 72, &e.signal_payload);
     }
-    let mut text = TextBuffer(Vec::with_capacity(text_len));
-    let mut history = Vec::with_capacity(s.history.len() * PACKED_EVENT_BYTES);
-    for e in &s.history {
-        history.extend_from_slice(&e.id.to_le_bytes());
-        history.extend_from_slice(&e.timestamp.seconds.to_le_bytes());
-        history.extend_from_slice(&e.duration_ns.to_le_bytes());
-        history.extend_from_slice(&e.timestamp.nanoseconds.to_le_bytes());
-        history.extend_from_slice(&(wit::EventType::from(e.kind) as u32).to_le_bytes());
-        for span in [
-            Some(text.span(&e.activity_name)),
-            text.optional(&e.input),
-            text.optional(&e.result),
-            Some(text.span(&e.error)),
-            Some(text.span(&e.signal_name)),
-            text.optional(&e.signal_payload),
-        ] {
-            let (start, len) = span.map_or((PACKED_NONE, 0), |s| (s.start, s.len));
-            history.extend_from_slice(&start.to_le_bytes());
-            history.extend_from_slice(&len.to_le_bytes());
+    Ok(p.buffer)
+}
+
+/// A packed state being filled: fixed fields written in place, text
+/// appended; its text length was checked to fit a span before the first.
+struct Packer {
+    buffer: Vec<u8>,
+    /// Where the text starts: after the header and the event table.
+    text_at: usize,
+}
+
+impl Packer {
+    fn put(&mut self, at: usize, bytes: &[u8]) {
+        self.buffer[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// Appends `field` to the text and writes its span at `at`.
+    fn text(&mut self, at: usize, field: &str) {
+        let start = (self.buffer.len() - self.text_at) as u32;
+        self.buffer.extend_from_slice(field.as_bytes());
+        self.put(at, &start.to_le_bytes());
+        self.put(at + 4, &(field.len() as u32).to_le_bytes());
+    }
+
+    /// As `text`, or the `none` start for an absent field.
+    fn json(&mut self, at: usize, field: &Option<String>) {
+        match field {
+            Some(field) => self.text(at, field),
+            None => self.put(at, &PACKED_NONE.to_le_bytes()),
         }
     }
-    Ok(wit::PackedState {
-        workflow_id: text.span(&s.workflow_id),
-        run_id: text.span(&s.run_id),
-        status: s.status.into(),
-        input: text.optional(&s.input),
-        result: text.optional(&s.result),
-        error: text.span(&s.error),
-        history,
-        created_at: s.created_at.into(),
-        updated_at: s.updated_at.into(),
-        text: text.0,
-    })
 }
+
+/// The statuses by their case number in a packed state (the WIT's
+/// declared order).
+const PACKED_STATUSES: [wit::WorkflowStatus; 4] = [
+    wit::WorkflowStatus::Running,
+    wit::WorkflowStatus::Completed,
+    wit::WorkflowStatus::Failed,
+    wit::WorkflowStatus::Canceled,
+];
 
 /// The event types by their case number in a packed event (the WIT's
 /// declared order).
@@ -700,6 +743,21 @@ const PACKED_EVENT_KINDS: [wit::EventType; 11] = [
     wit::EventType::WorkflowSuspended,
 ];
 
+/// The little-endian number at `at` of `bytes`, which the caller checked
+/// to hold it.
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut le = [0; 4];
+    le.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(le)
+}
+
+/// As [`u32_at`], eight bytes.
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut le = [0; 8];
+    le.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(le)
+}
+
 /// A guest's packed state (`save-packed`) as the state it stands for, or
 /// `invalid-argument` naming what breaks the layout. Every field is
 /// copied out of the text, so the result is what the typed `save` would
@@ -709,13 +767,29 @@ const PACKED_EVENT_KINDS: [wit::EventType; 11] = [
 /// before any event is built from it: the packed bytes are the guest's to
 /// size, and each event would take several times its 80 bytes here.
 pub(crate) fn from_packed_state(
-    p: wit::PackedState,
+    p: &[u8],
     limits: Option<&StoreLimits>,
 ) -> Result<model::WorkflowState, wit::StoreError> {
     let bad =
         |what: String| wit::StoreError::InvalidArgument(format!("save: the packed state {what}"));
+    let Some((header, rest)) = p.split_at_checked(PACKED_HEADER_BYTES) else {
+        return Err(bad(format!(
+            "has {} bytes, fewer than its {PACKED_HEADER_BYTES}-byte header",
+            p.len()
+        )));
+    };
+    let count = u32_at(header, 68);
+    let Some((events, text)) = (count as usize)
+        .checked_mul(PACKED_EVENT_BYTES)
+        .and_then(|bytes| rest.split_at_checked(bytes))
+    else {
+        return Err(bad(format!(
+            "has {count} history events in its header, more than the {} bytes after it hold",
+            rest.len()
+        )));
+    };
     let text =
-        String::from_utf8(p.text).map_err(|e| bad(format!("has a text that is not UTF-8: {e}")))?;
+        std::str::from_utf8(text).map_err(|e| bad(format!("has a text that is not UTF-8: {e}")))?;
     let field = |start: u32, len: u32| -> Result<String, wit::StoreError> {
         let from = start as usize;
         from.checked_add(len as usize)
@@ -728,95 +802,67 @@ pub(crate) fn from_packed_state(
                 ))
             })
     };
-    let json = |start: u32, len: u32| -> Result<Option<String>, wit::StoreError> {
-        (start != PACKED_NONE)
-            .then(|| field(start, len))
-            .transpose()
+    // A string field at byte `at` of `bytes`: its span may not be `none`.
+    let text_at = |bytes: &[u8], at: usize| match u32_at(bytes, at) {
+        PACKED_NONE => Err(bad(format!("has a string at byte {at} that is none"))),
+        start => field(start, u32_at(bytes, at + 4)),
     };
-    let (events, rest) = p.history.as_chunks::<PACKED_EVENT_BYTES>();
-    if !rest.is_empty() {
-        return Err(bad(format!(
-            "has {} bytes of history, not a whole number of {PACKED_EVENT_BYTES}-byte events",
-            p.history.len()
-        )));
-    }
+    let json_at = |bytes: &[u8], at: usize| match u32_at(bytes, at) {
+        PACKED_NONE => Ok(None),
+        start => field(start, u32_at(bytes, at + 4)).map(Some),
+    };
     // The id is copied out for the refusal's message only.
     if let Some(limits) = limits
-        && events.len() > limits.max_history_events
+        && count as usize > limits.max_history_events
     {
-        let id = field(p.workflow_id.start, p.workflow_id.len)?;
-        validate::check_history_len("save", &id, events.len(), limits).map_err(to_wit_error)?;
+        let id = text_at(header, 0)?;
+        validate::check_history_len("save", &id, count as usize, limits).map_err(to_wit_error)?;
     }
+    let status = u32_at(header, 64);
+    let status = *PACKED_STATUSES
+        .get(status as usize)
+        .ok_or_else(|| bad(format!("has an unknown status {status}")))?;
+    let (events, _) = events.as_chunks::<PACKED_EVENT_BYTES>();
     let mut history = Vec::with_capacity(events.len());
     for event in events {
-        let u32_at = |at: usize| {
-            let mut bytes = [0; 4];
-            bytes.copy_from_slice(&event[at..at + 4]);
-            u32::from_le_bytes(bytes)
-        };
-        let u64_at = |at: usize| {
-            let mut bytes = [0; 8];
-            bytes.copy_from_slice(&event[at..at + 8]);
-            u64::from_le_bytes(bytes)
-        };
-        let kind = u32_at(28);
+        let kind = u32_at(event, 28);
         let kind = *PACKED_EVENT_KINDS
             .get(kind as usize)
             .ok_or_else(|| bad(format!("has an event of unknown kind {kind}")))?;
-        let text_at = |at: usize| match u32_at(at) {
-            PACKED_NONE => Err(bad(format!(
-                "has an event whose string at byte {at} is none"
-            ))),
-            start => field(start, u32_at(at + 4)),
-        };
         history.push(wit::HistoryEvent {
-            id: u64_at(0),
+            id: u64_at(event, 0),
             kind,
             timestamp: wit::Timestamp {
-                seconds: u64_at(8) as i64,
-                nanoseconds: u32_at(24),
+                seconds: u64_at(event, 8) as i64,
+                nanoseconds: u32_at(event, 24),
             },
-            activity_name: text_at(32)?,
-            input: json(u32_at(40), u32_at(44))?,
-            result: json(u32_at(48), u32_at(52))?,
-            error: text_at(56)?,
-            signal_name: text_at(64)?,
-            signal_payload: json(u32_at(72), u32_at(76))?,
-            duration_ns: u64_at(16) as i64,
+            activity_name: text_at(event, 32)?,
+            input: json_at(event, 40)?,
+            result: json_at(event, 48)?,
+            error: text_at(event, 56)?,
+            signal_name: text_at(event, 64)?,
+            signal_payload: json_at(event, 72)?,
+            duration_ns: u64_at(event, 16) as i64,
         });
     }
-    let optional = |span: Option<wit::Span>| span.map(|s| field(s.start, s.len)).transpose();
     Ok(wit::WorkflowState {
-        workflow_id: field(p.workflow_id.start, p.workflow_id.len)?,
-        run_id: field(p.run_id.start, p.run_id.len)?,
-        status: p.status,
-        input: optional(p.input)?,
-        result: optional(p.result)?,
-        error: field(p.error.start, p.error.len)?,
+        workflow_id: text_at(header, 0)?,
+        run_id: text_at(header, 8)?,
+        status,
+        input: json_at(header, 16)?,
+        result: json_at(header, 24)?,
+        error: text_at(header, 32)?,
         history,
-        created_at: p.created_at,
-        updated_at: p.updated_at,
+        created_at: wit::Timestamp {
+            seconds: u64_at(header, 40) as i64,
+            nanoseconds: u32_at(header, 56),
+        },
+        updated_at: wit::Timestamp {
+            seconds: u64_at(header, 48) as i64,
+            nanoseconds: u32_at(header, 60),
+        },
     }
     .into())
-}
-
-/// A packed state's text, filled field by field; its length was checked to
-/// fit a `u32` before the first field.
-struct TextBuffer(Vec<u8>);
-
-impl TextBuffer {
-    fn span(&mut self, field: &str) -> wit::Span {
-        let start = self.0.len() as u32;
-        self.0.extend_from_slice(field.as_bytes());
-        wit::Span {
-            start,
-            len: field.len() as u32,
-        }
-    }
-
-    fn optional(&mut self, field: &Option<String>) -> Option<wit::Span> {
-        field.as_deref().map(|f| self.span(f))
-    }
 }
 
 #[cfg(test)]
@@ -860,10 +906,10 @@ mod tests {
         }
         let state = rich_state();
         let packed = to_packed_state(&state).unwrap();
-        assert_eq!(from_packed_state(packed, None).unwrap(), state);
+        assert_eq!(from_packed_state(&packed, None).unwrap(), state);
         let empty = model::WorkflowState::new("e", "", model::WorkflowStatus::Completed);
         assert_eq!(
-            from_packed_state(to_packed_state(&empty).unwrap(), None).unwrap(),
+            from_packed_state(&to_packed_state(&empty).unwrap(), None).unwrap(),
             empty
         );
     }
@@ -874,7 +920,7 @@ mod tests {
         let events = state.history.len();
         let at = |bound: usize| {
             let limits = StoreLimits::default().max_history_events(bound);
-            from_packed_state(to_packed_state(&state).unwrap(), Some(&limits))
+            from_packed_state(&to_packed_state(&state).unwrap(), Some(&limits))
         };
         assert_eq!(at(events).unwrap(), state, "a history at the bound is kept");
         match at(events - 1) {
@@ -891,27 +937,32 @@ mod tests {
 
     #[test]
     fn a_packed_state_that_breaks_its_layout_is_refused_clearly() {
-        let refused = |change: &dyn Fn(&mut wit::PackedState)| {
+        let refused = |change: &dyn Fn(&mut Vec<u8>)| {
             let mut packed = to_packed_state(&rich_state()).unwrap();
             change(&mut packed);
-            match from_packed_state(packed, None) {
+            match from_packed_state(&packed, None) {
                 Err(wit::StoreError::InvalidArgument(message)) => message,
                 other => panic!("expected invalid-argument, got {other:?}"),
             }
         };
-        assert!(refused(&|p| p.text[0] = 0xff).contains("not UTF-8"));
+        let set = |p: &mut Vec<u8>, at: usize, value: u32| {
+            p[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        };
+        // The header, then 11 events, then the text.
+        let text_at = PACKED_HEADER_BYTES + 11 * PACKED_EVENT_BYTES;
+        let event = PACKED_HEADER_BYTES;
+        assert!(refused(&|p| p[text_at] = 0xff).contains("not UTF-8"));
         // "wf-é": the é is bytes 3 and 4.
-        assert!(refused(&|p| p.workflow_id.len = 4).contains("across a character"));
-        assert!(refused(&|p| p.run_id.start = u32::MAX - 1).contains("outside its text"));
-        assert!(refused(&|p| p.error.len = u32::MAX).contains("outside its text"));
-        assert!(
-            refused(&|p| {
-                p.history.pop();
-            })
-            .contains("not a whole number")
-        );
-        assert!(refused(&|p| p.history[28] = 11).contains("unknown kind 11"));
-        assert!(refused(&|p| p.history[32..36].copy_from_slice(&[0xff; 4])).contains("is none"));
-        assert!(refused(&|p| p.history[52] = 0xff).contains("outside its text"));
+        assert!(refused(&|p| set(p, 4, 4)).contains("across a character"));
+        assert!(refused(&|p| set(p, 8, u32::MAX - 1)).contains("outside its text"));
+        assert!(refused(&|p| set(p, 36, u32::MAX)).contains("outside its text"));
+        assert!(refused(&|p| p.truncate(71)).contains("71 bytes, fewer than its 72-byte header"));
+        assert!(refused(&|p| set(p, 68, 1000)).contains("1000 history events in its header"));
+        assert!(refused(&|p| set(p, 68, u32::MAX)).contains("more than the"));
+        assert!(refused(&|p| set(p, 64, 4)).contains("unknown status 4"));
+        assert!(refused(&|p| set(p, event + 28, 11)).contains("unknown kind 11"));
+        assert!(refused(&|p| set(p, event + 32, u32::MAX)).contains("is none"));
+        assert!(refused(&|p| set(p, event + 52, 0xff)).contains("outside its text"));
+        assert!(refused(&|p| set(p, 0, u32::MAX)).contains("is none"));
     }
 }

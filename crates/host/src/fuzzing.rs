@@ -10,8 +10,7 @@ use crate::store::{StoreError, StoreLimits, validate};
 /// `list`, as the host's bindings generate them.
 pub mod wit {
     pub use crate::bindings::wit::{
-        EventType, HistoryEvent, PackedState, Span, StoreError, Timestamp, WorkflowState,
-        WorkflowStatus,
+        EventType, HistoryEvent, StoreError, Timestamp, WorkflowState, WorkflowStatus,
     };
 }
 
@@ -57,11 +56,11 @@ pub fn decode_both_paths(
 
 /// A guest's packed state (`save-packed`) as the state the host saves, or
 /// the error the guest gets.
-pub fn unpack_state(packed: wit::PackedState) -> Result<WorkflowState, wit::StoreError> {
+pub fn unpack_state(packed: &[u8]) -> Result<WorkflowState, wit::StoreError> {
     from_packed_state(packed, None)
 }
 
 /// A state packed as `load-packed` passes it into a guest.
-pub fn pack_state(state: &WorkflowState) -> Result<wit::PackedState, wit::StoreError> {
+pub fn pack_state(state: &WorkflowState) -> Result<Vec<u8>, wit::StoreError> {
     to_packed_state(state)
 }

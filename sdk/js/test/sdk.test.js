@@ -205,3 +205,43 @@ test('durations beyond 2^53 ns stay exact through the WIT form', () => {
   assert.equal(Timestamp.fromNanos(-1n).seconds, -1);
   assert.equal(Timestamp.fromNanos(-1n).nanoseconds, 999_999_999);
 });
+
+test('packed saves and loads carry every field, and a broken packed state is an internal error', () => {
+  const host = new TestHost();
+  let packed;
+  bindHost({
+    ...host._bindings(),
+    savePacked: (bytes) => ((packed = bytes), 1n),
+    loadPacked: () => packed,
+  });
+  const store = new Store();
+  const state = WorkflowState.create('wf-é', { status: WorkflowStatus.RUNNING, input: { n: 1 } });
+  state.runId = 'run-𝄞';
+  state.createdAt = new Timestamp(-62_135_596_800, 5);
+  state.pushEvent('activity_completed', { activityName: 'charge', result: [1, 'ü'] });
+  state.pushEvent('signal_received', { signalName: 'approve', signalPayload: null });
+  store.saveVersioned(state, undefined, { stamp: false });
+  assert.ok(packed instanceof Uint8Array);
+  assert.deepEqual(store.load('wf-é'), state);
+
+  const saved = packed;
+  const broken = (change) => {
+    packed = saved.slice();
+    change(new DataView(packed.buffer));
+    let message;
+    assert.throws(
+      () => store.load('wf-é'),
+      (e) => ((message = e.message), e instanceof StoreError && e.kind === 'internal'),
+    );
+    return message;
+  };
+  assert.match(broken((v) => v.setUint32(64, 4, true)), /unknown status 4/);
+  assert.match(broken((v) => v.setUint32(68, 3, true)), /3 history events in its header/);
+  assert.match(broken((v) => v.setUint32(72 + 28, 11, true)), /unknown kind 11/);
+  assert.match(broken((v) => v.setUint32(0, 0xffff_ffff, true)), /outside its text/);
+  // "wf-é": the é is bytes 3 and 4.
+  assert.match(broken((v) => v.setUint32(4, 4, true)), /across a character/);
+  packed = saved.slice(0, 71);
+  assert.throws(() => store.load('x'), /fewer than its 72-byte header/);
+  assert.throws(() => store.saveVersioned(Object.assign(WorkflowState.create('s'), { status: 'gone' })), /status/);
+});

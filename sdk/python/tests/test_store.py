@@ -296,3 +296,51 @@ class Outside(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def _packed(events=(), status=1, text="wf-1é[1]".encode()):
+    """A packed state (the WIT `packed-state`): id "wf-1", run id "é", no
+    input, result "[1]", empty error; each event names the activity "é"
+    and has the result "[1]"."""
+    import struct
+    none = 0xFFFFFFFF
+    header = struct.pack("<10IqqIIII", 0, 4, 4, 2, none, 0, 6, 3, 0, 0,
+                         1, -1, 2, 3, status, len(events))
+    table = b"".join(
+        struct.pack("<QqqII12I", 3, -5, 42, 7, kind, 4, 2, none, 0, 6, 3, 0, 0, 0, 0, none, 0)
+        for kind in events)
+    return bytearray(header + table + text)
+
+
+class Packed(unittest.TestCase):
+    def test_a_packed_state_unpacks_to_every_field(self):
+        state = wf_guest._unpack_state(bytes(_packed(events=[5])))
+        self.assertEqual((state.workflow_id, state.run_id, state.status), ("wf-1", "é", WorkflowStatus.COMPLETED))
+        self.assertEqual((state.input, state.result, state.error), (None, "[1]", ""))
+        self.assertEqual((state.created_at, state.updated_at), (Timestamp(1, 2), Timestamp(-1, 3)))
+        [event] = state.history
+        self.assertEqual((event.id, event.kind.value, event.timestamp), (3, "activity_completed", Timestamp(-5, 7)))
+        self.assertEqual((event.activity_name, event.input, event.result, event.duration_ns), ("é", None, "[1]", 42))
+
+    def test_a_packed_state_that_breaks_its_layout_is_an_internal_error(self):
+        def refused(packed):
+            with self.assertRaises(StoreError) as caught:
+                wf_guest._unpack_state(bytes(packed))
+            self.assertEqual(caught.exception.kind, "internal")
+            return caught.exception.message
+
+        self.assertIn("fewer than its 72-byte header", refused(_packed()[:71]))
+        too_many = _packed(events=[5])
+        too_many[68:72] = (2).to_bytes(4, "little")
+        self.assertIn("2 history events in its header", refused(too_many))
+        self.assertIn("unknown status 4", refused(_packed(status=4)))
+        self.assertIn("unknown kind 11", refused(_packed(events=[11])))
+        across = _packed()
+        across[8:12] = (5).to_bytes(4, "little")
+        self.assertIn("not UTF-8", refused(across))
+        outside = _packed()
+        outside[0:4] = (8).to_bytes(4, "little")
+        self.assertIn("outside its text of 9 bytes", refused(outside))
+        none_id = _packed()
+        none_id[0:4] = (0xFFFFFFFF).to_bytes(4, "little")
+        self.assertIn("outside its text", refused(none_id))
