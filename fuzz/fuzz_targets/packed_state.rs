@@ -1,8 +1,8 @@
-//! A guest's `save-packed` on arbitrary packed states: the host's unpacking
-//! (`from_packed_state`), then packing the result again as `load-packed`
-//! does (`to_packed_state`).
+//! A guest's `save-buffer` on arbitrary state buffers: the host's
+//! unpacking (`from_state_buffer`), then packing the result again as
+//! `load-buffer` does (`to_state_buffer`).
 //!
-//! The packed state comes from an `Arbitrary` description whose text is
+//! The buffer comes from an `Arbitrary` description whose text is
 //! UTF-8 or arbitrary bytes, whose spans land inside the text (often inside
 //! a character), anywhere, or at the `none` start, whose status and event
 //! kinds are mostly known, whose header may give a wrong number of events,

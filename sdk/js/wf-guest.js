@@ -62,7 +62,7 @@ const HOST = Symbol.for('wf-guest.host');
 /**
  * Binds this SDK to a host: `{ save, load, loadVersioned, list, delete,
  * suspend }` with the signatures componentize-js gives the WIT imports
- * (and `loadPacked`, `loadVersionedPacked`, `savePacked`, which loads and
+ * (and `loadBuffer`, `loadVersionedBuffer`, `saveBuffer`, which loads and
  * saves use when given), and
  * optionally `nowNs()` (the wall clock, a bigint of nanoseconds since the
  * epoch), `monotonicNs()` and `sourceRoot` (a path prefix stripped from
@@ -561,7 +561,7 @@ export class WorkflowState {
   }
 }
 
-// --- packed states (the WIT `packed-state`) --------------------------------------
+// --- state buffers (the WIT `state-buffer`) --------------------------------------
 
 const PACKED_HEADER_BYTES = 72;
 const PACKED_EVENT_BYTES = 80;
@@ -672,7 +672,7 @@ function integerIn(value, min, max, what) {
 
 const PACKED_STATUS_INDEX = new Map(PACKED_STATUSES.map((status, i) => [status, i]));
 
-/** The host's packed form of `s` (for `savePacked`): one buffer of header, event table and text. */
+/** The host's state buffer of `s` (for `saveBuffer`): header, event table and text. */
 function packState(s) {
   let text = new Uint8Array(1024);
   let used = 0;
@@ -829,15 +829,15 @@ export class Store {
     }
     if (stamp) state.updatedAt = Timestamp.now();
     const h = host();
-    if (h.savePacked) return BigInt(call(h.savePacked, packState(state), expected));
+    if (h.saveBuffer) return BigInt(call(h.saveBuffer, packState(state), expected));
     return BigInt(call(h.save, state.toWit(), expected));
   }
 
   /** The state under `workflowId`, or `null`. */
   load(workflowId) {
     const h = host();
-    if (h.loadPacked) {
-      const found = call(h.loadPacked, workflowId);
+    if (h.loadBuffer) {
+      const found = call(h.loadBuffer, workflowId);
       return found === undefined || found === null ? null : unpackState(found);
     }
     const found = call(h.load, workflowId);
@@ -854,8 +854,8 @@ export class Store {
    */
   loadVersioned(workflowId) {
     const h = host();
-    const packed = Boolean(h.loadVersionedPacked);
-    const found = call(packed ? h.loadVersionedPacked : h.loadVersioned, workflowId);
+    const packed = Boolean(h.loadVersionedBuffer);
+    const found = call(packed ? h.loadVersionedBuffer : h.loadVersioned, workflowId);
     if (found === undefined || found === null) return null;
     const state = packed ? unpackState(found.state) : WorkflowState.fromWit(found.state);
     return { state, version: BigInt(found.version) };

@@ -501,9 +501,9 @@ class WorkflowState:
         )
 
 
-# --- packed states (the WIT `packed-state`) -----------------------------------
+# --- state buffers (the WIT `state-buffer`) -----------------------------------
 
-#: The header of a packed state: five (start, length) spans (workflow id,
+#: The header of a state buffer: five (start, length) spans (workflow id,
 #: run id, input, result, error), the created and updated seconds, their
 #: nanoseconds, the status, the number of events.
 _PACKED_HEADER = struct.Struct("<10IqqIIII")
@@ -599,17 +599,17 @@ class _HostRuntime:
         return time.time_ns()
 
     def save(self, state: WorkflowState, expected: Optional[int]) -> int:
-        # The typed save, not `save-packed`: packing the state in Python
+        # The typed save, not `save-buffer`: packing the state in Python
         # measured slower (168 against 152 µs per save) than
         # componentize-py's native lowering of the record.
         return _call(_wit_store.save, state._to_wit(), expected)
 
     def load(self, workflow_id: str) -> Optional[WorkflowState]:
-        found = _call(_wit_store.load_packed, workflow_id)
+        found = _call(_wit_store.load_buffer, workflow_id)
         return None if found is None else _unpack_state(found)
 
     def load_versioned(self, workflow_id: str) -> Optional["Versioned"]:
-        found = _call(_wit_store.load_versioned_packed, workflow_id)
+        found = _call(_wit_store.load_versioned_buffer, workflow_id)
         return None if found is None else Versioned(_unpack_state(found.state), found.version)
 
     def list(self, status: Optional[WorkflowStatus], limit: Optional[int],

@@ -8,33 +8,71 @@ use wf_tests::memory_host;
 
 wf_tests::guest_suite!(wf_tests::suite::RUST);
 
-/// The Rust SDK's `load_view`, read field by field, on both backends.
-mod state_view {
-    use serde_json::json;
-    use wf_host::model::WorkflowStatus;
+/// The Rust SDK's `load_view`, and the earlier packed form that modules
+/// built against it call (`load-packed`, `save-packed`, a record of two
+/// lists), read every field of a stored state, on both backends.
+mod packed_reads {
+    use serde_json::{Value, json};
+    use wf_host::Host;
+    use wf_host::model::{WorkflowState, WorkflowStatus};
     use wf_tests::suite::every_shape_state;
     use wf_tests::{guest_json, guests, script};
 
-    wf_tests::on_every_backend!(a_view_reads_every_field_as_stored);
+    wf_tests::on_every_backend!(
+        a_view_reads_every_field_as_stored,
+        the_earlier_packed_calls_read_and_write_every_field
+    );
+
+    /// Stores `every_shape_state(id)`, runs the store-ops guest with `ops`,
+    /// and returns the stored state and the ops' outcomes.
+    async fn stored_then_run(host: &Host, id: &str, ops: Value) -> (WorkflowState, Vec<Value>) {
+        let stored = every_shape_state(id);
+        host.store().save(stored.clone()).await.unwrap();
+        let module = host.load_module_file(guests::STORE_OPS).unwrap();
+        let (state, outcomes) = script(host, &module, "reader", ops).await;
+        assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+        (stored, outcomes)
+    }
 
     /// Every accessor of the view (not its owned copy) returns the field
     /// as stored: text beyond ASCII, empty and absent fields, every event
     /// kind. An absent id is no view.
-    async fn a_view_reads_every_field_as_stored(host: wf_host::Host) {
+    async fn a_view_reads_every_field_as_stored(host: Host) {
         let id = "view/ü✓𝄞";
-        let stored = every_shape_state(id);
-        host.store().save(stored.clone()).await.unwrap();
-        let module = host.load_module_file(guests::STORE_OPS).unwrap();
-        let (state, outcomes) = script(
-            &host,
-            &module,
-            "viewer",
-            json!([{"op": "view", "id": id}, {"op": "view", "id": "view/absent"}]),
-        )
-        .await;
-        assert_eq!(state.status, WorkflowStatus::Completed, "{}", state.error);
+        let ops = json!([{"op": "view", "id": id}, {"op": "view", "id": "view/absent"}]);
+        let (stored, outcomes) = stored_then_run(&host, id, ops).await;
         assert_eq!(outcomes[0]["ok"], guest_json(&stored));
         assert_eq!(outcomes[1], json!({"ok": null}));
+    }
+
+    async fn the_earlier_packed_calls_read_and_write_every_field(host: Host) {
+        let id = "earlier/ü✓𝄞";
+        let ops = json!([
+            {"op": "load_packed_record", "id": id},
+            {"op": "load_packed_record", "id": "earlier/absent"},
+            {"op": "resave_packed_record", "id": id, "as_id": "earlier/copy-é"},
+        ]);
+        let (stored, outcomes) = stored_then_run(&host, id, ops).await;
+        let results: Vec<_> = stored.history.iter().map(|e| e.result.clone()).collect();
+        assert_eq!(
+            outcomes[0]["ok"],
+            json!({
+                "workflow_id": id,
+                "run_id": stored.run_id,
+                "status": "failed",
+                "input": stored.input,
+                "result": null,
+                "error": stored.error,
+                "created_at": stored.created_at.seconds,
+                "event_results": results,
+            })
+        );
+        assert_eq!(outcomes[1], json!({"ok": null}));
+        assert!(outcomes[2]["ok"].as_u64().is_some(), "{}", outcomes[2]);
+        let copy = host.store().load("earlier/copy-é").await.unwrap().unwrap();
+        let mut expected = stored.clone();
+        expected.workflow_id = "earlier/copy-é".into();
+        assert_eq!(*copy, expected);
     }
 }
 

@@ -147,7 +147,7 @@ impl Store {
         state: &WorkflowState,
         expected: Option<Version>,
     ) -> Result<Version, StoreError> {
-        // The typed save, not `save-packed`: wit-bindgen lowers a record's
+        // The typed save, not `save-buffer`: wit-bindgen lowers a record's
         // strings by pointer, and packing measured no faster (4.0 µs per
         // save of a ~1 KiB state either way).
         let mut stamped = state.clone();
@@ -166,7 +166,7 @@ impl Store {
     /// [`Store::load`] when the guest reads a few fields of a large state.
     /// Each field is checked when it is read (see [`StateView`]).
     pub fn load_view(&self, workflow_id: &str) -> Result<Option<StateView>, StoreError> {
-        wit_store::load_packed(workflow_id)?
+        wit_store::load_buffer(workflow_id)?
             .map(StateView::try_from)
             .transpose()
     }
@@ -174,7 +174,7 @@ impl Store {
     /// The state under `workflow_id` with its version, if any: in a group,
     /// as the id's owner has it (see [`Store::save_versioned`]).
     pub fn load_versioned(&self, workflow_id: &str) -> Result<Option<Versioned>, StoreError> {
-        wit_store::load_versioned_packed(workflow_id)?
+        wit_store::load_versioned_buffer(workflow_id)?
             .map(|found| {
                 Ok(Versioned {
                     state: StateView::try_from(found.state)?.try_to_state()?,

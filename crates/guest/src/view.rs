@@ -1,5 +1,5 @@
 //! Borrowed access to a loaded state: [`StateView`] reads the fields of the
-//! host's packed form (`store.load-packed`) in place, where a
+//! host's state buffer (`store.load-buffer`) in place, where a
 //! [`WorkflowState`] copies every string into an allocation of its own.
 
 use serde::de::DeserializeOwned;
@@ -15,7 +15,7 @@ use crate::types::{EventType, HistoryEvent, Json, Timestamp, WorkflowState, Work
 ///
 /// Each accessor checks the bytes it reads when it reads them: that its
 /// range lies in the host's buffer and is UTF-8. A host that broke the
-/// `packed-state` layout of `wf:workflow/types` makes the accessor panic
+/// `state-buffer` layout of `wf:workflow/types` makes the accessor panic
 /// (failing the workflow) rather than read a wrong field;
 /// [`Store::load`](crate::Store::load) checks every field as it copies
 /// them and returns [`StoreError::Internal`] instead.
@@ -39,14 +39,14 @@ pub struct StateView {
     status: WorkflowStatus,
 }
 
-impl TryFrom<wit::PackedState> for StateView {
+impl TryFrom<wit::StateBuffer> for StateView {
     type Error = StoreError;
 
     /// Checks the header: its length, its status, and that the event
     /// table fits. The fields are checked as they are read: this runs on
     /// every load, and checking every span and the whole text up front
     /// cost a fifth of a view load.
-    fn try_from(packed: wit::PackedState) -> Result<Self, StoreError> {
+    fn try_from(packed: wit::StateBuffer) -> Result<Self, StoreError> {
         if packed.len() < HEADER_BYTES {
             return Err(Broken(format!(
                 "of {} bytes, fewer than its {HEADER_BYTES}-byte header",
@@ -99,7 +99,7 @@ fn checked<T>(read: Result<T, Broken>) -> T {
 #[track_caller]
 fn broke(broken: Broken) -> ! {
     panic!(
-        "{}, against the packed-state layout of wf:workflow/types",
+        "{}, against the state-buffer layout of wf:workflow/types",
         StoreError::from(broken)
     )
 }
@@ -575,7 +575,7 @@ mod tests {
             view.run_id();
         });
         assert!(message.contains("the host packed a state with a span (start 5, length 1)"));
-        assert!(message.contains("against the packed-state layout"));
+        assert!(message.contains("against the state-buffer layout"));
         assert!(
             panic_of(|| {
                 event.result();

@@ -429,13 +429,24 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         self.save_state(state.into(), expected).await
     }
 
+    #[tracing::instrument(name = "store.save_buffer", skip_all)]
+    async fn save_buffer(
+        &mut self,
+        state: wit::StateBuffer,
+        expected: Option<Version>,
+    ) -> Result<Version, wit::StoreError> {
+        let state = from_state_buffer(&state, self.store.limits().as_ref())?;
+        self.save_state(state, expected).await
+    }
+
     #[tracing::instrument(name = "store.save_packed", skip_all)]
     async fn save_packed(
         &mut self,
         state: wit::PackedState,
         expected: Option<Version>,
     ) -> Result<Version, wit::StoreError> {
-        let state = from_packed_state(&state, self.store.limits().as_ref())?;
+        let buffer = from_packed_record(state)?;
+        let state = from_state_buffer(&buffer, self.store.limits().as_ref())?;
         self.save_state(state, expected).await
     }
 
@@ -461,15 +472,39 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         Ok(self.read(&workflow_id).await?.map(|s| to_wit_state(&s)))
     }
 
+    #[tracing::instrument(name = "store.load_buffer", skip_all, fields(%workflow_id))]
+    async fn load_buffer(
+        &mut self,
+        workflow_id: String,
+    ) -> Result<Option<wit::StateBuffer>, wit::StoreError> {
+        self.read(&workflow_id)
+            .await?
+            .map(|s| to_state_buffer(&s))
+            .transpose()
+    }
+
+    #[tracing::instrument(name = "store.load_versioned_buffer", skip_all, fields(%workflow_id))]
+    async fn load_versioned_buffer(
+        &mut self,
+        workflow_id: String,
+    ) -> Result<Option<wit::VersionedBuffer>, wit::StoreError> {
+        self.read_versioned(&workflow_id)
+            .await?
+            .map(|v| {
+                Ok(wit::VersionedBuffer {
+                    state: to_state_buffer(&v.state)?,
+                    version: v.version,
+                })
+            })
+            .transpose()
+    }
+
     #[tracing::instrument(name = "store.load_packed", skip_all, fields(%workflow_id))]
     async fn load_packed(
         &mut self,
         workflow_id: String,
     ) -> Result<Option<wit::PackedState>, wit::StoreError> {
-        self.read(&workflow_id)
-            .await?
-            .map(|s| to_packed_state(&s))
-            .transpose()
+        Ok(self.load_buffer(workflow_id).await?.map(to_packed_record))
     }
 
     #[tracing::instrument(name = "store.load_versioned_packed", skip_all, fields(%workflow_id))]
@@ -477,15 +512,13 @@ impl generated::wf::workflow::store::Host for WfStoreCtx {
         &mut self,
         workflow_id: String,
     ) -> Result<Option<wit::PackedVersionedState>, wit::StoreError> {
-        self.read_versioned(&workflow_id)
+        Ok(self
+            .load_versioned_buffer(workflow_id)
             .await?
-            .map(|v| {
-                Ok(wit::PackedVersionedState {
-                    state: to_packed_state(&v.state)?,
-                    version: v.version,
-                })
-            })
-            .transpose()
+            .map(|v| wit::PackedVersionedState {
+                state: to_packed_record(v.state),
+                version: v.version,
+            }))
     }
 
     #[tracing::instrument(name = "store.list", skip_all)]
@@ -613,17 +646,17 @@ pub(crate) fn to_wit_state(s: &model::WorkflowState) -> wit::WorkflowState {
     }
 }
 
-/// The bytes of a packed state's header, and of one history event in it
-/// (see `packed-state` in the WIT for the layout).
+/// The bytes of a state buffer's header, and of one history event in it
+/// (see `state-buffer` in the WIT for the layout).
 const PACKED_HEADER_BYTES: usize = 72;
 const PACKED_EVENT_BYTES: usize = 80;
 
-/// The start of a `none` JSON field in a packed state.
+/// The start of a `none` JSON field in a state buffer.
 const PACKED_NONE: u32 = u32::MAX;
 
 /// Copies a cached state into the one buffer that crosses into a guest:
 /// header, event table, text.
-pub(crate) fn to_packed_state(s: &model::WorkflowState) -> Result<Vec<u8>, wit::StoreError> {
+pub(crate) fn to_state_buffer(s: &model::WorkflowState) -> Result<Vec<u8>, wit::StoreError> {
     let optional = |t: &Option<String>| t.as_ref().map_or(0, String::len);
     let text_len = s.workflow_id.len()
         + s.run_id.len()
@@ -688,7 +721,7 @@ pub(crate) fn to_packed_state(s: &model::WorkflowState) -> Result<Vec<u8>, wit::
     Ok(p.buffer)
 }
 
-/// A packed state being filled: fixed fields written in place, text
+/// A state buffer being filled: fixed fields written in place, text
 /// appended; its text length was checked to fit a span before the first.
 struct Packer {
     buffer: Vec<u8>,
@@ -718,7 +751,7 @@ impl Packer {
     }
 }
 
-/// The statuses by their case number in a packed state (the WIT's
+/// The statuses by their case number in a state buffer (the WIT's
 /// declared order).
 const PACKED_STATUSES: [wit::WorkflowStatus; 4] = [
     wit::WorkflowStatus::Running,
@@ -758,7 +791,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(le)
 }
 
-/// A guest's packed state (`save-packed`) as the state it stands for, or
+/// A guest's state buffer (`save-buffer`) as the state it stands for, or
 /// `invalid-argument` naming what breaks the layout. Every field is
 /// copied out of the text, so the result is what the typed `save` would
 /// have received.
@@ -766,7 +799,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 /// With `limits`, a history over their event bound is refused (`too-large`)
 /// before any event is built from it: the packed bytes are the guest's to
 /// size, and each event would take several times its 80 bytes here.
-pub(crate) fn from_packed_state(
+pub(crate) fn from_state_buffer(
     p: &[u8],
     limits: Option<&StoreLimits>,
 ) -> Result<model::WorkflowState, wit::StoreError> {
@@ -865,6 +898,74 @@ pub(crate) fn from_packed_state(
     .into())
 }
 
+/// A state buffer as the earlier `packed-state` record (`load-packed`):
+/// the same spans, event table and text, split. `buffer` is one that
+/// [`to_state_buffer`] made.
+fn to_packed_record(buffer: Vec<u8>) -> wit::PackedState {
+    let events = u32_at(&buffer, 68) as usize;
+    let text_at = PACKED_HEADER_BYTES + events * PACKED_EVENT_BYTES;
+    let span = |at: usize| wit::Span {
+        start: u32_at(&buffer, at),
+        len: u32_at(&buffer, at + 4),
+    };
+    let json = |at: usize| Some(span(at)).filter(|s| s.start != PACKED_NONE);
+    let timestamp = |seconds: usize, nanoseconds: usize| wit::Timestamp {
+        seconds: u64_at(&buffer, seconds) as i64,
+        nanoseconds: u32_at(&buffer, nanoseconds),
+    };
+    wit::PackedState {
+        workflow_id: span(0),
+        run_id: span(8),
+        input: json(16),
+        result: json(24),
+        error: span(32),
+        created_at: timestamp(40, 56),
+        updated_at: timestamp(48, 60),
+        status: PACKED_STATUSES[u32_at(&buffer, 64) as usize % PACKED_STATUSES.len()],
+        history: buffer[PACKED_HEADER_BYTES..text_at].to_vec(),
+        text: buffer[text_at..].to_vec(),
+    }
+}
+
+/// A guest's earlier `packed-state` record (`save-packed`) as a state
+/// buffer, for [`from_state_buffer`] to check and unpack; `invalid-argument`
+/// for a history that is not whole events.
+fn from_packed_record(p: wit::PackedState) -> Result<Vec<u8>, wit::StoreError> {
+    let events = (p.history.len().is_multiple_of(PACKED_EVENT_BYTES))
+        .then(|| u32::try_from(p.history.len() / PACKED_EVENT_BYTES).ok())
+        .flatten()
+        .ok_or_else(|| {
+            wit::StoreError::InvalidArgument(format!(
+                "save: the packed state has {} bytes of history, not a whole number of {PACKED_EVENT_BYTES}-byte events",
+                p.history.len()
+            ))
+        })?;
+    let mut buffer = Vec::with_capacity(PACKED_HEADER_BYTES + p.history.len() + p.text.len());
+    let none = wit::Span {
+        start: PACKED_NONE,
+        len: 0,
+    };
+    for span in [
+        p.workflow_id,
+        p.run_id,
+        p.input.unwrap_or(none),
+        p.result.unwrap_or(none),
+        p.error,
+    ] {
+        buffer.extend_from_slice(&span.start.to_le_bytes());
+        buffer.extend_from_slice(&span.len.to_le_bytes());
+    }
+    buffer.extend_from_slice(&p.created_at.seconds.to_le_bytes());
+    buffer.extend_from_slice(&p.updated_at.seconds.to_le_bytes());
+    buffer.extend_from_slice(&p.created_at.nanoseconds.to_le_bytes());
+    buffer.extend_from_slice(&p.updated_at.nanoseconds.to_le_bytes());
+    buffer.extend_from_slice(&(p.status as u32).to_le_bytes());
+    buffer.extend_from_slice(&events.to_le_bytes());
+    buffer.extend_from_slice(&p.history);
+    buffer.extend_from_slice(&p.text);
+    Ok(buffer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -905,11 +1006,11 @@ mod tests {
             );
         }
         let state = rich_state();
-        let packed = to_packed_state(&state).unwrap();
-        assert_eq!(from_packed_state(&packed, None).unwrap(), state);
+        let packed = to_state_buffer(&state).unwrap();
+        assert_eq!(from_state_buffer(&packed, None).unwrap(), state);
         let empty = model::WorkflowState::new("e", "", model::WorkflowStatus::Completed);
         assert_eq!(
-            from_packed_state(&to_packed_state(&empty).unwrap(), None).unwrap(),
+            from_state_buffer(&to_state_buffer(&empty).unwrap(), None).unwrap(),
             empty
         );
     }
@@ -920,7 +1021,7 @@ mod tests {
         let events = state.history.len();
         let at = |bound: usize| {
             let limits = StoreLimits::default().max_history_events(bound);
-            from_packed_state(&to_packed_state(&state).unwrap(), Some(&limits))
+            from_state_buffer(&to_state_buffer(&state).unwrap(), Some(&limits))
         };
         assert_eq!(at(events).unwrap(), state, "a history at the bound is kept");
         match at(events - 1) {
@@ -936,11 +1037,45 @@ mod tests {
     }
 
     #[test]
+    fn the_earlier_packed_record_carries_the_same_state_as_the_buffer() {
+        let state = rich_state();
+        let record = to_packed_record(to_state_buffer(&state).unwrap());
+        let text = std::str::from_utf8(&record.text).unwrap();
+        let of = |s: wit::Span| &text[s.start as usize..(s.start + s.len) as usize];
+        assert_eq!(
+            (of(record.workflow_id), of(record.run_id)),
+            ("wf-é", "run-€")
+        );
+        assert_eq!(record.input.map(of), Some("{\"a\":\"😀\"}"));
+        assert!(record.result.is_none());
+        assert_eq!(of(record.error), "boom");
+        assert_eq!(
+            record.history.len(),
+            state.history.len() * PACKED_EVENT_BYTES
+        );
+        assert_eq!(record.created_at.seconds, -62_135_596_800);
+        let buffer = from_packed_record(record).unwrap();
+        assert_eq!(from_state_buffer(&buffer, None).unwrap(), state);
+
+        let mut partial = to_packed_record(to_state_buffer(&state).unwrap());
+        partial.history.pop();
+        match from_packed_record(partial) {
+            Err(wit::StoreError::InvalidArgument(message)) => {
+                assert!(
+                    message.contains("not a whole number of 80-byte events"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected invalid-argument, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_packed_state_that_breaks_its_layout_is_refused_clearly() {
         let refused = |change: &dyn Fn(&mut Vec<u8>)| {
-            let mut packed = to_packed_state(&rich_state()).unwrap();
+            let mut packed = to_state_buffer(&rich_state()).unwrap();
             change(&mut packed);
-            match from_packed_state(&packed, None) {
+            match from_state_buffer(&packed, None) {
                 Err(wit::StoreError::InvalidArgument(message)) => message,
                 other => panic!("expected invalid-argument, got {other:?}"),
             }

@@ -2,7 +2,7 @@
 //! `fuzzing`, off by default): thin public wrappers over crate-private code.
 //! Not a stable API; nothing else should use it.
 
-use crate::bindings::{from_packed_state, to_packed_state, to_wit_state};
+use crate::bindings::{from_state_buffer, to_state_buffer, to_wit_state};
 use crate::model::{self, ModelError, WorkflowState};
 use crate::store::{StoreError, StoreLimits, validate};
 
@@ -54,13 +54,13 @@ pub fn decode_both_paths(
     (model::decode_canonical(bytes), model::decode_general(bytes))
 }
 
-/// A guest's packed state (`save-packed`) as the state the host saves, or
+/// A guest's state buffer (`save-buffer`) as the state the host saves, or
 /// the error the guest gets.
 pub fn unpack_state(packed: &[u8]) -> Result<WorkflowState, wit::StoreError> {
-    from_packed_state(packed, None)
+    from_state_buffer(packed, None)
 }
 
-/// A state packed as `load-packed` passes it into a guest.
+/// A state packed as `load-buffer` passes it into a guest.
 pub fn pack_state(state: &WorkflowState) -> Result<Vec<u8>, wit::StoreError> {
-    to_packed_state(state)
+    to_state_buffer(state)
 }

@@ -211,8 +211,8 @@ test('packed saves and loads carry every field, and a broken packed state is an 
   let packed;
   bindHost({
     ...host._bindings(),
-    savePacked: (bytes) => ((packed = bytes), 1n),
-    loadPacked: () => packed,
+    saveBuffer: (bytes) => ((packed = bytes), 1n),
+    loadBuffer: () => packed,
   });
   const store = new Store();
   const state = WorkflowState.create('wf-é', { status: WorkflowStatus.RUNNING, input: { n: 1 } });

@@ -87,6 +87,18 @@ enum Op {
         id: String,
         times: usize,
     },
+    /// The state under `id` through the earlier `load-packed` (a record of
+    /// two lists), as modules built against it call it: its text fields,
+    /// status, creation second and events' results, cut out of its text.
+    LoadPackedRecord {
+        id: String,
+    },
+    /// Load `id` through `load-packed` and save it unchanged but for its id
+    /// (`as_id`, appended to its text) through `save-packed`.
+    ResavePackedRecord {
+        id: String,
+        as_id: String,
+    },
     /// As `load_many`, through `load_view`, reading the status and the
     /// length of the last event's result (what a step that checks its
     /// progress reads).
@@ -125,6 +137,43 @@ enum Op {
 enum Outcome {
     Ok(Value),
     Err { kind: String, message: String },
+}
+
+/// The earlier packed form's calls and types, as a module built against
+/// them imports them (the SDK uses the state buffer).
+mod earlier {
+    pub use wf_guest::__private::bindings::wf::workflow::store::{load_packed, save_packed};
+    pub use wf_guest::__private::bindings::wf::workflow::types::{PackedState, Span};
+}
+
+/// A `packed-state` record's fields, each cut out of its text by its span.
+fn packed_record_json(p: &earlier::PackedState) -> Value {
+    let text = String::from_utf8_lossy(&p.text);
+    let of = |start: u32, len: u32| {
+        text.get(start as usize..(start as usize + len as usize))
+            .map(str::to_owned)
+    };
+    let span = |s: &earlier::Span| of(s.start, s.len);
+    let results: Vec<Option<String>> = p
+        .history
+        .chunks(80)
+        .map(|event| {
+            let u32_at = |at: usize| u32::from_le_bytes(event[at..at + 4].try_into().unwrap());
+            (u32_at(48) != u32::MAX)
+                .then(|| of(u32_at(48), u32_at(52)))
+                .flatten()
+        })
+        .collect();
+    json!({
+        "workflow_id": span(&p.workflow_id),
+        "run_id": span(&p.run_id),
+        "status": WorkflowStatus::from(p.status),
+        "input": p.input.as_ref().map(span),
+        "result": p.result.as_ref().map(span),
+        "error": span(&p.error),
+        "created_at": p.created_at.seconds,
+        "event_results": results,
+    })
 }
 
 /// The owned state, read field by field through the view's accessors.
@@ -189,6 +238,24 @@ fn run(ctx: &Context, script: Vec<Op>) -> Result<Vec<Outcome>, String> {
             )),
             Op::Load { id } => outcome(store.load(&id)),
             Op::View { id } => outcome(store.load_view(&id).map(|v| v.as_ref().map(read_view))),
+            Op::LoadPackedRecord { id } => outcome(
+                earlier::load_packed(&id)
+                    .map(|found| found.as_ref().map(packed_record_json))
+                    .map_err(StoreError::from),
+            ),
+            Op::ResavePackedRecord { id, as_id } => outcome(
+                earlier::load_packed(&id)
+                    .and_then(|found| {
+                        let mut record = found.expect("resave_packed_record: the state exists");
+                        record.workflow_id = earlier::Span {
+                            start: record.text.len() as u32,
+                            len: as_id.len() as u32,
+                        };
+                        record.text.extend_from_slice(as_id.as_bytes());
+                        earlier::save_packed(&record, None)
+                    })
+                    .map_err(StoreError::from),
+            ),
             Op::LoadVersioned { id } => outcome(store.load_versioned(&id).map(|found| {
                 found.map(|found| json!({"state": found.state, "version": found.version}))
             })),
