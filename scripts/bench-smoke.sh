@@ -75,10 +75,8 @@ print("bench-smoke: every ratio within 2x of BENCHMARKS.md")
 PY
 }
 
-# A short run on a shared machine can be unlucky: a slow stretch during the
-# guest half of a load run alone doubles its ratio. When a ratio looks
-# regressed, everything is measured again (up to three runs in all) and the
-# best run of each ratio counts; a real regression fails all three.
+# Up to three runs, the best of each ratio counting: why, in BENCHMARKS.md's
+# smoke guard section.
 measure
 for attempt in 2 3; do
   check && exit 0
